@@ -15,7 +15,9 @@ if (major < 24) {
     console.error('ferry: Node.js 24 is required; run `npm ci` in', root);
     process.exit(1);
   }
-  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
   process.exit(r.status ?? 1);
 }
 const { main } = await import('../src/cli/main.ts');

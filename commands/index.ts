@@ -1,0 +1,101 @@
+// Every chat command, and the one function that reads chat text into a
+// command: the bot, the CLI (`ferry explain`) and the tests all call
+// `parseCommand`, so they can never disagree about what a text means.
+import type { CommandError, CommandSpec, GrammarContext, Parsed } from '../src/domain/grammar.ts';
+import { fail, stripSlashCommand, tokenize, unknownCommandHint } from '../src/domain/grammar.ts';
+import { abort } from './abort.ts';
+import { approve } from './approve.ts';
+import { help } from './help.ts';
+import { history } from './history.ts';
+import { logs } from './logs.ts';
+import { pause } from './pause.ts';
+import { plan } from './plan.ts';
+import { reject } from './reject.ts';
+import { release } from './release.ts';
+import { resume } from './resume.ts';
+import { rollback } from './rollback.ts';
+import { status } from './status.ts';
+import { sync } from './sync.ts';
+import { versions } from './versions.ts';
+
+export type { ApproveCommand } from './approve.ts';
+export type { HelpCommand } from './help.ts';
+export type { HistoryCommand } from './history.ts';
+export type { LogsCommand } from './logs.ts';
+export type { PlanCommand } from './plan.ts';
+export type { RejectCommand } from './reject.ts';
+export type { ReleaseCommand } from './release.ts';
+export type { RollbackCommand } from './rollback.ts';
+export type { StatusCommand } from './status.ts';
+export type { SyncCommand } from './sync.ts';
+export type { VersionsCommand } from './versions.ts';
+
+export const COMMANDS = {
+  release,
+  plan,
+  status,
+  history,
+  rollback,
+  logs,
+  approve,
+  reject,
+  pause,
+  resume,
+  abort,
+  sync,
+  versions,
+  help,
+} as const;
+
+type SpecOf<K extends keyof typeof COMMANDS> = (typeof COMMANDS)[K];
+export type Command = {
+  [K in keyof typeof COMMANDS]: SpecOf<K> extends CommandSpec<infer T> ? T : never;
+}[keyof typeof COMMANDS];
+export type CommandKind = Command['kind'];
+
+/** Reads the text of `/release …` (with or without the leading "/release"). Never throws. */
+export function parseCommand(text: string, ctx: GrammarContext): Parsed<Command> {
+  try {
+    const words = tokenize(stripSlashCommand(text));
+    const first = words[0]?.toLowerCase();
+    if (first === undefined) {
+      return fail(
+        'empty',
+        `Tell me what to release, e.g. \`/release ${Object.keys(ctx.config.apps)[0] ?? 'payments'} v2\`, or see \`/release help\`.`,
+        release.usage,
+      );
+    }
+    if (first !== 'release' && first in COMMANDS) {
+      const spec = COMMANDS[first as Exclude<keyof typeof COMMANDS, 'release'>] as CommandSpec<Command>;
+      return spec.parse(words.slice(1), ctx);
+    }
+    if (!(first in ctx.config.apps) && words.length <= 2) {
+      // "/release stauts" is more likely a subcommand typo than an app.
+      const near = unknownCommandHint(first, ctx);
+      if (near.length && !near.some((n) => n in ctx.config.apps)) {
+        return fail(
+          'unknown-command',
+          `"${first}" is not a command. Did you mean "${near[0]}"? See \`/release help\`.`,
+          undefined,
+          near,
+        );
+      }
+    }
+    return release.parse(words, ctx);
+  } catch (err) {
+    // The grammar is meant to be total; if it is not, the person still gets an answer.
+    return fail('usage', `I could not read that command (${(err as Error).message}). See \`/release help\`.`);
+  }
+}
+
+/** Writes a command back as chat text. */
+export function formatCommand(command: Command): string {
+  const spec = COMMANDS[command.kind] as CommandSpec<Command>;
+  return `/release ${spec.format(command)}`;
+}
+
+export function usageLines(): string[] {
+  return Object.values(COMMANDS).map((c) => `\`${c.usage}\` — ${c.summary}`);
+}
+
+export type { CommandError };

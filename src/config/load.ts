@@ -1,0 +1,111 @@
+// Reading ferry.yaml: YAML syntax, then the zod schema, then cross-references.
+// Every problem carries the file, the line and the path of the node it is
+// about, so `ferry config check` can list them all at once.
+import { readFileSync } from 'node:fs';
+import { isNode, LineCounter, parseDocument } from 'yaml';
+import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { configSchema, type FerryConfig } from './schema.ts';
+import { crossReferenceProblems } from './validate.ts';
+
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  path: string;
+  message: string;
+}
+
+export type ConfigResult =
+  | { ok: true; config: FerryConfig; file: string }
+  | { ok: false; problems: ConfigProblem[]; file: string };
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}: ${p.path || '(top)'}: ${p.message}`;
+}
+
+export function pathToString(path: readonly PropertyKey[]): string {
+  return path
+    .map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i === 0 ? '' : '.'}${String(k)}`))
+    .join('');
+}
+
+export function defaultConfigPath(): string {
+  return process.env.FERRY_CONFIG ?? 'ferry.yaml';
+}
+
+export function loadConfigFile(file: string): ConfigResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return {
+      ok: false,
+      file,
+      problems: [{ file, line: 0, path: '', message: `cannot read the file: ${(err as Error).message}` }],
+    };
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      file,
+      problems: doc.errors.map((e) => ({
+        file,
+        line: lines.linePos(e.pos[0]).line,
+        path: '',
+        message: e.message.split('\n')[0] ?? e.message,
+      })),
+    };
+  }
+  // The line of the deepest node that exists on the path: a missing key is
+  // reported at its parent, which is where a person would add it.
+  const lineOf = (path: readonly PropertyKey[]): number => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = doc.getIn(path.slice(0, n) as unknown[], true);
+      if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+    }
+    return 1;
+  };
+  const raw = doc.toJS() ?? {};
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      // Unknown keys point at the key itself rather than its parent object.
+      const keyPath = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
+      return { file, line: lineOf(keyPath), path: pathToString(keyPath), message: issue.message };
+    });
+    return { ok: false, file, problems };
+  }
+  const config = withDefaultFactors(parsed.data);
+  const refs = crossReferenceProblems(config);
+  if (refs.length > 0) {
+    return {
+      ok: false,
+      file,
+      problems: refs.map((p) => ({
+        file,
+        line: lineOf(p.path),
+        path: pathToString(p.path),
+        message: p.message,
+      })),
+    };
+  }
+  return { ok: true, config, file };
+}
+
+/** Built-in factors first; a factor of the same name in the file replaces the built-in one. */
+export function withDefaultFactors(config: FerryConfig): FerryConfig {
+  return { ...config, factors: { ...DEFAULT_FACTORS, ...config.factors } };
+}
+
+/** Loads a config or throws an error listing every problem (for processes that cannot start without one). */
+export function loadConfigOrThrow(file: string): FerryConfig {
+  const result = loadConfigFile(file);
+  if (!result.ok)
+    throw new Error(`invalid config ${file}:\n${result.problems.map(formatProblem).join('\n')}`);
+  return result.config;
+}

@@ -1,0 +1,199 @@
+// The shape of ferry.yaml. Everything a platform team tunes is data here:
+// apps, environments, regions, factors, people and roles. Cross-references
+// (an environment naming a region, a rule naming a group) are checked in
+// `validate.ts`, where the YAML node of each mistake is known.
+import { z } from 'zod';
+
+/** Names people type in chat: lower-case words with dashes. */
+export const nameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, 'use lower-case letters, digits and dashes, starting with a letter');
+
+export const durationSchema = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 30s, 10m, 4h or 2d');
+
+/** A batch size: a pod count ("1") or a share of the replicas ("25%"). */
+export const batchSizeSchema = z
+  .union([
+    z.number().int().positive(),
+    z.string().regex(/^(\d+|\d{1,3}%)$/, 'a pod count such as 2 or a share such as 25%'),
+  ])
+  .transform(String);
+
+export const batchSchema = z.strictObject({
+  size: batchSizeSchema,
+  /** How long the gate watches the new pods before the next batch. */
+  pause: durationSchema.optional(),
+  /** Wait for a person (Promote button or `/release resume`) after this batch. */
+  manualPromotion: z.boolean().optional(),
+});
+
+/** Settings a factor (or an environment) may set on a plan. All optional: a layer sets only what it names. */
+export const planSettingsSchema = z.strictObject({
+  approvals: z
+    .strictObject({
+      required: z.number().int().min(0).optional(),
+      group: nameSchema.optional(),
+      allowSelfApproval: z.boolean().optional(),
+      expiresAfter: durationSchema.optional(),
+    })
+    .optional(),
+  batches: z.array(batchSchema).min(1).optional(),
+  gate: z
+    .strictObject({
+      pause: durationSchema.optional(),
+      maxRestarts: z.number().int().min(0).optional(),
+      onFailure: z.enum(['rollback', 'wait']).optional(),
+      progressDeadline: durationSchema.optional(),
+    })
+    .optional(),
+  skip: z
+    .strictObject({
+      prewarm: z.boolean().optional(),
+      syncVerification: z.boolean().optional(),
+    })
+    .optional(),
+  priority: z.number().int().min(1).max(100).optional(),
+  releaseWindowBypass: z.boolean().optional(),
+  promotionRule: z.boolean().optional(),
+  regions: z
+    .strictObject({
+      order: z.enum(['sequential', 'parallel']).optional(),
+      continueOnFailure: z.boolean().optional(),
+    })
+    .optional(),
+  whenBusy: z.enum(['queue', 'refuse']).optional(),
+});
+export type PlanSettings = z.infer<typeof planSettingsSchema>;
+
+export const factorSchema = z.strictObject({
+  description: z.string(),
+  /** Higher precedence is applied later and so wins where two factors set the same thing. */
+  precedence: z.number().int().default(50),
+  /** Factors that cannot be combined with this one. */
+  excludes: z.array(nameSchema).default([]),
+  /** Who may request a release with this factor (a group); unset means anyone allowed to release. */
+  requestGroup: nameSchema.optional(),
+  effects: planSettingsSchema,
+});
+export type FactorConfig = z.infer<typeof factorSchema>;
+
+export const tailSchema = z.strictObject({
+  packages: z.array(z.string()).default([]),
+  files: z
+    .array(z.strictObject({ path: z.string(), content: z.string(), mode: z.number().int().optional() }))
+    .default([]),
+  env: z.record(z.string(), z.string()).default({}),
+  run: z.array(z.string()).default([]),
+  instructions: z.array(z.string()).default([]),
+});
+export type TailConfig = z.infer<typeof tailSchema>;
+
+export const environmentSchema = z.strictObject({
+  description: z.string().optional(),
+  regions: z.array(nameSchema).min(1),
+  tail: tailSchema.default({ packages: [], files: [], env: {}, run: [], instructions: [] }),
+  /** A version must have succeeded in this environment first (the promotion rule). */
+  requiresPassed: nameSchema.optional(),
+  /** Releases outside these windows are refused unless a factor bypasses the window. */
+  releaseWindows: z
+    .array(
+      z.strictObject({
+        days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).min(1),
+        from: z.string().regex(/^\d\d:\d\d$/),
+        to: z.string().regex(/^\d\d:\d\d$/),
+      }),
+    )
+    .default([]),
+  plan: planSettingsSchema.default({}),
+});
+export type EnvironmentConfig = z.infer<typeof environmentSchema>;
+
+export const registrySchema = z.strictObject({
+  url: z.url(),
+  insecure: z.boolean().default(false),
+  username: z.string().optional(),
+  passwordEnv: z.string().optional(),
+  /** This regional registry is a pull-through cache of the primary: no push needed. */
+  pullThrough: z.boolean().default(false),
+});
+
+export const regionSchema = z.strictObject({
+  registry: registrySchema,
+  /** The kubeconfig context of this region's cluster. */
+  context: z.string(),
+});
+
+export const appSchema = z.strictObject({
+  description: z.string().optional(),
+  repo: z.string().min(1),
+  dockerfile: z.string().default('Dockerfile'),
+  stack: nameSchema,
+  owners: z.array(nameSchema).default([]),
+  channels: z.strictObject({ releases: z.string(), alerts: z.string() }),
+  defaultEnvironment: nameSchema,
+  namespace: z.string().optional(),
+  deployment: z.string().optional(),
+  container: z.string().optional(),
+  logFiles: z.record(nameSchema, z.string()).default({}),
+});
+export type AppConfig = z.infer<typeof appSchema>;
+
+export const stackSchema = z.strictObject({
+  image: z.string(),
+  logFiles: z.record(nameSchema, z.string()).default({}),
+});
+
+export const actionSchema = z.enum([
+  'request',
+  'approve',
+  'pause',
+  'resume',
+  'abort',
+  'rollback',
+  'logs',
+  'sync',
+  'silence',
+]);
+export type Action = z.infer<typeof actionSchema>;
+
+export const ruleSchema = z.strictObject({
+  groups: z.array(nameSchema).min(1),
+  actions: z.array(actionSchema).min(1),
+  apps: z.array(z.string()).default(['*']),
+  environments: z.array(z.string()).default(['*']),
+});
+
+export const syncRuleSchema = z.strictObject({
+  apps: z.array(z.string()).default(['*']),
+  environments: z.array(z.string()).default(['*']),
+  /** Glob on the tag, e.g. "v*-prod". */
+  tags: z.string().default('*'),
+  regions: z.array(nameSchema).min(1),
+});
+
+export const configSchema = z.strictObject({
+  primaryRegistry: registrySchema,
+  regions: z.record(nameSchema, regionSchema),
+  stacks: z.record(nameSchema, stackSchema),
+  environments: z.record(nameSchema, environmentSchema),
+  apps: z.record(nameSchema, appSchema),
+  factors: z.record(nameSchema, factorSchema).default({}),
+  /** Chat user ids by person name. */
+  people: z.record(nameSchema, z.string().min(1)),
+  groups: z.record(nameSchema, z.array(nameSchema)),
+  rules: z.array(ruleSchema).min(1),
+  sync: z.array(syncRuleSchema).default([]),
+  limits: z
+    .strictObject({
+      parallelBuilds: z.number().int().min(1).default(2),
+      logLines: z.number().int().min(1).default(200),
+      logBytes: z.number().int().min(1024).default(5_000_000),
+    })
+    .default({ parallelBuilds: 2, logLines: 200, logBytes: 5_000_000 }),
+  redaction: z.array(z.strictObject({ name: z.string(), pattern: z.string() })).default([]),
+  alerts: z
+    .strictObject({ dedupeWindow: durationSchema.default('15m'), silenceFor: durationSchema.default('1h') })
+    .default({ dedupeWindow: '15m', silenceFor: '1h' }),
+});
+export type FerryConfig = z.infer<typeof configSchema>;
+export type FerryConfigInput = z.input<typeof configSchema>;

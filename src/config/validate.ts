@@ -1,0 +1,175 @@
+// Cross-references in a parsed config: names that must point at something.
+import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
+import type { FerryConfig } from './schema.ts';
+
+export interface RefProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+function known(kind: string, names: Iterable<string>): string {
+  const list = [...names];
+  return list.length ? `known ${kind}: ${list.join(', ')}` : `no ${kind} are defined`;
+}
+
+export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
+  const out: RefProblem[] = [];
+  const regions = Object.keys(c.regions);
+  const envs = Object.keys(c.environments);
+  const groups = Object.keys(c.groups);
+  const check = (ok: boolean, path: (string | number)[], message: string) => {
+    if (!ok) out.push({ path, message });
+  };
+  const inList = (list: string[], name: string) => list.includes(name);
+  const wildcardOr = (list: string[], name: string) => name === '*' || list.includes(name);
+
+  for (const [name, env] of Object.entries(c.environments)) {
+    env.regions.forEach((r, i) => {
+      check(
+        inList(regions, r),
+        ['environments', name, 'regions', i],
+        `unknown region "${r}"; ${known('regions', regions)}`,
+      );
+    });
+    if (env.requiresPassed) {
+      check(
+        inList(envs, env.requiresPassed) && env.requiresPassed !== name,
+        ['environments', name, 'requiresPassed'],
+        `"${env.requiresPassed}" is not another environment; ${known('environments', envs)}`,
+      );
+    }
+    const g = env.plan.approvals?.group;
+    if (g)
+      check(
+        inList(groups, g),
+        ['environments', name, 'plan', 'approvals', 'group'],
+        `unknown group "${g}"; ${known('groups', groups)}`,
+      );
+    check(
+      !RESERVED_WORDS.has(name),
+      ['environments', name],
+      `"${name}" is a word of the command grammar and cannot name an environment`,
+    );
+  }
+  // Promotion rules must not loop (test → uat → test would block every release).
+  for (const start of envs) {
+    const seen = new Set<string>();
+    let cur: string | undefined = start;
+    while (cur && c.environments[cur]) {
+      if (seen.has(cur)) {
+        out.push({
+          path: ['environments', start, 'requiresPassed'],
+          message: `the promotion rule loops: ${[...seen, cur].join(' → ')}`,
+        });
+        break;
+      }
+      seen.add(cur);
+      cur = c.environments[cur]?.requiresPassed;
+    }
+  }
+  for (const [name, app] of Object.entries(c.apps)) {
+    check(
+      !RESERVED_WORDS.has(name),
+      ['apps', name],
+      `"${name}" is a word of the command grammar and cannot name an app`,
+    );
+    check(
+      !RELEASE_ID.test(name),
+      ['apps', name],
+      `"${name}" looks like a release id (r<number>) and cannot name an app`,
+    );
+    check(
+      app.stack in c.stacks,
+      ['apps', name, 'stack'],
+      `unknown stack "${app.stack}"; ${known('stacks', Object.keys(c.stacks))}`,
+    );
+    check(
+      inList(envs, app.defaultEnvironment),
+      ['apps', name, 'defaultEnvironment'],
+      `unknown environment "${app.defaultEnvironment}"; ${known('environments', envs)}`,
+    );
+    app.owners.forEach((o, i) => {
+      check(
+        o in c.groups || o in c.people,
+        ['apps', name, 'owners', i],
+        `"${o}" is neither a group nor a person`,
+      );
+    });
+  }
+  for (const [name, f] of Object.entries(c.factors)) {
+    check(
+      !RESERVED_WORDS.has(name),
+      ['factors', name],
+      `"${name}" is a word of the command grammar and cannot name a factor`,
+    );
+    check(
+      !(name in c.environments),
+      ['factors', name],
+      `"${name}" is also an environment; a word must mean one thing`,
+    );
+    f.excludes.forEach((x, i) => {
+      check(
+        x in c.factors,
+        ['factors', name, 'excludes', i],
+        `unknown factor "${x}"; ${known('factors', Object.keys(c.factors))}`,
+      );
+    });
+    // Built-in factors may name groups a config does not define; the planner
+    // then falls back to the environment's group and says so.
+    if (DEFAULT_FACTORS[name] === f) continue;
+    const g = f.effects.approvals?.group;
+    if (g)
+      check(
+        inList(groups, g),
+        ['factors', name, 'effects', 'approvals', 'group'],
+        `unknown group "${g}"; ${known('groups', groups)}`,
+      );
+    if (f.requestGroup)
+      check(
+        inList(groups, f.requestGroup),
+        ['factors', name, 'requestGroup'],
+        `unknown group "${f.requestGroup}"`,
+      );
+  }
+  for (const [name, members] of Object.entries(c.groups)) {
+    members.forEach((m, i) => {
+      check(
+        m in c.people,
+        ['groups', name, i],
+        `unknown person "${m}"; ${known('people', Object.keys(c.people))}`,
+      );
+    });
+  }
+  c.rules.forEach((rule, i) => {
+    rule.groups.forEach((g, j) => {
+      check(inList(groups, g), ['rules', i, 'groups', j], `unknown group "${g}"; ${known('groups', groups)}`);
+    });
+    rule.apps.forEach((a, j) => {
+      check(wildcardOr(Object.keys(c.apps), a), ['rules', i, 'apps', j], `unknown app "${a}"`);
+    });
+    rule.environments.forEach((e, j) => {
+      check(
+        wildcardOr(envs, e),
+        ['rules', i, 'environments', j],
+        `unknown environment "${e}"; ${known('environments', envs)}`,
+      );
+    });
+  });
+  c.sync.forEach((rule, i) => {
+    rule.regions.forEach((r, j) => {
+      check(
+        inList(regions, r),
+        ['sync', i, 'regions', j],
+        `unknown region "${r}"; ${known('regions', regions)}`,
+      );
+    });
+    rule.apps.forEach((a, j) => {
+      check(wildcardOr(Object.keys(c.apps), a), ['sync', i, 'apps', j], `unknown app "${a}"`);
+    });
+    rule.environments.forEach((e, j) => {
+      check(wildcardOr(envs, e), ['sync', i, 'environments', j], `unknown environment "${e}"`);
+    });
+  });
+  return out;
+}

@@ -1,0 +1,65 @@
+// The impact factors Ferry knows without any configuration. They are data,
+// not code: ferry.yaml may redefine any of them by name or add its own, and
+// the planner treats built-in and user factors alike.
+import type { FactorConfig } from '../config/schema.ts';
+
+export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
+  emergency: {
+    description:
+      'Production is broken and this release fixes it: one approval from the on-call group, all at once, first in the queue.',
+    precedence: 90,
+    excludes: ['canary'],
+    effects: {
+      approvals: { required: 1, group: 'emergency-approvers', allowSelfApproval: false, expiresAfter: '30m' },
+      batches: [{ size: '100%', pause: '30s' }],
+      gate: { onFailure: 'rollback' },
+      skip: { prewarm: true },
+      priority: 1,
+      releaseWindowBypass: true,
+      promotionRule: false,
+    },
+  },
+  degraded: {
+    description:
+      'The service is already degraded and this release is the fix: it jumps the queue and skips the promotion rule, goes out in two halves, and a failing gate waits for a person instead of rolling back to the degraded version.',
+    precedence: 70,
+    excludes: [],
+    effects: {
+      batches: [
+        { size: '50%', pause: '1m' },
+        { size: '100%', pause: '1m' },
+      ],
+      gate: { onFailure: 'wait' },
+      priority: 2,
+      releaseWindowBypass: true,
+      promotionRule: false,
+    },
+  },
+  canary: {
+    description:
+      'One pod first, watched for five minutes, then a person promotes it to half and then all of the pods.',
+    precedence: 60,
+    excludes: ['emergency'],
+    effects: {
+      batches: [
+        { size: '1', pause: '5m', manualPromotion: true },
+        { size: '50%', pause: '2m' },
+        { size: '100%', pause: '2m' },
+      ],
+      gate: { onFailure: 'rollback', maxRestarts: 0 },
+    },
+  },
+  'no-prewarm': {
+    description: 'Do not pull the image onto nodes before each batch (for tiny images, or to measure).',
+    precedence: 10,
+    excludes: [],
+    effects: { skip: { prewarm: true } },
+  },
+  parallel: {
+    description:
+      'Roll out to all regions at once instead of one after another; a region failing does not stop the others.',
+    precedence: 20,
+    excludes: [],
+    effects: { regions: { order: 'parallel', continueOnFailure: true } },
+  },
+};

@@ -1,0 +1,311 @@
+// The release planner: a request (app, version, environment, regions,
+// factors) and the config give a plan. Settings come in layers — Ferry's
+// defaults, then the environment, then each factor in precedence order — and
+// every setting remembers the layer that set it, so the plan can say which
+// factor decided what. The same inputs always give the same plan.
+import type { FactorConfig, FerryConfig, PlanSettings } from '../config/schema.ts';
+import { closest } from './suggest.ts';
+
+export interface Batch {
+  /** "3" pods or "25%" of the replicas: the cumulative number running the new version after this batch. */
+  size: string;
+  pause: string;
+  manualPromotion: boolean;
+}
+
+/** Where a setting's value came from: "default", "environment prod" or "factor canary". */
+export type Source = string;
+
+export interface Setting<T> {
+  value: T;
+  source: Source;
+}
+
+export interface Plan {
+  app: string;
+  version: string;
+  environment: string;
+  regions: Setting<string[]>;
+  factors: string[];
+  approvals: {
+    required: Setting<number>;
+    group: Setting<string>;
+    allowSelfApproval: Setting<boolean>;
+    expiresAfter: Setting<string>;
+  };
+  batches: Setting<Batch[]>;
+  gate: {
+    pause: Setting<string>;
+    maxRestarts: Setting<number>;
+    onFailure: Setting<'rollback' | 'wait'>;
+    progressDeadline: Setting<string>;
+  };
+  skip: { prewarm: Setting<boolean>; syncVerification: Setting<boolean> };
+  priority: Setting<number>;
+  releaseWindowBypass: Setting<boolean>;
+  /** The environment that must have run this version first, when the rule applies. */
+  promotionRule: Setting<{ applies: boolean; requiresPassed: string | null }>;
+  regionOrder: Setting<'sequential' | 'parallel'>;
+  continueOnRegionFailure: Setting<boolean>;
+  whenBusy: Setting<'queue' | 'refuse'>;
+  /** Things a person should know about how the plan was made. */
+  notes: string[];
+}
+
+export interface PlanRequest {
+  app: string;
+  version: string;
+  environment?: string;
+  regions?: string[];
+  factors: string[];
+}
+
+export type PlanError =
+  | { code: 'unknown-app'; message: string; suggestions: string[] }
+  | { code: 'unknown-environment'; message: string; suggestions: string[] }
+  | { code: 'unknown-factor'; message: string; suggestions: string[] }
+  | { code: 'unknown-region'; message: string; suggestions: string[] }
+  | { code: 'exclusive-factors'; message: string; suggestions: string[] };
+
+export type PlanResult = { ok: true; plan: Plan } | { ok: false; error: PlanError };
+
+/** Ferry's defaults: what a release does when nothing else says otherwise. */
+export const DEFAULT_SETTINGS = {
+  approvals: { required: 1, group: 'approvers', allowSelfApproval: false, expiresAfter: '4h' },
+  batches: [{ size: '25%' }, { size: '50%' }, { size: '100%' }],
+  gate: { pause: '30s', maxRestarts: 0, onFailure: 'rollback', progressDeadline: '10m' },
+  skip: { prewarm: false, syncVerification: false },
+  priority: 5,
+  releaseWindowBypass: false,
+  promotionRule: true,
+  regions: { order: 'sequential', continueOnFailure: false },
+  whenBusy: 'queue',
+} satisfies PlanSettings;
+
+type Leaves = Map<string, Setting<unknown>>;
+
+/** Flattens settings to dotted leaf keys; arrays (batches) are single leaves. */
+function applyLayer(into: Leaves, settings: PlanSettings, source: Source, prefix = ''): void {
+  for (const [key, value] of Object.entries(settings)) {
+    if (value === undefined) continue;
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      applyLayer(into, value as PlanSettings, source, path);
+    } else {
+      into.set(path, { value, source });
+    }
+  }
+}
+
+function leaf<T>(leaves: Leaves, key: string): Setting<T> {
+  const s = leaves.get(key);
+  if (!s) throw new Error(`planner: no value for ${key}`);
+  return s as Setting<T>;
+}
+
+/** Factors sorted the way they are applied: by precedence, then by name, so the order typed never matters. */
+export function orderFactors(names: string[], factors: Record<string, FactorConfig>): string[] {
+  return [...new Set(names)].sort((a, b) => {
+    const pa = factors[a]?.precedence ?? 0;
+    const pb = factors[b]?.precedence ?? 0;
+    return pa - pb || a.localeCompare(b);
+  });
+}
+
+export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
+  const app = config.apps[req.app];
+  if (!app) {
+    const suggestions = closest(req.app, Object.keys(config.apps));
+    return {
+      ok: false,
+      error: {
+        code: 'unknown-app',
+        message: `There is no app called "${req.app}".${suggestions.length ? ` Did you mean ${suggestions.map((s) => `"${s}"`).join(' or ')}?` : ''}`,
+        suggestions,
+      },
+    };
+  }
+  const envName = req.environment ?? app.defaultEnvironment;
+  const env = config.environments[envName];
+  if (!env) {
+    const names = Object.keys(config.environments);
+    return {
+      ok: false,
+      error: {
+        code: 'unknown-environment',
+        message: `There is no environment called "${envName}". Environments: ${names.join(', ')}.`,
+        suggestions: closest(envName, names),
+      },
+    };
+  }
+  for (const f of req.factors) {
+    if (!config.factors[f]) {
+      const names = Object.keys(config.factors);
+      const near = closest(f, names);
+      return {
+        ok: false,
+        error: {
+          code: 'unknown-factor',
+          message: `"${f}" is not a factor I know.${near.length ? ` Did you mean "${near[0]}"?` : ''} Factors: ${names.join(', ')}.`,
+          suggestions: near,
+        },
+      };
+    }
+  }
+  const factorNames = orderFactors(req.factors, config.factors);
+  for (const a of factorNames) {
+    for (const b of config.factors[a]?.excludes ?? []) {
+      if (factorNames.includes(b)) {
+        return {
+          ok: false,
+          error: {
+            code: 'exclusive-factors',
+            message: `"${a}" and "${b}" cannot be combined: ${config.factors[a]?.description ?? ''} Choose one of them.`,
+            suggestions: [a, b],
+          },
+        };
+      }
+    }
+  }
+  let regions: Setting<string[]> = { value: [...env.regions], source: `environment ${envName}` };
+  if (req.regions && req.regions.length > 0) {
+    for (const r of req.regions) {
+      if (!env.regions.includes(r)) {
+        const known = r in config.regions;
+        return {
+          ok: false,
+          error: {
+            code: 'unknown-region',
+            message: known
+              ? `${envName} does not run in ${r}. ${envName} runs in: ${env.regions.join(', ')}.`
+              : `There is no region called "${r}". ${envName} runs in: ${env.regions.join(', ')}.`,
+            suggestions: closest(r, env.regions),
+          },
+        };
+      }
+    }
+    // Keep the environment's order: it is the order regions are rolled out in.
+    regions = { value: env.regions.filter((r) => req.regions?.includes(r)), source: 'command (in …)' };
+  }
+
+  const notes: string[] = [];
+  const leaves: Leaves = new Map();
+  applyLayer(leaves, DEFAULT_SETTINGS as PlanSettings, 'default');
+  applyLayer(leaves, env.plan, `environment ${envName}`);
+  for (const name of factorNames) {
+    const factor = config.factors[name] as FactorConfig;
+    const effects = structuredClone(factor.effects);
+    const group = effects.approvals?.group;
+    if (group && !(group in config.groups) && effects.approvals) {
+      delete effects.approvals.group;
+      notes.push(
+        `factor ${name} asks for approvers from group "${group}", which this config does not define; the ${envName} approvers are asked instead.`,
+      );
+    }
+    applyLayer(leaves, effects, `factor ${name}`);
+  }
+
+  const gatePause = leaf<string>(leaves, 'gate.pause');
+  const rawBatches = leaf<PlanSettings['batches']>(leaves, 'batches');
+  const batches: Setting<Batch[]> = {
+    source: rawBatches.source,
+    value: (rawBatches.value ?? []).map((b) => ({
+      size: b.size,
+      pause: b.pause ?? gatePause.value,
+      manualPromotion: b.manualPromotion ?? false,
+    })),
+  };
+  const rule = leaf<boolean>(leaves, 'promotionRule');
+  const promotionRule: Setting<{ applies: boolean; requiresPassed: string | null }> = {
+    value: { applies: rule.value && Boolean(env.requiresPassed), requiresPassed: env.requiresPassed ?? null },
+    source: env.requiresPassed ? rule.source : `environment ${envName}`,
+  };
+  const required = leaf<number>(leaves, 'approvals.required');
+  if (required.value > 0) {
+    const group = leaf<string>(leaves, 'approvals.group').value;
+    const size = config.groups[group]?.length ?? 0;
+    if (size < required.value) {
+      notes.push(
+        `${required.value} approvals are needed but group "${group}" has ${size} member${size === 1 ? '' : 's'}: this release cannot be approved until the group grows.`,
+      );
+    }
+  }
+
+  return {
+    ok: true,
+    plan: {
+      app: req.app,
+      version: req.version,
+      environment: envName,
+      regions,
+      factors: factorNames,
+      approvals: {
+        required,
+        group: leaf(leaves, 'approvals.group'),
+        allowSelfApproval: leaf(leaves, 'approvals.allowSelfApproval'),
+        expiresAfter: leaf(leaves, 'approvals.expiresAfter'),
+      },
+      batches,
+      gate: {
+        pause: gatePause,
+        maxRestarts: leaf(leaves, 'gate.maxRestarts'),
+        onFailure: leaf(leaves, 'gate.onFailure'),
+        progressDeadline: leaf(leaves, 'gate.progressDeadline'),
+      },
+      skip: {
+        prewarm: leaf(leaves, 'skip.prewarm'),
+        syncVerification: leaf(leaves, 'skip.syncVerification'),
+      },
+      priority: leaf(leaves, 'priority'),
+      releaseWindowBypass: leaf(leaves, 'releaseWindowBypass'),
+      promotionRule,
+      regionOrder: leaf(leaves, 'regions.order'),
+      continueOnRegionFailure: leaf(leaves, 'regions.continueOnFailure'),
+      whenBusy: leaf(leaves, 'whenBusy'),
+      notes,
+    },
+  };
+}
+
+/** Resolves a batch size against the replica count: the cumulative pods on the new version after the batch. */
+export function podsAfterBatch(size: string, replicas: number): number {
+  if (size.endsWith('%')) {
+    const pct = Number(size.slice(0, -1));
+    return Math.min(replicas, Math.max(1, Math.ceil((replicas * pct) / 100)));
+  }
+  return Math.min(replicas, Number(size));
+}
+
+/** The plan as lines a person reads: every setting with the layer that set it. */
+export function explainPlan(plan: Plan): string[] {
+  const by = (s: Setting<unknown>) => `(${s.source})`;
+  const a = plan.approvals;
+  const lines: string[] = [
+    `Release ${plan.app} ${plan.version} to ${plan.environment}${plan.factors.length ? ` with ${plan.factors.join(', ')}` : ''}`,
+    `regions: ${plan.regions.value.join(' → ')} ${by(plan.regions)}`,
+    `region order: ${plan.regionOrder.value} ${by(plan.regionOrder)}`,
+    `on a region failing: ${plan.continueOnRegionFailure.value ? 'the other regions go on' : 'the regions after it stop'} ${by(plan.continueOnRegionFailure)}`,
+    a.required.value === 0
+      ? `approvals: none ${by(a.required)}`
+      : `approvals: ${a.required.value} ${by(a.required)} from group ${a.group.value} ${by(a.group)}`,
+    `self-approval: ${a.allowSelfApproval.value ? 'allowed' : 'not allowed'} ${by(a.allowSelfApproval)}`,
+    `approvals expire after: ${a.expiresAfter.value} ${by(a.expiresAfter)}`,
+    `batches: ${plan.batches.value.length} ${by(plan.batches)}`,
+    ...plan.batches.value.map(
+      (b, i) =>
+        `  batch ${i + 1}: up to ${b.size} of the pods, watch ${b.pause}${b.manualPromotion ? ', then wait for a person to promote' : ''}`,
+    ),
+    `gate: new pods Ready with at most ${plan.gate.maxRestarts.value} restarts ${by(plan.gate.maxRestarts)}, watched ${plan.gate.pause.value} ${by(plan.gate.pause)}`,
+    `on a failing gate: ${plan.gate.onFailure.value === 'rollback' ? 'roll the region back at once' : 'stop and wait for a person'} ${by(plan.gate.onFailure)}`,
+    `progress deadline: ${plan.gate.progressDeadline.value} ${by(plan.gate.progressDeadline)}`,
+    `pre-warm nodes: ${plan.skip.prewarm.value ? 'skipped' : 'yes'} ${by(plan.skip.prewarm)}`,
+    `verify sync before deploy: ${plan.skip.syncVerification.value ? 'skipped' : 'yes'} ${by(plan.skip.syncVerification)}`,
+    `queue priority: ${plan.priority.value} (1 runs first) ${by(plan.priority)}`,
+    `release window: ${plan.releaseWindowBypass.value ? 'bypassed' : 'respected'} ${by(plan.releaseWindowBypass)}`,
+    plan.promotionRule.value.requiresPassed
+      ? `promotion rule: ${plan.promotionRule.value.applies ? `must have succeeded in ${plan.promotionRule.value.requiresPassed} first` : `skipped (would need ${plan.promotionRule.value.requiresPassed})`} ${by(plan.promotionRule)}`
+      : `promotion rule: none for ${plan.environment} ${by(plan.promotionRule)}`,
+    `if another release of ${plan.app} to ${plan.environment} is running: ${plan.whenBusy.value === 'queue' ? 'wait in line' : 'refuse'} ${by(plan.whenBusy)}`,
+  ];
+  return [...lines, ...plan.notes.map((n) => `note: ${n}`)];
+}
