@@ -1,0 +1,133 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { configCheck, explain } from '../../src/cli/main.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { EXAMPLE_CONFIG_PATH, exampleConfig } from '../support/config.ts';
+
+const example = readFileSync(EXAMPLE_CONFIG_PATH, 'utf8');
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
+}
+
+function lineOf(text: string, needle: string): number {
+  const i = text.split('\n').findIndex((l) => l.includes(needle));
+  if (i < 0) throw new Error(`no line with ${needle}`);
+  return i + 1;
+}
+
+describe('ferry config check', () => {
+  it('accepts the example config', () => {
+    const c = capture();
+    expect(configCheck(EXAMPLE_CONFIG_PATH, c.io)).toBe(0);
+    expect(c.out[0]).toContain('ok — 3 apps, 2 environments, 2 regions');
+  });
+
+  it('reports three planted mistakes, each with its file, line and path', () => {
+    const broken = example
+      .replace(
+        'regions: [eu-west, us-east]\n    requiresPassed',
+        'regions: [eu-west, us-central]\n    requiresPassed',
+      )
+      .replace('batches: [{ size: 100% }]', 'batches: [{ size: lots }]')
+      .replace('  - groups: [checkout-devs]', '  - groups: [checkout-team]');
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-config-'));
+    const file = join(dir, 'ferry.yaml');
+    writeFileSync(file, broken);
+    const c = capture();
+    expect(configCheck(file, c.io)).toBe(1);
+    expect(c.err[0]).toMatch(/ferry\.yaml: \d+ problems?/);
+    const problems = c.err.slice(1);
+    const size = problems.find((p) => p.includes('environments.test.plan.batches[0].size'));
+    expect(size).toBe(
+      `${file}:${lineOf(broken, 'size: lots')}: environments.test.plan.batches[0].size: a pod count such as 2 or a share such as 25%`,
+    );
+    // Schema problems come first; cross-references are checked once the shape is right.
+    const fixedSize = broken.replace('size: lots', 'size: 100%');
+    writeFileSync(file, fixedSize);
+    const c2 = capture();
+    expect(configCheck(file, c2.io)).toBe(1);
+    expect(c2.err.slice(1)).toEqual([
+      `${file}:${lineOf(fixedSize, 'us-central')}: environments.prod.regions[1]: unknown region "us-central"; known regions: eu-west, us-east`,
+      `${file}:${lineOf(fixedSize, 'checkout-team')}: rules[1].groups[0]: unknown group "checkout-team"; known groups: payments-devs, checkout-devs, approvers, emergency-approvers, platform`,
+    ]);
+  });
+
+  it('lists all three at once when they are all the same kind', () => {
+    const broken = example
+      .replace(
+        'regions: [eu-west, us-east]\n    requiresPassed',
+        'regions: [eu-west, us-central]\n    requiresPassed',
+      )
+      .replace('    stack: shell\n    owners: [checkout-devs]', '    stack: jvm\n    owners: [checkout-devs]')
+      .replace('  - groups: [checkout-devs]', '  - groups: [checkout-team]');
+    const r = parseConfig(broken, 'x.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems.map((p) => [p.line, p.path])).toEqual([
+      [lineOf(broken, 'us-central'), 'environments.prod.regions[1]'],
+      [lineOf(broken, 'stack: jvm'), 'apps.checkout.stack'],
+      [lineOf(broken, 'checkout-team'), 'rules[1].groups[0]'],
+    ]);
+  });
+
+  it('reports YAML syntax errors and unknown keys at their line', () => {
+    const r = parseConfig('people:\n  alice: U1\n  alice: U2\n', 'y.yaml');
+    expect(!r.ok && r.problems[0]).toMatchObject({ line: 3, message: expect.stringContaining('unique') });
+    const typo = example.replace(
+      '    defaultEnvironment: prod\n    namespace: payments',
+      '    defaultEnviroment: prod\n    namespace: payments',
+    );
+    const r2 = parseConfig(typo, 'z.yaml');
+    expect(r2.ok).toBe(false);
+    if (!r2.ok) {
+      const lines = r2.problems.map((p) => `${p.line} ${p.path}`);
+      expect(lines).toContain(`${lineOf(typo, 'defaultEnviroment')} apps.payments.defaultEnviroment`);
+    }
+  });
+
+  it('refuses promotion rules that loop and reserved words as names', () => {
+    const c = exampleConfig();
+    const r = parseConfig(
+      example
+        .replace('  test:\n    description', '  test:\n    requiresPassed: prod\n    description')
+        .replace('  ledger:\n', '  status:\n'),
+      'loop.yaml',
+    );
+    expect(c.apps.ledger).toBeDefined();
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      const messages = r.problems.map((p) => p.message).join('\n');
+      expect(messages).toContain('the promotion rule loops');
+      expect(messages).toContain('"status" is a word of the command grammar');
+    }
+  });
+});
+
+describe('ferry explain', () => {
+  it('prints the plan with the factor behind every setting', () => {
+    const c = capture();
+    expect(explain('/release payments v2 degraded', exampleConfig(), false, c.io)).toBe(0);
+    expect(c.out[0]).toBe('Release payments v2 to prod with degraded');
+    expect(c.out).toContain('batches: 2 (factor degraded)');
+    expect(c.out).toContain('on a failing gate: stop and wait for a person (factor degraded)');
+  });
+
+  it('prints the bot’s message and fails for a bad command', () => {
+    const c = capture();
+    expect(explain('/release paymnts v2', exampleConfig(), false, c.io)).toBe(1);
+    expect(c.err.join('\n')).toContain('Did you mean "payments"?');
+  });
+
+  it('gives JSON with the plan for tools', () => {
+    const c = capture();
+    expect(explain('/release payments v2 canary in eu-west', exampleConfig(), true, c.io)).toBe(0);
+    const json = JSON.parse(c.out.join('\n'));
+    expect(json.plan.regions).toEqual({ value: ['eu-west'], source: 'command (in …)' });
+    expect(json.plan.batches.value[0]).toEqual({ size: '1', pause: '5m', manualPromotion: true });
+  });
+});
