@@ -1,0 +1,1 @@
+export const CONSOLE_HTML = '<!doctype html><title>Slack emulator</title><p>console coming</p>';

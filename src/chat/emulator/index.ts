@@ -1,0 +1,10 @@
+export { LIMITS, normalizeBlocks, validateBlocks, validateView } from './blocks.ts';
+export type {
+  ClickButtonInput,
+  InjectRule,
+  SlackEmulatorOptions,
+  SlashCommandInput,
+  SubmitViewInput,
+} from './emulator.ts';
+export { SlackEmulator } from './emulator.ts';
+export type * from './types.ts';
