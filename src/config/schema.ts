@@ -143,9 +143,11 @@ export const stackSchema = z.strictObject({
   logFiles: z.record(nameSchema, z.string()).default({}),
 });
 
+// Approving is not a rule action: who approves a release is the plan's
+// approval group (set per environment or by a factor), so it is decided where
+// the plan is explained.
 export const actionSchema = z.enum([
   'request',
-  'approve',
   'pause',
   'resume',
   'abort',

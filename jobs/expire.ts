@@ -1,0 +1,8 @@
+// Expire job: a release nobody approved in time gives up its place.
+import type { TimerData } from '../src/queue/scheduler.ts';
+import type { JobContext } from './context.ts';
+
+export async function expireJob(data: TimerData, ctx: JobContext): Promise<string> {
+  await ctx.lifecycle.expire(data.releaseId);
+  return 'checked';
+}

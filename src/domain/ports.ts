@@ -1,0 +1,109 @@
+// What the lifecycle needs from the outside world, as interfaces. The store
+// (Redis), the scheduler (BullMQ) and the chat adapter (Slack) implement
+// them; the domain never sees their types.
+import type { AuditEntry, Release, ReleaseEvent } from './release.ts';
+
+export type CommitResult =
+  | { ok: true; release: Release; audit: AuditEntry; handedTo?: string }
+  | { ok: false; reason: string };
+
+export type LockResult = { acquired: true } | { acquired: false; position: number; holder: string };
+
+export interface ReleaseRepository {
+  nextId(): Promise<string>;
+  create(release: Release, actor: string): Promise<AuditEntry>;
+  get(id: string): Promise<Release | undefined>;
+  active(): Promise<Release[]>;
+  byApp(app: string, limit?: number): Promise<Release[]>;
+  audit(id: string): Promise<AuditEntry[]>;
+  apply(id: string, event: ReleaseEvent, actor?: string, now?: number): Promise<CommitResult>;
+  patch(id: string, change: (r: Release) => Release): Promise<Release | undefined>;
+  acquire(release: Release): Promise<LockResult>;
+  lockHolder(app: string, env: string): Promise<string | null>;
+  waiting(app: string, env: string): Promise<string[]>;
+  once(key: string, ttlSeconds?: number): Promise<boolean>;
+}
+
+export interface VersionLookup {
+  get(
+    app: string,
+    version: string,
+  ): Promise<
+    { passed: Record<string, number>; images: Record<string, { digest: string; image: string }> } | undefined
+  >;
+}
+
+/** Starts and stops the work of a release on workers. Every call is idempotent. */
+export interface WorkScheduler {
+  startFlow(release: Release): Promise<void>;
+  scheduleExpiry(release: Release, at: number): Promise<void>;
+  startRollback(release: Release, reason: string): Promise<void>;
+}
+
+/** A file attached to a thread message; `text` is the whole content. */
+export interface Attachment {
+  name: string;
+  text: string;
+}
+
+/** Messages the domain sends, in chat-neutral terms; the chat adapter renders them. */
+export type Outbound =
+  /** Post the release's status card, or edit it in place once posted; rendered from the release as stored at send time. */
+  | { kind: 'card'; releaseId: string }
+  | { kind: 'reply'; releaseId: string; text: string; snippet?: string; file?: Attachment }
+  | { kind: 'ephemeral'; channel: string; user: string; text: string }
+  | { kind: 'message'; channel: string; text: string; snippet?: string; file?: Attachment; threadOf?: string }
+  | {
+      kind: 'alert';
+      key: string;
+      channel: string;
+      releaseId?: string;
+      title: string;
+      fields: [string, string][];
+      snippet?: string;
+      count: number;
+      silenceKey: string;
+    };
+
+export interface Announcer {
+  announce(message: Outbound): Promise<void>;
+}
+
+/** What a step may do while it runs: talk in the thread, and notice when it should stop. */
+export interface StepIO {
+  say(text: string, extra?: { snippet?: string; file?: Attachment }): Promise<void>;
+  signal: AbortSignal;
+}
+
+export interface BuiltImage {
+  image: string;
+  digest: string;
+  cached: boolean;
+  commit?: string;
+}
+
+/** One region's rollout, as the deploy job drives it batch by batch. */
+export interface RegionRollout {
+  /** Replicas of the app in this region, and the image it runs now (for rollback). */
+  prepare(): Promise<{ replicas: number; previousImage: string | null }>;
+  /** Makes exactly `pods` pods run the new image (cumulative). Idempotent. */
+  applyBatch(pods: number, batchIndex: number): Promise<void>;
+  /** Pulls the new image onto the nodes that will run the batch. */
+  prewarm?(pods: number): Promise<void>;
+  /** Watches the new pods for `pauseMs`: Ready, no restarts or OOM kills beyond the plan's limit. */
+  gate(
+    pods: number,
+    pauseMs: number,
+    maxRestarts: number,
+    deadlineMs: number,
+  ): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Puts every pod back on the previous image. */
+  rollback(): Promise<void>;
+}
+
+/** The real work of each step. Tests and the local run plug in the real builder, registries and clusters. */
+export interface StepRunners {
+  build(release: Release, io: StepIO): Promise<BuiltImage>;
+  sync(release: Release, image: BuiltImage, io: StepIO): Promise<void>;
+  rollout(release: Release, region: string, image: BuiltImage, io: StepIO): Promise<RegionRollout>;
+}

@@ -1,0 +1,113 @@
+// The worker process's queues: release steps and timers. Each job runs a
+// processor from jobs/; this file adds what every job needs — failure
+// handling (transient → retry with backoff, otherwise fail the release with
+// the reason) and a shutdown that hands unfinished jobs to the next worker.
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { buildJob } from '../../jobs/build.ts';
+import { type JobContext, WorkerStopping } from '../../jobs/context.ts';
+import { deployJob } from '../../jobs/deploy.ts';
+import { expireJob } from '../../jobs/expire.ts';
+import { finishJob } from '../../jobs/finish.ts';
+import { rollbackJob } from '../../jobs/rollback.ts';
+import { syncJob } from '../../jobs/sync.ts';
+import { isTransient } from '../domain/errors.ts';
+import type { Logger } from '../logging.ts';
+import { QUEUES } from './names.ts';
+import { type RollbackData, STEP_ATTEMPTS, type StepData, type TimerData } from './scheduler.ts';
+
+export interface WorkerOptions {
+  connection: Redis;
+  prefix?: string;
+  concurrency?: number;
+  /** Lock duration: how soon a job of a crashed worker is picked up by another. */
+  lockDuration?: number;
+  log: Logger;
+}
+
+export interface RunningWorkers {
+  close(): Promise<void>;
+}
+
+export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorkers {
+  const stopping = new AbortController();
+  const common = {
+    connection: opts.connection,
+    ...(opts.prefix ? { prefix: opts.prefix } : {}),
+    lockDuration: opts.lockDuration ?? 30_000,
+    stalledInterval: Math.max(1000, Math.floor((opts.lockDuration ?? 30_000) / 2)),
+    maxStalledCount: 1000,
+  };
+
+  const runStep = async (job: Job, token: string | undefined): Promise<string> => {
+    const releaseId = (job.data as { releaseId: string }).releaseId;
+    const log = opts.log.child({ releaseId, job: job.name, attempt: job.attemptsMade + 1 });
+    try {
+      log.info('step started');
+      let result: string;
+      switch (job.name) {
+        case 'build':
+          result = await buildJob(job.data as StepData, ctx, stopping.signal);
+          break;
+        case 'sync':
+          result = await syncJob(job.data as StepData, ctx, stopping.signal);
+          break;
+        case 'deploy':
+          result = await deployJob(job.data as StepData, ctx, stopping.signal);
+          break;
+        case 'finish':
+          result = await finishJob(job.data as StepData, ctx, stopping.signal);
+          break;
+        case 'rollback':
+          result = await rollbackJob(job.data as RollbackData, ctx, stopping.signal);
+          break;
+        default:
+          throw new UnrecoverableError(`unknown step ${job.name}`);
+      }
+      log.info({ result }, 'step done');
+      return result;
+    } catch (err) {
+      if (err instanceof WorkerStopping || stopping.signal.aborted) {
+        // Not a failure: put the job back untouched for the next worker.
+        await job.moveToDelayed(Date.now() + 500, token);
+        throw new DelayedError();
+      }
+      const message = (err as Error).message ?? String(err);
+      const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? STEP_ATTEMPTS);
+      if (!(err instanceof UnrecoverableError) && isTransient(err) && !lastTry) {
+        log.warn({ err: message }, 'transient failure, will retry');
+        await ctx.announcer.announce({
+          kind: 'reply',
+          releaseId,
+          text: `${job.name}: ${message} — retrying (attempt ${job.attemptsMade + 2} of ${job.opts.attempts ?? STEP_ATTEMPTS}).`,
+        });
+        throw err;
+      }
+      log.error({ err: message }, 'step failed');
+      const failed = await ctx.lifecycle.report(
+        releaseId,
+        { type: 'fail', reason: `${job.name}: ${message}` },
+        `${job.name} failed: ${message}`,
+      );
+      if (failed.ok && failed.release.plan.gate.onFailure.value === 'rollback' && job.name === 'deploy') {
+        await ctx.lifecycle.rollback(releaseId, message);
+      }
+      throw err instanceof UnrecoverableError ? err : new UnrecoverableError(message);
+    }
+  };
+
+  const release = new Worker(QUEUES.release, runStep, { ...common, concurrency: opts.concurrency ?? 8 });
+  const timers = new Worker(QUEUES.timers, async (job: Job<TimerData>) => expireJob(job.data, ctx), {
+    ...common,
+    concurrency: 4,
+  });
+  for (const w of [release, timers]) {
+    w.on('error', (err) => opts.log.error({ err: err.message }, 'worker error'));
+  }
+  return {
+    async close() {
+      stopping.abort();
+      await Promise.all([release.close(), timers.close()]);
+    },
+  };
+}

@@ -1,0 +1,272 @@
+// Releases, their audit trail and the one-release-per-app-and-environment
+// lock, on Redis. Every transition is committed by one Lua script — the new
+// state, the audit entry, and the lock hand-over to the next release in line
+// happen together or not at all — and only then announced.
+import type { Redis } from 'ioredis';
+import type { CommitResult, LockResult, ReleaseRepository } from '../domain/ports.ts';
+import {
+  type AuditEntry,
+  holdsLock,
+  type Release,
+  type ReleaseEvent,
+  TERMINAL,
+  transition,
+} from '../domain/release.ts';
+
+const TERMINAL_LIST = [...TERMINAL].join(',');
+
+// KEYS: release, audit list, audit stream, active set, lock, wait zset
+// ARGV: expected rev, data, new rev, state, audit json, terminal?, release id, holds-lock?
+const COMMIT = `
+local cur = redis.call('HGET', KEYS[1], 'rev')
+if cur ~= ARGV[1] then return {'conflict', cur or ''} end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3], 'state', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5])
+local handed = ''
+if ARGV[6] == '1' then
+  redis.call('SREM', KEYS[4], ARGV[7])
+  redis.call('ZREM', KEYS[6], ARGV[7])
+  if redis.call('GET', KEYS[5]) == ARGV[7] then
+    redis.call('DEL', KEYS[5])
+    local nxt = redis.call('ZRANGE', KEYS[6], 0, 0)
+    if nxt[1] then
+      redis.call('ZREM', KEYS[6], nxt[1])
+      redis.call('SET', KEYS[5], nxt[1])
+      handed = nxt[1]
+    end
+  end
+elseif ARGV[8] == '1' then
+  redis.call('SET', KEYS[5], ARGV[7])
+end
+return {'ok', handed}
+`;
+
+// KEYS: release, audit list, audit stream, active set, app index, seq
+// ARGV: data, state, audit json, id, score
+const CREATE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'rev', '1', 'state', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[3], '*', 'entry', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
+return 1
+`;
+
+// Takes the lock or joins the line. A lock whose holder has ended (or
+// vanished) is stale — e.g. its process crashed between commit and
+// hand-over — and is taken over rather than waited on forever.
+// KEYS: lock, wait zset   ARGV: id, score, release key prefix, terminal states
+const ACQUIRE = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  local st = redis.call('HGET', ARGV[3] .. holder, 'state')
+  local ended = (not st)
+  if st then
+    for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ended = true end end
+  end
+  if not ended then
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+    return {'waiting', redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, holder}
+  end
+end
+local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+if (not holder or holder ~= ARGV[1]) and first[1] and first[1] ~= ARGV[1] then
+  -- someone was already in line: the lock goes to them, this one waits
+  redis.call('ZREM', KEYS[2], first[1])
+  redis.call('SET', KEYS[1], first[1])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+  return {'waiting', redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, first[1]}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {'acquired', 0, ''}
+`;
+
+export class ReleaseStore implements ReleaseRepository {
+  readonly redis: Redis;
+  readonly prefix: string;
+
+  constructor(redis: Redis, prefix = 'ferry') {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
+
+  private k(...parts: string[]): string {
+    return [this.prefix, ...parts].join(':');
+  }
+
+  lockKey(app: string, env: string): string {
+    return this.k('lock', app, env);
+  }
+
+  private waitKey(app: string, env: string): string {
+    return this.k('waiting', app, env);
+  }
+
+  async nextId(): Promise<string> {
+    return `r${await this.redis.incr(this.k('seq'))}`;
+  }
+
+  async create(release: Release, actor: string): Promise<AuditEntry> {
+    const audit: AuditEntry = {
+      releaseId: release.id,
+      at: release.requestedAt,
+      actor,
+      from: null,
+      to: release.state,
+      event: 'request',
+      detail: `${release.app} ${release.version} → ${release.environment}${release.factors.length ? ` [${release.factors.join(', ')}]` : ''}`,
+    };
+    const stored = { ...release, rev: 1 };
+    const created = await this.redis.eval(
+      CREATE,
+      5,
+      this.k('release', release.id),
+      this.k('audit', release.id),
+      this.k('audit'),
+      this.k('active'),
+      this.k('by-app', release.app),
+      JSON.stringify(stored),
+      release.state,
+      JSON.stringify(audit),
+      release.id,
+      String(release.requestedAt),
+    );
+    if (created !== 1) throw new Error(`release ${release.id} exists already`);
+    return audit;
+  }
+
+  async get(id: string): Promise<Release | undefined> {
+    const data = await this.redis.hget(this.k('release', id), 'data');
+    return data ? (JSON.parse(data) as Release) : undefined;
+  }
+
+  async many(ids: string[]): Promise<Release[]> {
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hget(this.k('release', id), 'data');
+    const rows = (await pipe.exec()) ?? [];
+    return rows.flatMap(([, v]) => (typeof v === 'string' ? [JSON.parse(v) as Release] : []));
+  }
+
+  /** Releases not yet in a final state, oldest first. */
+  async active(): Promise<Release[]> {
+    const ids = await this.redis.smembers(this.k('active'));
+    return (await this.many(ids)).sort((a, b) => a.requestedAt - b.requestedAt || a.id.localeCompare(b.id));
+  }
+
+  async byApp(app: string, limit = 50): Promise<Release[]> {
+    const ids = await this.redis.zrevrange(this.k('by-app', app), 0, limit - 1);
+    return this.many(ids);
+  }
+
+  async audit(id: string): Promise<AuditEntry[]> {
+    const rows = await this.redis.lrange(this.k('audit', id), 0, -1);
+    return rows.map((r) => JSON.parse(r) as AuditEntry);
+  }
+
+  /** The global audit trail, newest last. */
+  async auditAll(count = 1000): Promise<AuditEntry[]> {
+    const rows = await this.redis.xrevrange(this.k('audit'), '+', '-', 'COUNT', count);
+    return rows.map(([, fields]) => JSON.parse(fields[1] as string) as AuditEntry).reverse();
+  }
+
+  /**
+   * Applies an event with optimistic concurrency: read, decide in the domain,
+   * commit if nobody else committed in between, else try again.
+   */
+  async apply(id: string, event: ReleaseEvent, actor?: string, now = Date.now()): Promise<CommitResult> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.get(id);
+      if (!current) return { ok: false, reason: `There is no release ${id}.` };
+      const t = transition(current, event, now, actor);
+      if (!t.ok) return t;
+      const result = await this.commit(current, t.release, t.audit);
+      if (result) return result;
+    }
+    return { ok: false, reason: `${id} is changing too fast to update; try again.` };
+  }
+
+  /** Stores a change that is not a lifecycle event (thread ts, promotion flag), still atomically. */
+  async patch(id: string, change: (r: Release) => Release): Promise<Release | undefined> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.get(id);
+      if (!current) return undefined;
+      const next = { ...change(current), rev: current.rev + 1 };
+      const ok = await this.redis.eval(
+        `if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[1] then return 0 end
+         redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3]) return 1`,
+        1,
+        this.k('release', id),
+        String(current.rev),
+        JSON.stringify(next),
+        String(next.rev),
+      );
+      if (ok === 1) return next;
+    }
+    throw new Error(`could not update ${id}`);
+  }
+
+  private async commit(
+    current: Release,
+    next: Release,
+    audit: AuditEntry,
+  ): Promise<CommitResult | undefined> {
+    const stored: Release = { ...next, rev: current.rev + 1 };
+    const terminal = TERMINAL.has(stored.state);
+    const res = (await this.redis.eval(
+      COMMIT,
+      6,
+      this.k('release', current.id),
+      this.k('audit', current.id),
+      this.k('audit'),
+      this.k('active'),
+      this.lockKey(current.app, current.environment),
+      this.waitKey(current.app, current.environment),
+      String(current.rev),
+      JSON.stringify(stored),
+      String(stored.rev),
+      stored.state,
+      JSON.stringify(audit),
+      terminal ? '1' : '0',
+      current.id,
+      holdsLock(stored.state) ? '1' : '0',
+    )) as [string, string];
+    if (res[0] === 'conflict') return undefined;
+    return { ok: true, release: stored, audit, ...(res[1] ? { handedTo: res[1] } : {}) };
+  }
+
+  /** Priority first (1 is most urgent), then arrival. */
+  async acquire(release: Release): Promise<LockResult> {
+    const seq = Number(release.id.slice(1));
+    const score = release.plan.priority.value * 1e12 + seq;
+    const res = (await this.redis.eval(
+      ACQUIRE,
+      2,
+      this.lockKey(release.app, release.environment),
+      this.waitKey(release.app, release.environment),
+      release.id,
+      String(score),
+      this.k('release', ''),
+      TERMINAL_LIST,
+    )) as [string, number, string];
+    return res[0] === 'acquired'
+      ? { acquired: true }
+      : { acquired: false, position: Number(res[1]), holder: res[2] };
+  }
+
+  async lockHolder(app: string, env: string): Promise<string | null> {
+    return this.redis.get(this.lockKey(app, env));
+  }
+
+  async waiting(app: string, env: string): Promise<string[]> {
+    return this.redis.zrange(this.waitKey(app, env), '0', '-1');
+  }
+
+  /** Remembers a delivery or click for `ttlSeconds`; false when it was seen before. */
+  async once(key: string, ttlSeconds = 600): Promise<boolean> {
+    return (await this.redis.set(this.k('once', key), '1', 'EX', String(ttlSeconds), 'NX')) === 'OK';
+  }
+}

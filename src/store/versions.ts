@@ -1,0 +1,115 @@
+// The version record: code ref → image digest per environment → where it is
+// deployed. Rollback reads it to redeploy a recorded digest without a build.
+import type { Redis } from 'ioredis';
+
+export interface ImageRecord {
+  /** host/repo:tag as pushed to the primary registry. */
+  image: string;
+  digest: string;
+  builtAt: number;
+  releaseId?: string;
+}
+
+export interface DeployRecord {
+  app: string;
+  environment: string;
+  region: string;
+  version: string;
+  digest: string;
+  image: string;
+  releaseId: string;
+  at: number;
+}
+
+export interface VersionRecord {
+  app: string;
+  version: string;
+  ref: string;
+  commit?: string;
+  images: Record<string, ImageRecord>;
+  /** Environments where this version's release succeeded (the promotion rule reads this). */
+  passed: Record<string, number>;
+}
+
+export class VersionStore {
+  readonly redis: Redis;
+  readonly prefix: string;
+
+  constructor(redis: Redis, prefix = 'ferry') {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
+
+  private key(app: string, version: string): string {
+    return `${this.prefix}:version:${app}:${version}`;
+  }
+
+  async get(app: string, version: string): Promise<VersionRecord | undefined> {
+    const raw = await this.redis.get(this.key(app, version));
+    return raw ? (JSON.parse(raw) as VersionRecord) : undefined;
+  }
+
+  async list(app: string): Promise<VersionRecord[]> {
+    const names = await this.redis.zrange(`${this.prefix}:versions:${app}`, '0', '-1');
+    const out: VersionRecord[] = [];
+    for (const v of names) {
+      const rec = await this.get(app, v);
+      if (rec) out.push(rec);
+    }
+    return out;
+  }
+
+  /** Read-modify-write under WATCH so two workers recording different environments never lose one. */
+  async update(
+    app: string,
+    version: string,
+    change: (r: VersionRecord) => VersionRecord,
+  ): Promise<VersionRecord> {
+    const key = this.key(app, version);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await this.redis.watch(key);
+      const raw = await this.redis.get(key);
+      const current: VersionRecord = raw
+        ? JSON.parse(raw)
+        : { app, version, ref: version, images: {}, passed: {} };
+      const next = change(current);
+      const res = await this.redis
+        .multi()
+        .set(key, JSON.stringify(next))
+        .zadd(`${this.prefix}:versions:${app}`, 'NX', String(Date.now()), version)
+        .exec();
+      if (res) return next;
+    }
+    throw new Error(`could not update version ${app} ${version}`);
+  }
+
+  async recordImage(
+    app: string,
+    version: string,
+    env: string,
+    image: ImageRecord,
+    commit?: string,
+  ): Promise<VersionRecord> {
+    return this.update(app, version, (r) => ({
+      ...r,
+      ...(commit ? { commit } : {}),
+      images: { ...r.images, [env]: image },
+    }));
+  }
+
+  async recordPassed(app: string, version: string, env: string, at = Date.now()): Promise<void> {
+    await this.update(app, version, (r) => ({ ...r, passed: { ...r.passed, [env]: at } }));
+  }
+
+  async recordDeploy(d: DeployRecord): Promise<void> {
+    const key = `${this.prefix}:deploys:${d.app}:${d.environment}:${d.region}`;
+    await this.redis.lpush(key, JSON.stringify(d));
+    await this.redis.ltrim(key, 0, 199);
+  }
+
+  /** Newest first. */
+  async deploys(app: string, env: string, region: string, limit = 50): Promise<DeployRecord[]> {
+    const rows = await this.redis.lrange(`${this.prefix}:deploys:${app}:${env}:${region}`, 0, limit - 1);
+    return rows.map((r) => JSON.parse(r) as DeployRecord);
+  }
+}
