@@ -591,22 +591,24 @@ export class RegistryClient {
       offset = cr ? Number(cr[1]) : (opts.offset ?? 0);
       if (cr && cr[3] !== '*') size = Number(cr[3]);
     }
-    const count = new TransformStream<Uint8Array, Uint8Array>({
-      transform: (chunk, c) => {
-        this.stats.bytesRead += chunk.byteLength;
-        c.enqueue(chunk);
-      },
-    });
-    let body = res.body.pipeThrough(count);
-    if (offset === 0 && opts.verify !== false) {
-      body = body.pipeThrough(
-        verifyStream(digest, {
-          registry: this.name,
-          what,
-          ...(opts.expectedSize !== undefined ? { size: opts.expectedSize } : {}),
-        }),
-      );
-    }
+    const verify = offset === 0 && opts.verify !== false;
+    const body = res.body.pipeThrough(
+      verify
+        ? verifyStream(digest, {
+            registry: this.name,
+            what,
+            onBytes: (n) => {
+              this.stats.bytesRead += n;
+            },
+            ...(opts.expectedSize !== undefined ? { size: opts.expectedSize } : {}),
+          })
+        : new TransformStream<Uint8Array, Uint8Array>({
+            transform: (chunk, c) => {
+              this.stats.bytesRead += chunk.byteLength;
+              c.enqueue(chunk);
+            },
+          }),
+    );
     return { body, size, offset };
   }
 
@@ -712,20 +714,11 @@ export class RegistryClient {
     const what = `upload to ${session.repo}`;
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     let sent = 0;
-    let body: Body = data;
+    const body: Body = data;
     if (data instanceof Uint8Array) {
       headers['content-range'] = `${session.offset}-${session.offset + data.byteLength - 1}`;
       headers['content-length'] = String(data.byteLength);
       sent = data.byteLength;
-    } else {
-      body = data.pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, c) {
-            sent += chunk.byteLength;
-            c.enqueue(chunk);
-          },
-        }),
-      );
     }
     const res = await this.send({
       method: 'PATCH',
@@ -738,8 +731,9 @@ export class RegistryClient {
     });
     if (res.status !== 202 && res.status !== 204) await this.fail(res, { what });
     await res.body?.cancel();
-    this.stats.bytesWritten += sent;
-    return this.session(session.repo, res, session.offset + sent);
+    const next = this.session(session.repo, res, session.offset + (opts.sentBytes?.() ?? sent));
+    this.stats.bytesWritten += next.offset - session.offset;
+    return next;
   }
 
   /** PUT ?digest= closes an upload; the registry verifies the digest of everything received. */

@@ -573,7 +573,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
         if (l.session.offset >= size) continue;
         const branch = new Branch(l.session.offset - actualStart);
         l.branch = branch;
-        l.patch = l.plan.t.client.patchUpload(l.session, branch.stream);
+        l.patch = l.plan.t.client.patchUpload(l.session, branch.stream, { sentBytes: () => branch.pushed });
         l.patch.catch((err) => branch.kill(err));
       }
       let sinceEmit = 0;
