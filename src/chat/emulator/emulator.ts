@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { signSlackRequest } from '../signature.ts';
 import { LIMITS, normalizeBlocks, validateBlocks, validateView } from './blocks.ts';
-import { CONSOLE_HTML } from './console-page.ts';
+import { consoleHtml } from './console-page.ts';
 import type {
   ApiCall,
   Block,
@@ -637,7 +637,7 @@ export class SlackEmulator extends EventEmitter {
     if (path.startsWith('/files/')) return this.handleFileDownload(res, path, url);
     if (path === '/' || path === '/index.html') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-      res.end(CONSOLE_HTML);
+      res.end(consoleHtml());
       return;
     }
     if (path.startsWith('/console/')) return this.handleConsole(req, res, url);
@@ -1981,7 +1981,11 @@ export class SlackEmulator extends EventEmitter {
       });
       res.write(': connected\n\n');
       this.sse.add(res);
-      req.on('close', () => this.sse.delete(res));
+      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      req.on('close', () => {
+        clearInterval(keepAlive);
+        this.sse.delete(res);
+      });
       return;
     }
     if (path === '/console/state') return json(200, this.consoleState(url.searchParams.get('user') ?? ''));
