@@ -124,7 +124,9 @@ export interface ProcessOptions {
 type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;
 
 async function loadProcess(name: string): Promise<Runner | undefined> {
-  const modules: Record<string, () => Promise<{ run: Runner }>> = {};
+  const modules: Record<string, () => Promise<{ run: Runner }>> = {
+    worker: () => import('./worker.ts'),
+  };
   const load = modules[name];
   return load ? (await load()).run : undefined;
 }

@@ -1,0 +1,42 @@
+// `ferry worker`: runs the release steps and timers until SIGTERM/SIGINT,
+// then stops taking jobs, hands unfinished ones back to the queue and exits.
+import { startWorkers } from '../queue/worker.ts';
+import { createRuntime, jobContext, runnersFromEnv } from '../runtime.ts';
+import type { CliIO, ProcessOptions } from './main.ts';
+
+export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
+  const rt = createRuntime({
+    config: opts.configPath,
+    name: 'worker',
+    ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
+  });
+  const runners = await runnersFromEnv(rt);
+  const lockDuration = Number(process.env.FERRY_LOCK_MS ?? 30_000);
+  const workers = startWorkers(jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500)), {
+    connection: rt.queue,
+    ...(rt.prefix ? { prefix: rt.prefix } : {}),
+    lockDuration,
+    log: rt.log,
+  });
+  // Bring every stored release back in step: a crash may have left one between two steps.
+  const recovered = await rt.lifecycle.reconcile();
+  if (recovered.length) rt.log.info({ recovered }, 'reconciled releases after start');
+  const timer = setInterval(
+    () => {
+      rt.lifecycle
+        .reconcile()
+        .catch((err) => rt.log.warn({ err: (err as Error).message }, 'reconcile failed'));
+    },
+    Number(process.env.FERRY_RECONCILE_MS ?? 30_000),
+  );
+  io.err(`ferry worker: running (redis ${process.env.REDIS_URL ?? 'default'})`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  clearInterval(timer);
+  rt.log.info('shutting down');
+  await workers.close();
+  await rt.close();
+  return 0;
+}

@@ -1,0 +1,112 @@
+// Step runners that build, sync and deploy nothing: they record in Redis that
+// each effect happened, once, and how many times it was performed. The
+// lifecycle and crash tests use them to count effects without a cluster;
+// `FERRY_RUNNERS=recording ferry worker` selects them. Each effect is
+// idempotent the way the real one is (a pushed tag, a synced blob, an applied
+// batch are all no-ops the second time), so a count above one means the flow
+// performed a step twice.
+import type { Redis } from 'ioredis';
+import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../domain/ports.ts';
+import type { Release } from '../domain/release.ts';
+
+export interface RecordingOptions {
+  /** How long each step takes, so a test can kill the worker in the middle of it. */
+  stepMs: number;
+  replicas: number;
+  /** Regions whose gate fails at this batch (1-based). */
+  failGate?: Record<string, number>;
+}
+
+// Performs an effect only if not yet done; counts performances.
+const ONCE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  return 1
+end
+return 0`;
+
+export class RecordingRunners implements StepRunners {
+  private readonly redis: Redis;
+  private readonly opts: RecordingOptions;
+  private readonly prefix: string;
+
+  constructor(redis: Redis, opts: RecordingOptions, prefix = 'ferry') {
+    this.redis = redis;
+    this.opts = opts;
+    this.prefix = prefix;
+  }
+
+  private async effect(release: Release, name: string, value = '1'): Promise<void> {
+    await this.redis.eval(
+      ONCE,
+      2,
+      `${this.prefix}:effect:${release.id}:${name}`,
+      `${this.prefix}:effects:${release.id}`,
+      value,
+      name,
+    );
+  }
+
+  /** How many times each effect of a release was performed. */
+  static async counts(redis: Redis, releaseId: string, prefix = 'ferry'): Promise<Record<string, number>> {
+    const raw = await redis.hgetall(`${prefix}:effects:${releaseId}`);
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
+  }
+
+  private pause(signal: AbortSignal, ms = this.opts.stepMs): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  async build(release: Release, io: StepIO): Promise<BuiltImage> {
+    await this.pause(io.signal);
+    const digest = `sha256:${Buffer.from(`${release.app}-${release.version}-${release.environment}`).toString('hex').padEnd(64, '0').slice(0, 64)}`;
+    await this.effect(release, 'build', digest);
+    await io.say(`Built (recorded) ${release.app}:${release.version}-${release.environment}.`);
+    return {
+      image: `primary/${release.app}:${release.version}-${release.environment}`,
+      digest,
+      cached: false,
+    };
+  }
+
+  async sync(release: Release, _image: BuiltImage, io: StepIO): Promise<void> {
+    await this.pause(io.signal);
+    for (const r of release.regions) await this.effect(release, `sync:${r}`);
+    await io.say(`Synced (recorded) to ${release.regions.join(', ')}.`);
+  }
+
+  async rollout(release: Release, region: string, _image: BuiltImage, io: StepIO): Promise<RegionRollout> {
+    const key = `${this.prefix}:pods:${release.app}:${release.environment}:${region}`;
+    return {
+      prepare: async () => ({
+        replicas: this.opts.replicas,
+        previousImage: (await this.redis.get(`${key}:previous`)) ?? null,
+      }),
+      applyBatch: async (pods, index) => {
+        await this.pause(io.signal);
+        await this.effect(release, `deploy:${region}:batch${index}`, String(pods));
+        await this.redis.set(key, String(pods));
+      },
+      gate: async (_pods, pauseMs) => {
+        await this.pause(io.signal, Math.min(pauseMs, this.opts.stepMs));
+        const failAt = this.opts.failGate?.[region];
+        const applied = Object.keys(
+          await RecordingRunners.counts(this.redis, release.id, this.prefix),
+        ).filter((k) => k.startsWith(`deploy:${region}:batch`)).length;
+        if (failAt !== undefined && applied >= failAt)
+          return { ok: false, reason: 'new pods not Ready (recorded failure)' };
+        return { ok: true };
+      },
+      rollback: async () => {
+        await this.effect(release, `rollback:${region}`);
+        await this.redis.set(key, '0');
+      },
+    };
+  }
+}

@@ -1,0 +1,100 @@
+// Wiring: one place that builds Ferry's parts from the environment — config,
+// Redis connections, stores, queues, lifecycle — for the bot, the worker, the
+// watcher and the tests. Nothing here decides anything.
+import type { Redis } from 'ioredis';
+import type { JobContext } from '../jobs/context.ts';
+import { loadConfigOrThrow } from './config/load.ts';
+import type { FerryConfig } from './config/schema.ts';
+import { Lifecycle } from './domain/lifecycle.ts';
+import type { StepRunners } from './domain/ports.ts';
+import { type Logger, logger } from './logging.ts';
+import { QueueAnnouncer } from './queue/announcer.ts';
+import { queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
+import { BullScheduler } from './queue/scheduler.ts';
+import { RecordingRunners } from './runners/recording.ts';
+import { ReleaseStore } from './store/releases.ts';
+import { VersionStore } from './store/versions.ts';
+
+export interface Runtime {
+  config: () => FerryConfig;
+  store: Redis;
+  queue: Redis;
+  releases: ReleaseStore;
+  versions: VersionStore;
+  scheduler: BullScheduler;
+  announcer: QueueAnnouncer;
+  lifecycle: Lifecycle;
+  prefix: string | undefined;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  config: FerryConfig | string;
+  redisUrl?: string;
+  /** BullMQ key prefix and store prefix, so tests can share one Redis. */
+  prefix?: string;
+  name?: string;
+}
+
+export function createRuntime(opts: RuntimeOptions): Runtime {
+  const config = typeof opts.config === 'string' ? loadConfigOrThrow(opts.config) : opts.config;
+  const url = opts.redisUrl ?? redisUrl();
+  const store = storeConnection(url);
+  const queue = queueConnection(url);
+  const releases = new ReleaseStore(store, opts.prefix ?? 'ferry');
+  const versions = new VersionStore(store, opts.prefix ?? 'ferry');
+  const scheduler = new BullScheduler(queue, opts.prefix);
+  const announcer = new QueueAnnouncer(queue, opts.prefix);
+  const lifecycle = new Lifecycle({ config: () => config, releases, versions, scheduler, announcer });
+  return {
+    config: () => config,
+    store,
+    queue,
+    releases,
+    versions,
+    scheduler,
+    announcer,
+    lifecycle,
+    prefix: opts.prefix,
+    log: logger(opts.name ?? 'ferry'),
+    async close() {
+      await scheduler.close();
+      await announcer.close();
+      store.disconnect();
+      queue.disconnect();
+    },
+  };
+}
+
+export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): JobContext {
+  return {
+    config: rt.config,
+    lifecycle: rt.lifecycle,
+    releases: rt.releases,
+    versions: rt.versions,
+    runners,
+    announcer: rt.announcer,
+    pollMs,
+  };
+}
+
+/** The runners named by FERRY_RUNNERS: "recording" (no side effects, for tests) or "real" (the default). */
+export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
+  const kind = process.env.FERRY_RUNNERS ?? 'real';
+  if (kind === 'recording') {
+    return new RecordingRunners(
+      rt.store,
+      {
+        stepMs: Number(process.env.FERRY_RECORDING_STEP_MS ?? 300),
+        replicas: Number(process.env.FERRY_RECORDING_REPLICAS ?? 4),
+        ...(process.env.FERRY_RECORDING_FAIL_GATE
+          ? { failGate: JSON.parse(process.env.FERRY_RECORDING_FAIL_GATE) }
+          : {}),
+      },
+      rt.prefix ?? 'ferry',
+    );
+  }
+  const { realRunners } = await import('./runners/real.ts');
+  return realRunners(rt);
+}
