@@ -14,7 +14,7 @@
 //  - the whole log goes to `logPath`; every line also goes to `onLog`.
 
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -238,38 +238,8 @@ function runProcess(
 
 // ---------------------------------------------------------------- git
 
-interface ResolvedRef {
-  /** What to pass to `git clone --branch`, or undefined for a raw commit id. */
-  branchArg?: string;
-  commit?: string;
-}
-
-interface RemoteRefs {
-  tags: Map<string, string>;
-  branches: Map<string, string>;
-}
-
 function gitUrl(repoUrl: string): string {
   return isAbsolute(repoUrl) ? `file://${repoUrl}` : repoUrl;
-}
-
-export function parseLsRemote(out: string): RemoteRefs {
-  const tags = new Map<string, string>();
-  const branches = new Map<string, string>();
-  const peeled = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const [sha, name] = line.trim().split(/\s+/);
-    if (!sha || !name) continue;
-    if (name.startsWith('refs/tags/')) {
-      const tag = name.slice('refs/tags/'.length);
-      if (tag.endsWith('^{}')) peeled.set(tag.slice(0, -3), sha);
-      else tags.set(tag, sha);
-    } else if (name.startsWith('refs/heads/')) {
-      branches.set(name.slice('refs/heads/'.length), sha);
-    }
-  }
-  for (const [tag, sha] of peeled) tags.set(tag, sha);
-  return { tags, branches };
 }
 
 function naturalSort(a: string, b: string): number {
@@ -322,77 +292,111 @@ function resultFrom(
   return out;
 }
 
+/** Per-mirror lock: one fetch at a time per repository in this process. */
+const mirrorLocks = new Map<string, Promise<unknown>>();
+
+function withMirrorLock<T>(mirror: string, fn: () => Promise<T>): Promise<T> {
+  const prev = mirrorLocks.get(mirror) ?? Promise.resolve();
+  const next = prev.then(fn, fn);
+  const settled = next.catch(() => undefined);
+  mirrorLocks.set(mirror, settled);
+  void settled.then(() => {
+    if (mirrorLocks.get(mirror) === settled) mirrorLocks.delete(mirror);
+  });
+  return next;
+}
+
+const REF_RE = /^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./+-]{0,254}$/;
+
+/**
+ * Resolves `ref` in a bare mirror of the repository kept under
+ * `cacheDir/git` (cloned once, fetched before every build), then exports that
+ * commit with `git archive` into `dest`. The export has no .git, file times
+ * set to the commit time and modes 0644/0755 whatever the worker's umask, so
+ * the context is the same bytes for every environment and every worker.
+ * (Submodules and `export-ignore` paths are not part of the export.)
+ */
 async function checkout(ctx: Ctx, dest: string): Promise<string> {
   const { req, log } = ctx;
   const url = gitUrl(req.repoUrl);
-  log.note(`resolving ${req.ref} in ${req.repoUrl}`);
-  const ls = await runProcess('git', ['ls-remote', '--tags', '--heads', url], {
-    log,
-    capture: true,
-    env: ctx.env,
-    ...(req.signal ? { signal: req.signal } : {}),
-  });
-  if (ls.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git ls-remote ${req.repoUrl} failed`);
-  const refs = parseLsRemote(ls.stdout);
-  const ref = req.ref.replace(/^refs\/(tags|heads)\//, '');
-  let resolved: ResolvedRef | undefined;
-  if (refs.tags.has(ref)) resolved = { branchArg: ref, commit: refs.tags.get(ref)! };
-  else if (refs.branches.has(ref)) resolved = { branchArg: ref, commit: refs.branches.get(ref)! };
-  else if (/^[0-9a-f]{7,40}$/.test(ref)) resolved = {};
-  const unknown = () =>
-    new UnknownRefError(req.ref, [...refs.tags.keys()].sort(naturalSort), [...refs.branches.keys()].sort(), {
+  const opt = req.signal ? { signal: req.signal } : {};
+  const git = (args: string[], capture = false) =>
+    runProcess('git', args, { log, env: ctx.env, capture, ...opt });
+  const mirror = join(
+    resolve(req.cacheDir),
+    'git',
+    createHash('sha256').update(url).digest('hex').slice(0, 16) + '.git',
+  );
+  const known = async () => {
+    const r = await git(
+      ['-C', mirror, 'for-each-ref', '--format=%(refname)', 'refs/tags', 'refs/heads'],
+      true,
+    );
+    const refs = r.stdout.split('\n').filter(Boolean);
+    const tags = refs.filter((x) => x.startsWith('refs/tags/')).map((x) => x.slice(10));
+    const heads = refs.filter((x) => x.startsWith('refs/heads/')).map((x) => x.slice(11));
+    return { tags: tags.sort(naturalSort), heads: heads.sort() };
+  };
+  const unknown = async () => {
+    const k = await known();
+    return new UnknownRefError(req.ref, k.tags, k.heads, {
       app: req.app,
       version: req.version,
       envName: req.envName,
       lastLines: log.lastLines(),
       logPath: log.path,
     });
-  if (!resolved) throw unknown();
+  };
 
-  const opt = req.signal ? { signal: req.signal } : {};
-  if (resolved.branchArg) {
-    const r = await runProcess(
-      'git',
-      [
-        '-c',
-        'advice.detachedHead=false',
-        'clone',
-        '--quiet',
-        '--depth',
-        '1',
-        '--branch',
-        resolved.branchArg,
-        url,
-        dest,
-      ],
-      { log, env: ctx.env, ...opt },
+  log.note(`fetching ${req.repoUrl}`);
+  await withMirrorLock(mirror, async () => {
+    const exists = await stat(join(mirror, 'HEAD')).then(
+      () => true,
+      () => false,
     );
-    if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git clone of ${req.ref} failed`);
-  } else {
-    const r = await runProcess('git', ['clone', '--quiet', '--no-checkout', url, dest], {
-      log,
-      env: ctx.env,
-      ...opt,
-    });
-    if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git clone of ${req.repoUrl} failed`);
-    const c = await runProcess('git', ['-c', 'advice.detachedHead=false', 'checkout', '--quiet', ref], {
-      log,
-      env: ctx.env,
-      cwd: dest,
-      ...opt,
-    });
-    if (c.code !== 0) throw unknown();
-  }
-  const head = await runProcess('git', ['rev-parse', 'HEAD'], {
-    log,
-    capture: true,
-    cwd: dest,
-    env: ctx.env,
+    if (!exists) {
+      await rm(mirror, { recursive: true, force: true });
+      await mkdir(join(mirror, '..'), { recursive: true });
+      const r = await git(['clone', '--quiet', '--mirror', url, mirror]);
+      if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git clone ${req.repoUrl} failed`);
+    } else {
+      const r = await git([
+        '-C',
+        mirror,
+        'fetch',
+        '--quiet',
+        '--prune',
+        '--force',
+        'origin',
+        '+refs/*:refs/*',
+      ]);
+      if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git fetch ${req.repoUrl} failed`);
+    }
   });
-  const commit = head.stdout.trim();
-  // The checkout is the build context: without .git it is identical for every
-  // environment (a clone's .git differs in index timestamps and pack files).
-  await rm(join(dest, '.git'), { recursive: true, force: true });
+
+  const ref = req.ref;
+  if (!REF_RE.test(ref)) throw await unknown();
+  const rev = await git(['-C', mirror, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], true);
+  const commit = rev.stdout.trim();
+  if (rev.code !== 0 || !/^[0-9a-f]{40,64}$/.test(commit)) throw await unknown();
+
+  const tarFile = dest + '.tar';
+  const a = await git([
+    '-C',
+    mirror,
+    '-c',
+    'tar.umask=0022',
+    'archive',
+    '--format=tar',
+    '-o',
+    tarFile,
+    commit,
+  ]);
+  if (a.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git archive ${commit} failed`);
+  await mkdir(dest, { recursive: true });
+  const x = await runProcess('tar', ['-x', '-f', tarFile, '-C', dest], { log, env: ctx.env, ...opt });
+  await rm(tarFile, { force: true });
+  if (x.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `extracting ${commit} failed`);
   log.note(`checked out ${req.ref} at ${commit}`);
   return commit;
 }

@@ -132,7 +132,8 @@ export function composeDockerfile(
   tail: TailSpec,
   options: ComposeOptions,
 ): ComposedDockerfile {
-  if (!/^\s*FROM\s/im.test(appDockerfile)) throw new TailSpecError('the app Dockerfile has no FROM instruction');
+  if (!/^\s*FROM\s/im.test(appDockerfile))
+    throw new TailSpecError('the app Dockerfile has no FROM instruction');
   assertSingleLine('environment name', options.envName);
   const prefix = appDockerfile.endsWith('\n') ? appDockerfile : appDockerfile + '\n';
   const lines: string[] = [];

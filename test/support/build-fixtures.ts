@@ -131,7 +131,7 @@ export async function buildBusyboxBase(opts: {
   image: string;
   marker: string;
   storeDir: string;
-  extra?: Record<string, string>;
+  extra?: Record<string, string | Buffer>;
 }): Promise<void> {
   const ctr = await buildah(opts.storeDir, ['from', 'scratch']);
   try {
