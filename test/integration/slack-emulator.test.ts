@@ -378,6 +378,31 @@ describe('Bolt over HTTP', () => {
         text: `Rejected by <@${body.user.id}>: ${reason}`,
       });
     });
+    app.command('/slow', async ({ ack }) => {
+      await new Promise((r) => setTimeout(r, 400));
+      await ack();
+    });
+    app.command('/confirm', async ({ ack, command, client }) => {
+      await ack();
+      await client.chat.postEphemeral({
+        channel: command.channel_id,
+        user: command.user_id,
+        text: 'Really roll back?',
+        blocks: [
+          { type: 'section', text: { type: 'mrkdwn', text: 'Really roll back *payments*?' } },
+          {
+            type: 'actions',
+            elements: [
+              { type: 'button', action_id: 'confirm_rollback', text: { type: 'plain_text', text: 'Yes' } },
+            ],
+          },
+        ],
+      });
+    });
+    app.action('confirm_rollback', async ({ ack, respond }) => {
+      await ack();
+      await respond({ replace_original: true, text: 'Rolling back payments…' });
+    });
     const server = await app.start(0);
     emu.botEventsUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`;
   });
@@ -497,6 +522,64 @@ describe('Bolt over HTTP', () => {
       .open({ trigger_id: String(used.payload['trigger_id']), view })
       .then(noError, platformError);
     expect(e2.error).toBe('exchanged_trigger_id');
+  });
+
+  it('lets a response_url be used 5 times in 30 minutes', async () => {
+    const d = await emu.slashCommand({
+      userId: 'U_DAVE',
+      channelId: 'C_GENERAL',
+      command: '/slow',
+      text: '',
+    });
+    const url = String(d.payload['response_url']);
+    const statuses: number[] = [];
+    for (let i = 1; i <= 6; i++) {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ text: `update ${i}`, response_type: i === 1 ? 'in_channel' : 'ephemeral' }),
+      });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 404]);
+    expect(emu.responses.at(-1)).toMatchObject({ result: 'used_url' });
+    expect(emu.channelMessages('C_GENERAL').map((m) => m.text)).toContain('update 1');
+    expect(emu.ephemerals('U_DAVE').filter((e) => e.text.startsWith('update '))).toHaveLength(4);
+  });
+
+  it('shows Slack’s timeout error when the app acks too late', async () => {
+    emu.ackTimeoutMs = 150;
+    try {
+      const d = await emu.slashCommand({ userId: 'U_ALICE', channelId: 'C_GENERAL', command: '/slow' });
+      expect(d).toMatchObject({ acked: false, timedOut: true, error: 'operation_timeout' });
+      expect(emu.ephemerals('U_ALICE').at(-1)).toMatchObject({
+        from: 'USLACKBOT',
+        text: '/slow failed with the error "operation_timeout"',
+      });
+    } finally {
+      emu.ackTimeoutMs = 3000;
+    }
+  });
+
+  it('sends buttons on an ephemeral message with container.is_ephemeral and replaces it via response_url', async () => {
+    await emu.slashCommand({ userId: 'U_CAROL', channelId: 'C_RELEASES', command: '/confirm' });
+    const eph = await emu.waitFor(() =>
+      emu.ephemerals('U_CAROL').find((e) => e.text === 'Really roll back?'),
+    );
+    const d = await emu.clickButton({
+      userId: 'U_CAROL',
+      channelId: 'C_RELEASES',
+      messageTs: eph.ts,
+      actionId: 'confirm_rollback',
+    });
+    const payload = JSON.parse(new URLSearchParams(d.rawBody).get('payload') ?? '{}');
+    expect(payload.container).toMatchObject({ type: 'message', message_ts: eph.ts, is_ephemeral: true });
+    expect(payload.message).toBeUndefined();
+    await emu.waitFor(() =>
+      emu.ephemerals('U_CAROL').find((e) => e.ts === eph.ts && e.text === 'Rolling back payments…'),
+    );
+    expect(emu.ephemerals('U_CAROL').find((e) => e.ts === eph.ts)?.blocks).toBeUndefined();
+    expect(emu.ephemerals('U_BOB').some((e) => e.text.includes('roll'))).toBe(false);
   });
 
   it('Bolt rejects a forged signature with 401 and the user sees Slack’s error', async () => {

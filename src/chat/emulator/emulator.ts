@@ -184,7 +184,8 @@ export class SlackEmulator extends EventEmitter {
   readonly appToken: string | undefined;
   botEventsUrl: string | undefined;
   readonly verificationToken: string;
-  readonly ackTimeoutMs: number;
+  /** How long Slack waits for an ack before giving up (mutable so tests can shorten it). */
+  ackTimeoutMs: number;
   readonly triggerTtlMs: number;
   readonly socketWaitMs: number;
   readonly socketPingIntervalMs: number;
@@ -1063,6 +1064,13 @@ export class SlackEmulator extends EventEmitter {
       throw new ApiError('invalid_arguments', {
         response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) },
       });
+    }
+    if (
+      typeof view['external_id'] === 'string' &&
+      view['external_id'] !== '' &&
+      [...this.viewMap.values()].some((x) => x.open && x.external_id === view['external_id'])
+    ) {
+      throw new ApiError('duplicate_external_id');
     }
     const stack = this.modalStacks.get(trig.user) ?? [];
     if (push) {
