@@ -445,6 +445,10 @@ describe('Bolt over HTTP', () => {
     expect(card.blocks?.[1]?.['elements']).toHaveLength(2);
   });
 
+  it('passes the Request URL check (url_verification challenge)', async () => {
+    expect(await emu.verifyUrl()).toBe(true);
+  });
+
   it('replays a delivery with x-slack-retry-num as Slack retries do', async () => {
     const first = emu.deliveries.find((d) => d.kind === 'slash_commands')!;
     const again = await emu.redeliver(first, { retryNum: 1, reason: 'http_timeout' });
@@ -626,6 +630,10 @@ describe('Bolt over Socket Mode', () => {
       await ack();
       await respond({ replace_original: true, text: 'Approved over the socket' });
     });
+    app.message('hello ferry', async ({ message, say }) => {
+      const m = message as { user: string; ts: string };
+      await say({ text: `Hi <@${m.user}>`, thread_ts: m.ts });
+    });
     await app.start();
     await emu.waitForSocket();
   });
@@ -667,6 +675,19 @@ describe('Bolt over Socket Mode', () => {
       payload: { type: 'block_actions' },
     });
     await emu.waitFor(() => emu.message('C_RELEASES', card.ts!)?.text === 'Approved over the socket');
+  });
+
+  it('delivers a person’s message as an events_api envelope; the bot answers in the thread', async () => {
+    const m = await emu.postAsUser({ userId: 'U_DAVE', channelId: 'C_GENERAL', text: 'hello ferry' });
+    const reply = await emu.waitFor(() => emu.thread('C_GENERAL', m.ts)[1]);
+    expect(reply).toMatchObject({ text: 'Hi <@U_DAVE>', user: 'U_FERRYBOT', thread_ts: m.ts });
+    const d = emu.deliveries.find((x) => x.kind === 'events_api')!;
+    expect(JSON.parse(d.rawBody)).toMatchObject({
+      type: 'events_api',
+      retry_attempt: 0,
+      payload: { type: 'event_callback', event: { type: 'message', user: 'U_DAVE', text: 'hello ferry' } },
+    });
+    expect(d.acked).toBe(true);
   });
 
   it('reconnects after a disconnect (refresh_requested) and keeps delivering', async () => {

@@ -1909,6 +1909,21 @@ export class SlackEmulator extends EventEmitter {
     return structuredClone(m);
   }
 
+  /**
+   * What Slack does when the Request URL is saved: a signed `url_verification` POST whose `challenge`
+   * must be echoed back. Resolves true when the bot answered correctly.
+   */
+  async verifyUrl(): Promise<boolean> {
+    const challenge = randomBytes(24).toString('base64url');
+    const d = await this.deliver('events_api', 'url_verification', {
+      token: this.verificationToken,
+      challenge,
+      type: 'url_verification',
+    });
+    const r = d.response;
+    return d.status === 200 && (r === challenge || (isObj(r) && r['challenge'] === challenge));
+  }
+
   /** Sends an Events API `event_callback` wrapping `event`. */
   sendEvent(event: Json): Promise<Delivery> {
     return this.deliver('events_api', 'event_callback', {
