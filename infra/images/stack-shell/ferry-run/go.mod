@@ -1,0 +1,3 @@
+module ferry.local/ferry-run
+
+go 1.22
