@@ -1,19 +1,25 @@
 // Finish job: every region is on the new version; verify and close the release.
 import type { StepData } from '../src/queue/scheduler.ts';
-import { type JobContext, waitWhilePaused } from './context.ts';
+import { builtImage, type JobContext, stepIO, waitWhilePaused } from './context.ts';
 
 export async function finishJob(data: StepData, ctx: JobContext, signal: AbortSignal): Promise<string> {
   const g = await waitWhilePaused(ctx, data.releaseId, signal);
   if (!g.go) return `skipped: ${g.why}`;
   const release = g.release;
   await ctx.lifecycle.report(release.id, { type: 'step', to: 'verifying' });
+  const image = await builtImage(ctx, release);
   for (const region of release.regions) {
     const last = (await ctx.versions.deploys(release.app, release.environment, region, 1))[0];
-    if (last?.releaseId !== release.id) {
-      await ctx.lifecycle.report(release.id, {
-        type: 'fail',
-        reason: `${region} has no record of this release's rollout`,
-      });
+    const check =
+      last?.releaseId !== release.id
+        ? { ok: false as const, reason: "no record of this release's rollout" }
+        : await ctx.runners.verify(release, region, image, stepIO(ctx, release.id, signal));
+    if (!check.ok) {
+      await ctx.lifecycle.report(
+        release.id,
+        { type: 'fail', reason: `verify ${region}: ${check.reason}` },
+        `Verification failed in ${region}: ${check.reason}`,
+      );
       return 'failed';
     }
   }

@@ -106,4 +106,11 @@ export interface StepRunners {
   build(release: Release, io: StepIO): Promise<BuiltImage>;
   sync(release: Release, image: BuiltImage, io: StepIO): Promise<void>;
   rollout(release: Release, region: string, image: BuiltImage, io: StepIO): Promise<RegionRollout>;
+  /** After the last batch everywhere: is every region still running the new image, healthy? */
+  verify(
+    release: Release,
+    region: string,
+    image: BuiltImage,
+    io: StepIO,
+  ): Promise<{ ok: true } | { ok: false; reason: string }>;
 }

@@ -201,10 +201,15 @@ export function transition(
       if (from < 0) return refuse(`${r.id} is ${s}; it cannot move to ${e.to}.`);
       // Steps only move forward; a repeated step (a retried job) is a no-op transition.
       if (next < from) return refuse(`${r.id} is already past ${e.to} (${s}).`);
+      // A retried job re-entering its own step changes nothing and adds no audit entry.
+      if (next === from) return refuse(`${r.id} is already ${s}.`);
       return to(e.to);
     }
     case 'batch':
       if (s !== 'deploying') return refuse(`${r.id} is ${s}; batches happen while deploying.`);
+      // A batch re-applied by a restarted job is the same batch, not a new one.
+      if (r.batch?.region === e.region && r.batch.index === e.index)
+        return refuse(`${r.id} is already at ${e.region} batch ${e.index}.`);
       return to('deploying', {
         batch: { region: e.region, index: e.index, total: e.total, pods: e.pods, replicas: e.replicas },
         awaitingPromotion: false,

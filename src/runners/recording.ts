@@ -81,6 +81,12 @@ export class RecordingRunners implements StepRunners {
     await io.say(`Synced (recorded) to ${release.regions.join(', ')}.`);
   }
 
+  async verify(release: Release, region: string, _image: BuiltImage, io: StepIO): Promise<{ ok: true }> {
+    await this.pause(io.signal);
+    await this.effect(release, `verify:${region}`);
+    return { ok: true };
+  }
+
   async rollout(release: Release, region: string, _image: BuiltImage, io: StepIO): Promise<RegionRollout> {
     const key = `${this.prefix}:pods:${release.app}:${release.environment}:${region}`;
     return {

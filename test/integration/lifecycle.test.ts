@@ -47,6 +47,7 @@ describe('a release through its lifecycle', () => {
       build: 1,
       'sync:eu-west': 1,
       'deploy:eu-west:batch1': 1,
+      'verify:eu-west': 1,
     });
     const audit = await h.rt.releases.audit('r1');
     expect(audit.map((a) => a.to)).toEqual([
@@ -97,6 +98,7 @@ describe('a release through its lifecycle', () => {
     const counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
     expect(Object.values(counts).every((n) => n === 1)).toBe(true);
     expect(Object.keys(counts).filter((k) => k.startsWith('deploy:'))).toHaveLength(6);
+    expect(Object.keys(counts).filter((k) => k.startsWith('verify:'))).toHaveLength(2);
   });
 
   it('counts N-of-M approvals and refuses a second approval by the same person', async () => {
