@@ -249,6 +249,37 @@ describe('buildVariant', () => {
     expect(await getManifest({ url: registry.url, insecure: true }, REPOSITORY, 'v7-prod')).toBeUndefined();
   });
 
+  it('builds from a commit id or a branch, recording the commit', async () => {
+    const { stdout } = await exec('git', ['-C', repo.dir, 'rev-parse', 'v1^{commit}']);
+    const sha = stdout.trim();
+    const r = await buildVariant(request('prod', sha.slice(0, 10), 'c1'));
+    expect(r.commit).toBe(sha);
+    // Same code, same tail: the same layers as v1-prod (only the labels differ).
+    expect(r.layers.map((l) => l.digest)).toEqual(built['prod']!.layers.map((l) => l.digest));
+    const b = await buildVariant(request('prod', 'main', 'main1'));
+    const { stdout: mainSha } = await exec('git', ['-C', repo.dir, 'rev-parse', 'main']);
+    expect(b.commit).toBe(mainSha.trim());
+  });
+
+  it('cancelling a build stops buildah and pushes nothing', async () => {
+    const ac = new AbortController();
+    const p = buildVariant(
+      request('slow', 'v1', 'v1', {
+        tail: { run: ['echo sleeping; sleep 60'] },
+        signal: ac.signal,
+        onLog: (l) => {
+          if (l === 'sleeping') ac.abort();
+        },
+      }),
+    );
+    const t0 = performance.now();
+    const err = (await p.catch((e: unknown) => e)) as BuildFailed;
+    expect(err).toBeInstanceOf(BuildFailed);
+    expect(err.code).toBe('CANCELLED');
+    expect(performance.now() - t0).toBeLessThan(30_000);
+    expect(await getManifest({ url: registry.url, insecure: true }, REPOSITORY, 'v1-slow')).toBeUndefined();
+  });
+
   it('rebuilds a version onto an updated base: app layer identical, digests above the base change', async () => {
     const base2 = `${registry.host}/fixture/base:2`;
     await buildBusyboxBase({
