@@ -184,7 +184,11 @@ export async function resolveImage(
         children.push(k);
       }
     } else {
-      for (const d of manifestBlobs(m)) blobs.set(d.digest, d);
+      for (const d of manifestBlobs(m)) {
+        // Foreign / non-distributable layers (Windows base layers) live at their `urls`, not in registries.
+        if (d.urls?.length && /foreign|nondistributable/.test(d.mediaType)) continue;
+        blobs.set(d.digest, d);
+      }
     }
   };
   await walk(top, 0);
@@ -426,7 +430,10 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
             } else missing.push(r);
           });
           if (missing.length === 0) return;
-          holder ??= knownHolders.get(t.ep.url)?.get(digest);
+          if (holder === undefined) {
+            const known = knownHolders.get(t.ep.url)?.get(digest);
+            if (known !== undefined && !missing.includes(known)) holder = known;
+          }
           if (holder !== undefined) {
             // Mount into every missing repository; a refused mount leaves a session to upload into.
             for (const r of missing) {

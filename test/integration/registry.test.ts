@@ -41,6 +41,7 @@ const IMAGES = [
   { repo: 'team/web', tag: '1.0' },
   { repo: 'team/multi', tag: '1.0' },
   { repo: 'team/legacy', tag: '1' },
+  { repo: 'team/dlist', tag: '1' },
 ];
 
 const hostOf = (url: string) => url.replace(/^http:\/\//, '');
@@ -93,6 +94,19 @@ beforeAll(async () => {
     imgs['amd64']!.manifest.bytes.byteLength +
     imgs['arm64']!.manifest.bytes.byteLength;
   await pushImage(c, 'team/legacy', '1', imgs['legacy']!);
+  // a Docker manifest list (schema 2) of Docker manifests
+  imgs['damd64'] = buildImage([L['base']!, L['legacy']!], { label: 'dlist', arch: 'amd64', docker: true });
+  imgs['darm64'] = buildImage([L['arm']!], { label: 'dlist', arch: 'arm64', docker: true });
+  await pushIndex(
+    c,
+    'team/dlist',
+    '1',
+    [
+      { image: imgs['damd64']!, platform: { os: 'linux', architecture: 'amd64' } },
+      { image: imgs['darm64']!, platform: { os: 'linux', architecture: 'arm64' } },
+    ],
+    { docker: true },
+  );
 });
 
 afterAll(async () => {
@@ -102,7 +116,16 @@ afterAll(async () => {
 
 describe('syncImages to two regions', () => {
   const allImages = () =>
-    [imgs['api10']!, imgs['api11']!, imgs['web']!, imgs['amd64']!, imgs['arm64']!, imgs['legacy']!] as const;
+    [
+      imgs['api10']!,
+      imgs['api11']!,
+      imgs['web']!,
+      imgs['amd64']!,
+      imgs['arm64']!,
+      imgs['legacy']!,
+      imgs['damd64']!,
+      imgs['darm64']!,
+    ] as const;
 
   it('copies every image (and every platform of an index) so skopeo sees the same digest and layers', async () => {
     pPrimary.reset();
@@ -132,15 +155,25 @@ describe('syncImages to two regions', () => {
         expect(got.Layers).toEqual(want.Layers);
       }
     }
-    // every platform of the index, by digest
+    // every platform of each index (OCI index, Docker manifest list), by digest
     for (const reg of [regA, regB]) {
       const c = new RegistryClient({ name: 'check', url: reg.url });
       expect((await c.getManifest('team/multi', '1.0')).digest).toBe(multiDigest);
-      for (const child of [imgs['amd64']!, imgs['arm64']!]) {
-        const m = await c.getManifest('team/multi', child.manifest.digest);
-        expect(m.digest).toBe(child.manifest.digest);
-        for (const l of child.layers) expect(await c.headBlob('team/multi', l.digest)).toBe(l.size);
+      const list = await c.getManifest('team/dlist', '1');
+      expect(list.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+      for (const [repo, children] of [
+        ['team/multi', [imgs['amd64']!, imgs['arm64']!]],
+        ['team/dlist', [imgs['damd64']!, imgs['darm64']!]],
+      ] as const) {
+        for (const child of children) {
+          const m = await c.getManifest(repo, child.manifest.digest);
+          expect(m.digest).toBe(child.manifest.digest);
+          expect(m.mediaType).toBe(child.manifest.mediaType);
+          for (const l of child.layers) expect(await c.headBlob(repo, l.digest)).toBe(l.size);
+        }
       }
+      const raw = await skopeoInspect(`${hostOf(reg.url)}/team/dlist:1`, { raw: true });
+      expect((raw.raw as { manifests: unknown[] }).manifests).toHaveLength(2);
     }
 
     // Each distinct blob was read from the source exactly once although two regions got it.
@@ -167,7 +200,7 @@ describe('syncImages to two regions', () => {
         (r) => r.method === 'POST' && r.path.includes('mount=') && r.status === 201,
       );
       expect(mounts.length).toBe(t.blobsMounted);
-      expect(t.manifestsPushed).toBe(IMAGES.length + 2); // + two child manifests of the index
+      expect(t.manifestsPushed).toBe(IMAGES.length + 4); // + two child manifests per index
     }
     expect(events.some((e) => e.type === 'blob-mounted')).toBe(true);
     expect(events.filter((e) => e.type === 'image-done').length).toBe(IMAGES.length * 2);
@@ -325,16 +358,70 @@ describe('interrupted sync', () => {
       expect(uploadedFirst[i]).toBeGreaterThan(0);
       expect(total).toBe(sum(unique));
     }
-    // Read from the source: the big blob once (plus what sat in socket buffers when the first run stopped).
-    const servedTotal = pPrimary.servedByBlob.get(big.digest) ?? 0;
-    expect(servedFirst).toBeGreaterThanOrEqual(big.size / 2);
-    expect(servedTotal).toBeLessThan(big.size + 4 * MiB);
-    expect(servedTotal).toBeGreaterThanOrEqual(big.size);
+    // Read from the source: the retry asked only for the rest of the blob (Range from the resumed offset).
+    // The first run's figure also counts what sat in socket buffers when it stopped.
+    const servedSecond = (pPrimary.servedByBlob.get(big.digest) ?? 0) - servedFirst;
+    const resumedAt = second.targets[0]!.bytesResumed;
+    expect(second.targets[1]!.bytesResumed).toBe(resumedAt);
+    expect(servedFirst).toBeGreaterThanOrEqual(resumedAt);
+    expect(servedSecond).toBe(big.size - resumedAt);
     const ranged = pPrimary.requests.filter((r) => r.method === 'GET' && r.path.includes(big.digest));
     expect(ranged.length).toBe(2);
     for (const reg of [regA, regB]) {
       const got = await skopeoInspect(`${hostOf(reg.url)}/team/big:1.0`);
       expect(got.Digest).toBe(img.manifest.digest);
+    }
+  });
+  it('a retry with a resumed region and a fresh region reads the blob once and sends each region only what it lacks', async () => {
+    const c = new RegistryClient({ name: 'primary-direct', url: primary.url });
+    const big = randomLayer(16 * MiB, 'mixed');
+    const img = buildImage([big], { label: 'mixed' });
+    await pushImage(c, 'team/mixed', '1.0', img);
+    const fresh = await startRegistry();
+    const pFresh = await startCountingProxy(fresh.url);
+    try {
+      const resume = new MemoryResumeStore();
+      const ac = new AbortController();
+      pA.reset();
+      await expect(
+        syncImages({
+          source,
+          targets: [targetA],
+          images: [{ repo: 'team/mixed', tag: '1.0' }],
+          signal: ac.signal,
+          resume,
+          concurrency: 1,
+          onProgress: (e) => {
+            if (e.type === 'blob-progress' && e.digest === big.digest && e.bytes >= 5 * MiB) ac.abort();
+          },
+        }),
+      ).rejects.toThrow();
+      const partial = pA.requests.filter((r) => r.method === 'PATCH').reduce((s, r) => s + r.received, 0);
+      expect(partial).toBeGreaterThan(0);
+      pPrimary.reset();
+      const report = await syncImages({
+        source,
+        targets: [targetA, { name: 'region-fresh', url: pFresh.url }],
+        images: [{ repo: 'team/mixed', tag: '1.0' }],
+        resume,
+      });
+      expect(report.ok).toBe(true);
+      const [a, f] = report.targets;
+      expect(a!.blobsResumed).toBe(1);
+      expect(a!.bytesResumed).toBe(partial);
+      expect(f!.blobsResumed).toBe(0);
+      // one full read from the source serves both: the resumed region skips what it has
+      expect(pPrimary.servedByBlob.get(big.digest)).toBe(big.size);
+      const sentA = pA.requests.filter((r) => r.method === 'PATCH').reduce((s, r) => s + r.received, 0);
+      expect(sentA).toBe(big.size + img.config.bytes.byteLength);
+      const sentF = pFresh.requests.filter((r) => r.method === 'PATCH').reduce((s, r) => s + r.received, 0);
+      expect(sentF).toBe(big.size + img.config.bytes.byteLength);
+      for (const url of [regA.url, fresh.url]) {
+        expect((await skopeoInspect(`${hostOf(url)}/team/mixed:1.0`)).Digest).toBe(img.manifest.digest);
+      }
+    } finally {
+      await pFresh.stop();
+      await fresh.stop();
     }
   });
 });
