@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need, then runs every test.
+# The README's test command: installs what the tests need (Debian packages,
+# npm dependencies, the local infrastructure — Kubernetes is built from source
+# on the first run and cached in ~/.cache/ferry), then runs every test:
+# lint, types, unit, integration, end-to-end and browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
 bash scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
+
+echo "== lint and types" >&2
 biome check .
 tsc --noEmit
+
+echo "== local infrastructure (redis, registries, images, two clusters)" >&2
+bash infra/infra.sh up
+# On CI nothing may outlive the run; on a workstation the infrastructure stays
+# up so the next run starts warm (`bash infra/infra.sh down` stops it).
+if [[ "${CI:-}" == "true" || "${FERRY_INFRA_DOWN:-}" == "1" ]]; then
+  trap 'bash infra/infra.sh down >&2 || true' EXIT
+fi
+
+echo "== tests" >&2
 vitest run "$@"
+echo "test command took $(( $(date +%s) - started ))s" >&2

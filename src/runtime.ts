@@ -96,5 +96,5 @@ export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
     );
   }
   const { realRunners } = await import('./runners/real.ts');
-  return realRunners(rt);
+  return await realRunners(rt);
 }

@@ -185,6 +185,21 @@ export const configSchema = z.strictObject({
   groups: z.record(nameSchema, z.array(nameSchema)),
   rules: z.array(ruleSchema).min(1),
   sync: z.array(syncRuleSchema).default([]),
+  build: z
+    .strictObject({
+      /** Buildah storage (the layer cache), build work dirs and logs. */
+      cacheDir: z.string().default('${FERRY_CACHE}/build'),
+      /** Package bundles the dependency-injection tail can install: `<packageDir>/<name>/` laid out like a root fs. */
+      packageDir: z.string().default('${FERRY_CACHE}/packages'),
+      storageDriver: z.enum(['vfs', 'overlay']).default('vfs'),
+      isolation: z.enum(['chroot', 'oci']).default('chroot'),
+    })
+    .default({
+      cacheDir: '${FERRY_CACHE}/build',
+      packageDir: '${FERRY_CACHE}/packages',
+      storageDriver: 'vfs',
+      isolation: 'chroot',
+    }),
   limits: z
     .strictObject({
       parallelBuilds: z.number().int().min(1).default(2),

@@ -1,8 +1,209 @@
-// The real step runners: buildah builds, registry sync, Kubernetes rollouts.
-// Wired as those parts land; until then the worker refuses to start with them.
-import type { StepRunners } from '../domain/ports.ts';
+// The real step runners: buildah builds pushed to the primary registry,
+// registry-to-registry sync to the regions, and Kubernetes rollouts. Each
+// piece lives in its own module (src/build, src/registry, src/kube); this
+// file only connects them to a release.
+import { resolve } from 'node:path';
+import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/index.ts';
+import { expandPath } from '../config/paths.ts';
+import type { FerryConfig } from '../config/schema.ts';
+import { formatDuration } from '../domain/duration.ts';
+import type { BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';
+import type { Release } from '../domain/release.ts';
+import type { RegistryEndpoint } from '../registry/client.ts';
+import { ensureImage, syncImages } from '../registry/sync.ts';
 import type { Runtime } from '../runtime.ts';
 
-export function realRunners(_rt: Runtime): StepRunners {
-  throw new Error('the real build/sync/deploy runners are not wired yet; set FERRY_RUNNERS=recording');
+/** Where an app's images live in every registry: the same path everywhere. */
+export function repositoryOf(app: string): string {
+  return `apps/${app}`;
+}
+
+export function endpoint(name: string, reg: FerryConfig['primaryRegistry']): RegistryEndpoint {
+  return {
+    name,
+    url: reg.url,
+    insecure: reg.insecure,
+    ...(reg.username ? { username: reg.username } : {}),
+    ...(reg.passwordEnv && process.env[reg.passwordEnv] ? { password: process.env[reg.passwordEnv] } : {}),
+  };
+}
+
+const hostOf = (url: string) => new URL(url).host;
+
+function globMatch(glob: string, text: string): boolean {
+  const re = new RegExp(
+    `^${glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
+  return re.test(text);
+}
+
+/** The regions a version's image goes to by the config's sync rules (all of the release's regions when there are none). */
+export function syncTargets(
+  config: FerryConfig,
+  release: Pick<Release, 'app' | 'environment' | 'regions'>,
+  tag: string,
+): string[] {
+  if (config.sync.length === 0) return release.regions;
+  const out = new Set<string>();
+  for (const rule of config.sync) {
+    const appOk = rule.apps.includes('*') || rule.apps.includes(release.app);
+    const envOk = rule.environments.includes('*') || rule.environments.includes(release.environment);
+    if (appOk && envOk && globMatch(rule.tags, tag)) for (const r of rule.regions) out.add(r);
+  }
+  return [...out];
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+export function buildRunner(config: FerryConfig): StepRunners['build'] {
+  const coordinator = new BuildCoordinator({
+    store: new MemoryBuildRecordStore(),
+    concurrency: config.limits.parallelBuilds,
+  });
+  return async (release: Release, io: StepIO): Promise<BuiltImage> => {
+    const app = config.apps[release.app];
+    const env = config.environments[release.environment];
+    if (!app || !env) throw new Error(`${release.app} or ${release.environment} is no longer in the config`);
+    const lines: string[] = [];
+    let lastSaid = 0;
+    try {
+      const result = await coordinator.request({
+        app: release.app,
+        version: release.version,
+        ref: release.version,
+        repoUrl: resolve(expandPath(app.repo)),
+        dockerfile: app.dockerfile,
+        tail: env.tail,
+        envName: release.environment,
+        registry: { url: config.primaryRegistry.url, insecure: config.primaryRegistry.insecure },
+        repository: repositoryOf(release.app),
+        cacheDir: expandPath(config.build.cacheDir),
+        packageDir: expandPath(config.build.packageDir),
+        storageDriver: config.build.storageDriver,
+        isolation: config.build.isolation,
+        signal: io.signal,
+        onLog: (line) => {
+          lines.push(line);
+          if (lines.length > 400) lines.shift();
+          // Progress in the thread: each STEP line, at most one message every few seconds.
+          if (/^STEP \d+\/\d+/.test(line) && Date.now() - lastSaid > 3000) {
+            lastSaid = Date.now();
+            void io.say(`build: ${line.slice(0, 200)}`);
+          }
+        },
+      });
+      const { readFile } = await import('node:fs/promises');
+      const log = result.cached ? '' : await readFile(result.logPath, 'utf8').catch(() => lines.join('\n'));
+      await io.say(
+        result.cached
+          ? `Image \`${result.image}\` was already built: ${result.digest}`
+          : `Built \`${result.image}\` (${result.layers.length} layers, ${formatDuration(result.durationMs)}): ${result.digest}`,
+        log
+          ? {
+              snippet: log.split('\n').slice(-12).join('\n'),
+              file: { name: `build-${release.app}-${release.version}-${release.environment}.log`, text: log },
+            }
+          : undefined,
+      );
+      return {
+        image: result.image,
+        digest: result.digest,
+        cached: result.cached,
+        ...(result.commit ? { commit: result.commit } : {}),
+      };
+    } catch (err) {
+      if (err instanceof BuildFailed) {
+        const { readFile } = await import('node:fs/promises');
+        const log = await readFile(err.logPath, 'utf8').catch(() => lines.join('\n'));
+        await io.say(`Build failed at ${err.step}.`, {
+          snippet: err.lastLines.join('\n'),
+          file: { name: `build-${release.app}-${release.version}-${release.environment}.log`, text: log },
+        });
+      }
+      throw err;
+    }
+  };
+}
+
+export function syncRunner(config: FerryConfig): StepRunners['sync'] {
+  return async (release, image, io) => {
+    const tag = image.image.slice(image.image.lastIndexOf(':') + 1);
+    const regions = syncTargets(config, release, tag).filter((r) => !config.regions[r]?.registry.pullThrough);
+    if (regions.length === 0) {
+      await io.say(
+        'No region takes this image by the sync rules; each region fetches it back-to-source before its deploy.',
+      );
+      return;
+    }
+    const report = await syncImages({
+      source: endpoint('primary', config.primaryRegistry),
+      targets: regions.map((r) =>
+        endpoint(r, (config.regions[r] as FerryConfig['regions'][string]).registry),
+      ),
+      images: [{ repo: repositoryOf(release.app), tag }],
+      signal: io.signal,
+    });
+    const lines = report.targets.map(
+      (t) =>
+        `${t.target}: ${t.ok ? `${t.images.length} image${t.images.length === 1 ? '' : 's'}, ${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} skipped, ${formatDuration(t.timeMs)}` : `FAILED — ${t.errors.join('; ')}`}`,
+    );
+    await io.say(`Synced from the primary (${mb(report.sourceBytesRead)} read once):\n${lines.join('\n')}`);
+    const failed = report.targets.filter((t) => !t.ok).map((t) => t.target);
+    // A region that could not be reached fails that region alone: its deploy
+    // tries back-to-source again and fails with the reason if it still cannot.
+    if (failed.length === report.targets.length)
+      throw Object.assign(new Error(`sync failed for every region: ${report.errors.join('; ')}`), {
+        transient: true,
+      });
+  };
+}
+
+/** Back-to-source before a region's deploy: the region's registry must have the image, or gets it from the origin now. */
+export async function ensureInRegion(
+  config: FerryConfig,
+  region: string,
+  image: BuiltImage,
+  io: StepIO,
+): Promise<string> {
+  const reg = config.regions[region]?.registry;
+  if (!reg) throw new Error(`unknown region ${region}`);
+  const repo = image.image.slice(image.image.indexOf('/') + 1, image.image.lastIndexOf(':'));
+  const tag = image.image.slice(image.image.lastIndexOf(':') + 1);
+  const regional = `${hostOf(reg.url)}/${repo}@${image.digest}`;
+  if (reg.pullThrough) {
+    await io.say(`${region}: registry is a pull-through cache of the primary; nodes pull through it.`);
+    return regional;
+  }
+  const t0 = Date.now();
+  const r = await ensureImage({
+    origin: endpoint('primary', config.primaryRegistry),
+    region: endpoint(region, reg),
+    repo,
+    tag,
+    signal: io.signal,
+  });
+  if (r.copied)
+    await io.say(
+      `${region}: the image was missing from the region's registry; fetched it back-to-source from the primary in ${formatDuration(Date.now() - t0)}.`,
+    );
+  return regional;
+}
+
+export async function realRunners(rt: Runtime): Promise<StepRunners> {
+  const config = rt.config();
+  const { kubeRunners } = await import('./deploy.ts');
+  const kube = kubeRunners(config, {});
+  return {
+    build: buildRunner(config),
+    sync: syncRunner(config),
+    // Back-to-source first: the region's nodes pull from the region's registry.
+    rollout: async (release, region, image, io) => {
+      await ensureInRegion(config, region, image, io);
+      return kube.rollout(release, region, image, io);
+    },
+    verify: kube.verify,
+  };
 }
