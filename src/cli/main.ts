@@ -126,6 +126,7 @@ type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;
 async function loadProcess(name: string): Promise<Runner | undefined> {
   const modules: Record<string, () => Promise<{ run: Runner }>> = {
     worker: () => import('./worker.ts'),
+    start: () => import('./start.ts'),
   };
   const load = modules[name];
   return load ? (await load()).run : undefined;
