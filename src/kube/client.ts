@@ -1,0 +1,279 @@
+// Kubernetes client helpers: one KubeConfig per region (the region's context
+// in the kubeconfig), typed API clients, server-side apply with an explicit
+// content type, and a list+watch that survives silent watches.
+//
+// Server-side apply: every write Ferry makes to a Deployment is an apply
+// (`application/apply-patch+yaml`) under a named field manager. `ferry` owns
+// the pod template of the track it rolls out; `ferry-scale` owns the replica
+// count and role annotations it changes on the other track (so scaling a
+// track never re-sends, and never takes over, a template someone else set).
+// Both apply with force: these are fields Ferry owns by design.
+//
+// Watches from @kubernetes/client-node go silent after minutes with no error
+// (client-node #364, #596, #958). `ListWatch` lists, then watches from the
+// list's resourceVersion, and starts over (re-list + new watch) when the watch
+// ends, errors, or simply reaches its restart timer.
+import {
+  AppsV1Api,
+  CoreV1Api,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+} from '@kubernetes/client-node';
+import type { FerryConfig } from '../config/schema.ts';
+
+export const FIELD_MANAGER = 'ferry';
+export const SCALE_MANAGER = 'ferry-scale';
+
+export interface KubeClients {
+  region: string;
+  context: string;
+  kc: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+}
+
+export interface KubeOptions {
+  /** A kubeconfig file; default: $KUBECONFIG, then ~/.kube/config (client-node's default rules). */
+  kubeconfig?: string;
+  /** An already loaded kubeconfig (e.g. a service account's), used instead of a file. */
+  kubeConfig?: KubeConfig;
+}
+
+/** Loads the kubeconfig and selects `config.regions[region].context`. */
+export function loadKubeConfig(config: FerryConfig, region: string, opts: KubeOptions = {}): KubeConfig {
+  const r = config.regions[region];
+  if (!r) throw new Error(`unknown region ${region}; known: ${Object.keys(config.regions).join(', ')}`);
+  const kc = new KubeConfig();
+  if (opts.kubeConfig) kc.loadFromString(opts.kubeConfig.exportConfig());
+  else if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+  if (!kc.getContextObject(r.context)) {
+    throw new Error(
+      `the kubeconfig has no context "${r.context}" for region ${region}; contexts: ${kc
+        .getContexts()
+        .map((c) => c.name)
+        .join(', ')}`,
+    );
+  }
+  kc.setCurrentContext(r.context);
+  return kc;
+}
+
+export function kubeClients(config: FerryConfig, region: string, opts: KubeOptions = {}): KubeClients {
+  const kc = loadKubeConfig(config, region, opts);
+  return {
+    region,
+    context: kc.getCurrentContext(),
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    apps: kc.makeApiClient(AppsV1Api),
+  };
+}
+
+/** Options for a server-side apply request: the content type set explicitly. */
+export const APPLY_OPTIONS = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+export const MERGE_OPTIONS = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** HTTP status of a client-node error, if it has one. */
+export function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } };
+  if (typeof e?.code === 'number') return e.code;
+  if (typeof e?.statusCode === 'number') return e.statusCode;
+  if (typeof e?.response?.statusCode === 'number') return e.response.statusCode;
+  return undefined;
+}
+
+export function isNotFound(err: unknown): boolean {
+  return statusOf(err) === 404;
+}
+
+/** A short, readable message for a Kubernetes API error (the Status message when there is one). */
+export function kubeErrorMessage(err: unknown): string {
+  const e = err as { body?: unknown; message?: string };
+  let body = e?.body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      // keep the text
+    }
+  }
+  const msg = (body as { message?: string } | undefined)?.message;
+  const code = statusOf(err);
+  return `${code ? `HTTP ${code}: ` : ''}${msg ?? (typeof body === 'string' ? body : (e?.message ?? String(err)))}`;
+}
+
+/** Returns undefined for a 404, the object otherwise. */
+export async function readOrUndefined<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export interface ApplyObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+/** Server-side apply of a Deployment (apply-patch+yaml, force) under `manager`. */
+export async function applyDeployment(
+  k: KubeClients,
+  obj: ApplyObject,
+  manager: string = FIELD_MANAGER,
+): Promise<import('@kubernetes/client-node').V1Deployment> {
+  try {
+    return await k.apps.patchNamespacedDeployment(
+      {
+        name: obj.metadata.name,
+        namespace: obj.metadata.namespace,
+        body: obj,
+        fieldManager: manager,
+        force: true,
+      },
+      APPLY_OPTIONS,
+    );
+  } catch (err) {
+    throw new Error(
+      `apply deployment ${obj.metadata.namespace}/${obj.metadata.name} in ${k.region}: ${kubeErrorMessage(err)}`,
+    );
+  }
+}
+
+export interface ListWatchOptions<T> {
+  /** e.g. `/api/v1/namespaces/ns/pods` */
+  path: string;
+  list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
+  labelSelector?: string;
+  /** Restart the watch (re-list) after this long even if it looks healthy. Default 60 s. */
+  restartMs?: number;
+  onChange: (items: Map<string, T>) => void;
+  onError?: (err: unknown) => void;
+}
+
+interface Named {
+  metadata?: { uid?: string; name?: string; resourceVersion?: string };
+}
+
+/**
+ * List + watch with restarts. Keeps a map of the objects by uid and calls
+ * `onChange` after every list and every event. Stop it with `stop()`.
+ */
+export class ListWatch<T extends Named> {
+  readonly items = new Map<string, T>();
+  private readonly kc: KubeConfig;
+  private readonly opts: ListWatchOptions<T>;
+  private stopped = false;
+  private controller: AbortController | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private generation = 0;
+  /** How many times the list was (re)loaded; tests read it. */
+  relists = 0;
+
+  constructor(kc: KubeConfig, opts: ListWatchOptions<T>) {
+    this.kc = kc;
+    this.opts = opts;
+  }
+
+  async start(): Promise<void> {
+    await this.cycle();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.generation++;
+    if (this.timer) clearTimeout(this.timer);
+    this.controller?.abort();
+  }
+
+  /** Re-list and re-watch now. */
+  async restart(): Promise<void> {
+    if (this.stopped) return;
+    await this.cycle();
+  }
+
+  private async cycle(): Promise<void> {
+    const gen = ++this.generation;
+    if (this.timer) clearTimeout(this.timer);
+    this.controller?.abort();
+    this.controller = undefined;
+    let rv: string | undefined;
+    try {
+      const list = await this.opts.list();
+      if (gen !== this.generation || this.stopped) return;
+      this.relists++;
+      this.items.clear();
+      for (const it of list.items) this.items.set(it.metadata?.uid ?? it.metadata?.name ?? '', it);
+      rv = list.metadata?.resourceVersion;
+      this.opts.onChange(this.items);
+    } catch (err) {
+      this.opts.onError?.(err);
+      this.schedule(gen, 1000);
+      return;
+    }
+    try {
+      const w = new Watch(this.kc);
+      this.controller = await w.watch(
+        this.opts.path,
+        {
+          allowWatchBookmarks: true,
+          ...(rv ? { resourceVersion: rv } : {}),
+          ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
+        },
+        (phase, obj: T) => {
+          if (gen !== this.generation) return;
+          if (phase === 'BOOKMARK') return;
+          const key = obj.metadata?.uid ?? obj.metadata?.name ?? '';
+          if (phase === 'DELETED') this.items.delete(key);
+          else if (phase === 'ADDED' || phase === 'MODIFIED') this.items.set(key, obj);
+          else if (phase === 'ERROR') {
+            // e.g. 410 Gone: the resourceVersion is too old; start over.
+            this.schedule(gen, 0);
+            return;
+          }
+          this.opts.onChange(this.items);
+        },
+        (err) => {
+          if (gen !== this.generation || this.stopped) return;
+          if (err && (err as { name?: string }).name !== 'AbortError') this.opts.onError?.(err);
+          this.schedule(gen, err ? 500 : 0);
+        },
+      );
+    } catch (err) {
+      this.opts.onError?.(err);
+      this.schedule(gen, 1000);
+      return;
+    }
+    this.schedule(gen, this.opts.restartMs ?? 60_000);
+  }
+
+  private schedule(gen: number, ms: number): void {
+    if (gen !== this.generation || this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (gen !== this.generation || this.stopped) return;
+      void this.cycle();
+    }, ms);
+    this.timer.unref?.();
+  }
+}
+
+/** Sleep that ends early (without throwing) when the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

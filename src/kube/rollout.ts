@@ -1,0 +1,798 @@
+// One region's rollout of an app, in exact batches.
+//
+// DESIGN: two Deployments ("tracks") per app, like Argo Rollouts' stable and
+// canary ReplicaSets. A single Deployment cannot stop at exactly k new pods
+// (maxSurge/maxUnavailable bound the pace, not the end state, and pausing it
+// mid-way is racy), so Ferry owns two:
+//
+//   track a: Deployment <name>      pods labelled ferry.dev/track=a
+//   track b: Deployment <name>-b    pods labelled ferry.dev/track=b
+//
+// Both tracks' pods carry `app.kubernetes.io/name: <name>`, which is what the
+// app's Service selects, so traffic spreads over old and new pods in
+// proportion to their counts. One track is "stable" (runs the current
+// version), the other "next". Batch k with p cumulative new pods applies:
+//
+//   next   ← new digest-pinned image, replicas p          (fieldManager ferry)
+//   stable ← unchanged template,      replicas total − p  (fieldManager ferry-scale)
+//
+// then waits until exactly p pods of the new image and total − p old pods
+// exist (no terminating leftovers). Scale-up happens before scale-down, so the
+// app never drops below its replica count. Both writes are declarative
+// server-side applies, so applying a batch twice changes nothing and a job
+// killed between the two writes completes the batch when it runs again.
+// When p reaches total the roles swap in the same apply: the next track is
+// annotated `ferry.dev/role: stable`, the old one `next` with 0 replicas and
+// its old template kept — which is what makes rollback instant: rollback
+// scales the track that still runs the previous image back to all replicas
+// and the other to 0 (no new template, the image is on the nodes already).
+//
+// The rollout's own state lives in annotations on the Deployments, not in
+// memory: `ferry.dev/release`, `ferry.dev/digest`, `ferry.dev/batch`,
+// `ferry.dev/replicas` on the track being rolled out. A restarted deploy job
+// finds the track carrying its release id and goes on with the same total.
+//
+// The first release of an app creates track a; there is no old image, so the
+// batches grow the app from 0 to its replica count and rollback scales it to
+// 0. A Deployment <name> that Ferry did not create (its selector lacks
+// ferry.dev/track) is refused with an explanation: its selector is immutable
+// and would overlap the other track's pods.
+//
+// The pod template is generated from config + release (see `podTemplate`):
+// one container (name = apps[app].container ?? app) on port 8080, readiness
+// probe GET /ready, memory limit, env FERRY_ENV/FERRY_APP/FERRY_VERSION.
+import { createHash } from 'node:crypto';
+import type { V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { FerryConfig } from '../config/schema.ts';
+import type { BuiltImage, RegionRollout, StepIO } from '../domain/ports.ts';
+import { parseReference } from '../registry/reference.ts';
+import {
+  type ApplyObject,
+  applyDeployment,
+  isNotFound,
+  type KubeClients,
+  kubeErrorMessage,
+  ListWatch,
+  readOrUndefined,
+  SCALE_MANAGER,
+  sleep,
+} from './client.ts';
+
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
+export const LABEL_TRACK = 'ferry.dev/track';
+export const LABEL_PREWARM = 'ferry.dev/prewarm';
+export const ANN = {
+  role: 'ferry.dev/role',
+  release: 'ferry.dev/release',
+  version: 'ferry.dev/version',
+  digest: 'ferry.dev/digest',
+  image: 'ferry.dev/image',
+  batch: 'ferry.dev/batch',
+  replicas: 'ferry.dev/replicas',
+} as const;
+
+export type Track = 'a' | 'b';
+
+export interface AppTarget {
+  app: string;
+  region: string;
+  environment: string;
+  namespace: string;
+  /** Deployment name of track a; track b is `<name>-b`. */
+  name: string;
+  container: string;
+}
+
+export function appTarget(config: FerryConfig, app: string, environment: string, region: string): AppTarget {
+  const a = config.apps[app];
+  if (!a) throw new Error(`unknown app ${app}`);
+  return {
+    app,
+    region,
+    environment,
+    namespace: a.namespace ?? app,
+    name: a.deployment ?? app,
+    container: a.container ?? app,
+  };
+}
+
+export function trackName(t: AppTarget, track: Track): string {
+  return track === 'a' ? t.name : `${t.name}-b`;
+}
+
+/** The image as the region pulls it: region registry host, same repository, pinned by digest. */
+export function regionImageRef(
+  config: FerryConfig,
+  region: string,
+  image: { image: string; digest: string },
+): string {
+  const r = config.regions[region];
+  if (!r) throw new Error(`unknown region ${region}`);
+  const host = new URL(r.registry.url).host;
+  const ref = parseReference(image.image);
+  return `${host}/${ref.repository}@${image.digest}`;
+}
+
+export interface PodDefaults {
+  memoryLimit: string;
+  memoryRequest: string;
+  cpuRequest: string;
+  terminationGracePeriodSeconds: number;
+  /** Extra environment for every pod (after FERRY_*). */
+  env: Record<string, string>;
+}
+
+export const POD_DEFAULTS: PodDefaults = {
+  memoryLimit: '128Mi',
+  memoryRequest: '32Mi',
+  cpuRequest: '10m',
+  terminationGracePeriodSeconds: 5,
+  env: {},
+};
+
+/**
+ * The pod template for one track. Deterministic in its inputs (no release id
+ * or time in it), so re-applying it never restarts pods.
+ */
+export function podTemplate(
+  t: AppTarget,
+  track: Track,
+  ref: string,
+  version: string,
+  pod: PodDefaults = POD_DEFAULTS,
+): Record<string, unknown> {
+  return {
+    metadata: {
+      labels: { [LABEL_NAME]: t.name, [LABEL_MANAGED]: 'ferry', [LABEL_TRACK]: track },
+      annotations: { [ANN.version]: version },
+    },
+    spec: {
+      terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
+      containers: [
+        {
+          name: t.container,
+          image: ref,
+          imagePullPolicy: 'IfNotPresent',
+          ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+          env: [
+            { name: 'FERRY_ENV', value: t.environment },
+            { name: 'FERRY_APP', value: t.app },
+            { name: 'FERRY_VERSION', value: version },
+            ...Object.entries(pod.env).map(([name, value]) => ({ name, value })),
+          ],
+          readinessProbe: {
+            httpGet: { path: '/ready', port: 8080 },
+            periodSeconds: 2,
+            timeoutSeconds: 2,
+            failureThreshold: 2,
+            successThreshold: 1,
+          },
+          resources: {
+            requests: { cpu: pod.cpuRequest, memory: pod.memoryRequest },
+            limits: { memory: pod.memoryLimit },
+          },
+        },
+      ],
+    },
+  };
+}
+
+function deploymentObject(
+  t: AppTarget,
+  track: Track,
+  replicas: number,
+  template: Record<string, unknown>,
+  annotations: Record<string, string>,
+): ApplyObject {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: trackName(t, track),
+      namespace: t.namespace,
+      labels: { [LABEL_NAME]: t.name, [LABEL_MANAGED]: 'ferry', [LABEL_TRACK]: track },
+      annotations,
+    },
+    spec: {
+      replicas,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: { [LABEL_NAME]: t.name, [LABEL_TRACK]: track } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: 0 } },
+      template,
+    },
+  };
+}
+
+/** Scale one track (and set its role) without touching its template. */
+async function scaleTrack(k: KubeClients, t: AppTarget, track: Track, replicas: number, role: string) {
+  await applyDeployment(
+    k,
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: trackName(t, track), namespace: t.namespace, annotations: { [ANN.role]: role } },
+      spec: { replicas },
+    },
+    SCALE_MANAGER,
+  );
+}
+
+export interface Tracks {
+  a?: V1Deployment;
+  b?: V1Deployment;
+}
+
+export async function readTracks(k: KubeClients, t: AppTarget): Promise<Tracks> {
+  const [a, b] = await Promise.all(
+    (['a', 'b'] as const).map((tr) =>
+      readOrUndefined(() =>
+        k.apps.readNamespacedDeployment({ name: trackName(t, tr), namespace: t.namespace }),
+      ),
+    ),
+  );
+  for (const [tr, d] of [
+    ['a', a],
+    ['b', b],
+  ] as const) {
+    if (d && d.spec?.selector?.matchLabels?.[LABEL_TRACK] !== tr) {
+      throw new Error(
+        `deployment ${t.namespace}/${d.metadata?.name} in ${t.region} was not created by Ferry (its selector ${JSON.stringify(
+          d.spec?.selector?.matchLabels ?? {},
+        )} lacks ${LABEL_TRACK}=${tr}); Ferry rolls out with two tracks (${trackName(t, 'a')}, ${trackName(t, 'b')}) and cannot share an immutable foreign selector. Rename or delete it, or set apps.${t.app}.deployment to a new name.`,
+      );
+    }
+  }
+  return { ...(a ? { a } : {}), ...(b ? { b } : {}) };
+}
+
+const other = (tr: Track): Track => (tr === 'a' ? 'b' : 'a');
+const ann = (d: V1Deployment | undefined, key: string) => d?.metadata?.annotations?.[key];
+
+export function trackImage(d: V1Deployment | undefined, container: string): string | undefined {
+  const cs = d?.spec?.template?.spec?.containers ?? [];
+  return (cs.find((c) => c.name === container) ?? cs[0])?.image;
+}
+
+export function podImage(p: V1Pod, container: string): string | undefined {
+  const cs = p.spec?.containers ?? [];
+  return (cs.find((c) => c.name === container) ?? cs[0])?.image;
+}
+
+export function containerStatus(p: V1Pod, container: string) {
+  const cs = p.status?.containerStatuses ?? [];
+  return cs.find((c) => c.name === container) ?? cs[0];
+}
+
+export function isReady(p: V1Pod): boolean {
+  return (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+export function isTerminating(p: V1Pod): boolean {
+  return !!p.metadata?.deletionTimestamp || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed';
+}
+
+export async function appPods(k: KubeClients, t: AppTarget): Promise<V1Pod[]> {
+  const list = await k.core.listNamespacedPod({
+    namespace: t.namespace,
+    labelSelector: `${LABEL_NAME}=${t.name}`,
+  });
+  return list.items;
+}
+
+/** Which track is stable, as Ferry records it; and the app's pods per image. */
+export interface TrackStatus {
+  stable: string | null;
+  next: string | null;
+  replicas: Record<string, number>;
+  images: Record<string, string | undefined>;
+  /** Live (not terminating) pods per image reference. */
+  podsByImage: Record<string, number>;
+  terminating: number;
+}
+
+export async function trackStatus(k: KubeClients, t: AppTarget): Promise<TrackStatus> {
+  const tracks = await readTracks(k, t);
+  const pods = await appPods(k, t);
+  const out: TrackStatus = {
+    stable: null,
+    next: null,
+    replicas: {},
+    images: {},
+    podsByImage: {},
+    terminating: 0,
+  };
+  for (const tr of ['a', 'b'] as const) {
+    const d = tracks[tr];
+    if (!d) continue;
+    const name = trackName(t, tr);
+    out.replicas[name] = d.spec?.replicas ?? 0;
+    out.images[name] = trackImage(d, t.container);
+    if (ann(d, ANN.role) === 'stable') out.stable = name;
+    else out.next = name;
+  }
+  for (const p of pods) {
+    if (isTerminating(p)) out.terminating++;
+    else {
+      const img = podImage(p, t.container) ?? '?';
+      out.podsByImage[img] = (out.podsByImage[img] ?? 0) + 1;
+    }
+  }
+  return out;
+}
+
+export interface RolloutSpec {
+  /** The release id (or a rollback id) recorded on the track it rolls out. */
+  releaseId: string;
+  app: string;
+  environment: string;
+  version: string;
+  region: string;
+  image: Pick<BuiltImage, 'image' | 'digest'>;
+}
+
+export interface RolloutOptions {
+  /** Replicas of an app that has no Deployment yet. Default 2. */
+  defaultReplicas?: number;
+  pod?: Partial<PodDefaults>;
+  /** How long applyBatch waits for the exact pod counts. Default 120 s. */
+  applyTimeoutMs?: number;
+  /** Check that the region registry has the image before rolling out. Default true. */
+  checkRegistry?: boolean;
+  /** Poll interval of waits. Default 300 ms. */
+  pollMs?: number;
+  /** How long a pre-warm pull may take per node. Default 5 min. */
+  prewarmTimeoutMs?: number;
+  /** Restart the gate's pod watch after this long (silent watches). Default 60 s. */
+  watchRestartMs?: number;
+  io?: StepIO;
+  /** Registry credentials for the check: username and password per registry host. */
+  fetch?: typeof fetch;
+}
+
+/** HEAD the digest in the region's registry; throws a clear error if it is missing. */
+export async function checkRegionImage(
+  config: FerryConfig,
+  region: string,
+  image: { image: string; digest: string },
+  doFetch: typeof fetch = fetch,
+): Promise<void> {
+  const r = config.regions[region];
+  if (!r) throw new Error(`unknown region ${region}`);
+  const repo = parseReference(image.image).repository;
+  const base = r.registry.url.replace(/\/+$/, '');
+  const headers: Record<string, string> = {
+    accept: [
+      'application/vnd.oci.image.manifest.v1+json',
+      'application/vnd.oci.image.index.v1+json',
+      'application/vnd.docker.distribution.manifest.v2+json',
+      'application/vnd.docker.distribution.manifest.list.v2+json',
+    ].join(', '),
+  };
+  const password = r.registry.passwordEnv ? process.env[r.registry.passwordEnv] : undefined;
+  if (r.registry.username && password)
+    headers.authorization = `Basic ${Buffer.from(`${r.registry.username}:${password}`).toString('base64')}`;
+  const url = `${base}/v2/${repo}/manifests/${image.digest}`;
+  let res: Response;
+  try {
+    res = await doFetch(url, { method: 'HEAD', headers, signal: AbortSignal.timeout(15_000) });
+  } catch (err) {
+    throw new Error(
+      `${region}: cannot reach the region registry ${base} to check ${repo}@${image.digest}: ${(err as Error).message}`,
+    );
+  }
+  if (res.status === 404)
+    throw new Error(
+      `${region}: the region registry ${new URL(base).host} has no ${repo}@${image.digest.slice(0, 19)}…; the pods could not pull it. Sync the image to ${region} first (/release sync).`,
+    );
+  if (res.status === 401 || res.status === 403) return; // token-auth registries: the kubelet has its own pull secret
+  if (!res.ok)
+    throw new Error(
+      `${region}: the region registry ${new URL(base).host} answered ${res.status} for ${repo}@${image.digest}`,
+    );
+}
+
+type GateResult = { ok: true } | { ok: false; reason: string };
+
+export class KubeRollout implements RegionRollout {
+  readonly k: KubeClients;
+  readonly config: FerryConfig;
+  readonly spec: RolloutSpec;
+  readonly target: AppTarget;
+  readonly ref: string;
+  private readonly opts: RolloutOptions;
+  private readonly pod: PodDefaults;
+  /** Set by prepare(). */
+  newTrack: Track = 'a';
+  replicas = 0;
+  previousImage: string | null = null;
+  private prepared = false;
+  private oldExists = false;
+
+  constructor(k: KubeClients, config: FerryConfig, spec: RolloutSpec, opts: RolloutOptions = {}) {
+    this.k = k;
+    this.config = config;
+    this.spec = spec;
+    this.opts = opts;
+    this.target = appTarget(config, spec.app, spec.environment, spec.region);
+    this.ref = regionImageRef(config, spec.region, spec.image);
+    this.pod = { ...POD_DEFAULTS, ...opts.pod, env: { ...POD_DEFAULTS.env, ...opts.pod?.env } };
+  }
+
+  private get signal(): AbortSignal | undefined {
+    return this.opts.io?.signal;
+  }
+
+  private checkStopped(): void {
+    if (this.signal?.aborted) throw new Error('stopped: the worker is shutting down');
+  }
+
+  async prepare(): Promise<{ replicas: number; previousImage: string | null }> {
+    const t = this.target;
+    const tracks = await readTracks(this.k, t);
+    const mine = (['a', 'b'] as const).find(
+      (tr) =>
+        ann(tracks[tr], ANN.release) === this.spec.releaseId &&
+        ann(tracks[tr], ANN.digest) === this.spec.image.digest,
+    );
+    if (mine) {
+      this.newTrack = mine;
+    } else {
+      const stable =
+        (['a', 'b'] as const).find((tr) => ann(tracks[tr], ANN.role) === 'stable') ??
+        (['a', 'b'] as const)
+          .filter((tr) => tracks[tr])
+          .sort((x, y) => (tracks[y]?.spec?.replicas ?? 0) - (tracks[x]?.spec?.replicas ?? 0))[0];
+      this.newTrack = stable ? other(stable) : 'a';
+    }
+    const old = tracks[other(this.newTrack)];
+    this.oldExists = !!old;
+    this.previousImage = trackImage(old, t.container) ?? null;
+    const recorded = Number(ann(tracks[this.newTrack], ANN.replicas));
+    const sum = (tracks.a?.spec?.replicas ?? 0) + (tracks.b?.spec?.replicas ?? 0);
+    this.replicas =
+      mine && Number.isInteger(recorded) && recorded > 0
+        ? recorded
+        : sum > 0
+          ? sum
+          : (this.opts.defaultReplicas ?? 2);
+    if (this.opts.checkRegistry !== false)
+      await checkRegionImage(this.config, t.region, this.spec.image, this.opts.fetch);
+    this.prepared = true;
+    return { replicas: this.replicas, previousImage: this.previousImage };
+  }
+
+  private async ensurePrepared(): Promise<void> {
+    if (!this.prepared) await this.prepare();
+  }
+
+  async applyBatch(pods: number, batchIndex: number): Promise<void> {
+    await this.ensurePrepared();
+    const t = this.target;
+    const total = this.replicas;
+    const p = Math.max(0, Math.min(total, pods));
+    const done = p >= total;
+    const template = podTemplate(t, this.newTrack, this.ref, this.spec.version, this.pod);
+    await applyDeployment(
+      this.k,
+      deploymentObject(t, this.newTrack, p, template, {
+        [ANN.role]: done ? 'stable' : 'next',
+        [ANN.release]: this.spec.releaseId,
+        [ANN.version]: this.spec.version,
+        [ANN.digest]: this.spec.image.digest,
+        [ANN.image]: this.spec.image.image,
+        [ANN.batch]: String(batchIndex),
+        [ANN.replicas]: String(total),
+      }),
+    );
+    if (this.oldExists)
+      await scaleTrack(this.k, t, other(this.newTrack), total - p, done ? 'next' : 'stable');
+    await this.waitExact(p, this.oldExists ? total - p : 0);
+  }
+
+  /** Waits until exactly `fresh` pods of the new image and `old` pods of the old track exist, nothing else. */
+  async waitExact(
+    fresh: number,
+    old: number,
+    timeoutMs = this.opts.applyTimeoutMs ?? 120_000,
+  ): Promise<void> {
+    const t = this.target;
+    const until = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      this.checkStopped();
+      const pods = await appPods(this.k, t);
+      let nNew = 0;
+      let nOld = 0;
+      let stray = 0;
+      let terminating = 0;
+      for (const p of pods) {
+        if (isTerminating(p)) {
+          terminating++;
+          continue;
+        }
+        const tr = p.metadata?.labels?.[LABEL_TRACK];
+        if (tr === this.newTrack && podImage(p, t.container) === this.ref) nNew++;
+        else if (tr === other(this.newTrack)) nOld++;
+        else stray++;
+      }
+      if (nNew === fresh && nOld === old && stray === 0 && terminating === 0) return;
+      last = `${nNew}/${fresh} new, ${nOld}/${old} old, ${stray} other, ${terminating} terminating`;
+      if (Date.now() > until)
+        throw new Error(
+          `${t.region}: ${t.namespace}/${t.name} did not reach ${fresh} new + ${old} old pods in ${Math.round(timeoutMs / 1000)}s (${last})`,
+        );
+      await sleep(this.opts.pollMs ?? 300, this.signal);
+    }
+  }
+
+  async prewarm(pods: number): Promise<void> {
+    await this.ensurePrepared();
+    const t = this.target;
+    const nodes = (await this.k.core.listNode({})).items.filter(
+      (n) =>
+        !n.spec?.unschedulable &&
+        (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+    const running = new Set((await appPods(this.k, t)).map((p) => p.spec?.nodeName).filter(Boolean));
+    const ordered = [
+      ...nodes.filter((n) => running.has(n.metadata?.name)),
+      ...nodes.filter((n) => !running.has(n.metadata?.name)),
+    ];
+    const targets = ordered.slice(0, Math.max(1, Math.min(pods, ordered.length)));
+    const need = targets.filter((n) => !nodeHasImage(n, this.ref));
+    await Promise.all(need.map((n) => this.prewarmNode(n.metadata?.name ?? '')));
+  }
+
+  private async prewarmNode(node: string): Promise<void> {
+    const t = this.target;
+    const name = `${t.name}-prewarm-${createHash('sha256').update(`${node}\n${this.ref}`).digest('hex').slice(0, 10)}`;
+    const body: V1Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: t.namespace,
+        labels: { [LABEL_PREWARM]: t.name, [LABEL_MANAGED]: 'ferry' },
+      },
+      spec: {
+        nodeName: node,
+        restartPolicy: 'Never',
+        terminationGracePeriodSeconds: 0,
+        automountServiceAccountToken: false,
+        tolerations: [{ operator: 'Exists' }],
+        containers: [
+          {
+            name: 'prewarm',
+            image: this.ref,
+            imagePullPolicy: 'IfNotPresent',
+            command: ['true'],
+            resources: { requests: { cpu: '1m', memory: '4Mi' }, limits: { memory: '16Mi' } },
+          },
+        ],
+      },
+    };
+    try {
+      await this.k.core.createNamespacedPod({ namespace: t.namespace, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409)
+        throw new Error(`${t.region}: pre-warm pod on ${node}: ${kubeErrorMessage(err)}`);
+    }
+    const until = Date.now() + (this.opts.prewarmTimeoutMs ?? 300_000);
+    try {
+      for (;;) {
+        this.checkStopped();
+        const p = await readOrUndefined(() =>
+          this.k.core.readNamespacedPod({ name, namespace: t.namespace }),
+        );
+        const cs = p?.status?.containerStatuses?.[0];
+        if (cs?.imageID || cs?.state?.running || cs?.state?.terminated) return;
+        const waiting = cs?.state?.waiting;
+        if (
+          waiting?.reason === 'ErrImagePull' ||
+          waiting?.reason === 'ImagePullBackOff' ||
+          waiting?.reason === 'InvalidImageName'
+        )
+          throw new Error(
+            `${t.region}: pre-warm on ${node} could not pull ${this.ref}: ${waiting.reason} ${waiting.message ?? ''}`.trim(),
+          );
+        if (Date.now() > until)
+          throw new Error(`${t.region}: pre-warm on ${node} did not pull ${this.ref} in time`);
+        await sleep(this.opts.pollMs ?? 300, this.signal);
+      }
+    } finally {
+      await this.k.core
+        .deleteNamespacedPod({ name, namespace: t.namespace, gracePeriodSeconds: 0 })
+        .catch((err) => {
+          if (!isNotFound(err)) throw err;
+        });
+    }
+  }
+
+  async gate(pods: number, pauseMs: number, maxRestarts: number, deadlineMs: number): Promise<GateResult> {
+    await this.ensurePrepared();
+    const t = this.target;
+    const selector = `${LABEL_NAME}=${t.name},${LABEL_TRACK}=${this.newTrack}`;
+    const lw = new ListWatch<V1Pod>(this.k.kc, {
+      path: `/api/v1/namespaces/${t.namespace}/pods`,
+      labelSelector: selector,
+      restartMs: this.opts.watchRestartMs ?? 60_000,
+      list: () => this.k.core.listNamespacedPod({ namespace: t.namespace, labelSelector: selector }),
+      onChange: () => {},
+    });
+    await lw.start();
+    try {
+      const started = Date.now();
+      let readyAt: number | undefined;
+      for (;;) {
+        this.checkStopped();
+        const live = [...lw.items.values()].filter(
+          (p) => !isTerminating(p) && podImage(p, t.container) === this.ref,
+        );
+        for (const p of live) {
+          const bad = this.hardFailure(p, maxRestarts);
+          if (bad) return { ok: false, reason: bad };
+        }
+        const allReady = live.length >= pods && live.every(isReady);
+        if (readyAt === undefined) {
+          if (allReady) readyAt = Date.now();
+          else if (Date.now() - started > deadlineMs)
+            return { ok: false, reason: await this.describeNotReady(live, pods, deadlineMs) };
+        } else {
+          if (!allReady) {
+            const p = live.find((x) => !isReady(x));
+            return {
+              ok: false,
+              reason: p
+                ? `pod ${p.metadata?.name} stopped being Ready during the ${Math.round(pauseMs / 1000)}s pause: ${await this.podCondition(p)}`
+                : `only ${live.length}/${pods} new pods left during the pause`,
+            };
+          }
+          if (Date.now() - readyAt >= pauseMs) return { ok: true };
+        }
+        await sleep(Math.min(this.opts.pollMs ?? 300, 500), this.signal);
+      }
+    } finally {
+      lw.stop();
+    }
+  }
+
+  private hardFailure(p: V1Pod, maxRestarts: number): string | undefined {
+    const cs = containerStatus(p, this.target.container);
+    if (!cs) return undefined;
+    const name = p.metadata?.name;
+    const oom =
+      cs.lastState?.terminated?.reason === 'OOMKilled' || cs.state?.terminated?.reason === 'OOMKilled';
+    if (oom)
+      return `pod ${name} was OOMKilled (memory limit ${this.pod.memoryLimit}, ${cs.restartCount} restarts)`;
+    if (cs.restartCount > maxRestarts) {
+      const last = cs.lastState?.terminated;
+      return `pod ${name} restarted ${cs.restartCount} times (limit ${maxRestarts})${last ? `; last exit ${last.exitCode} ${last.reason ?? ''}`.trimEnd() : ''}${cs.state?.waiting?.reason ? `, now ${cs.state.waiting.reason}` : ''}`;
+    }
+    return undefined;
+  }
+
+  private async podCondition(p: V1Pod): Promise<string> {
+    const cs = containerStatus(p, this.target.container);
+    const waiting = cs?.state?.waiting;
+    if (waiting?.reason && waiting.reason !== 'ContainerCreating')
+      return `${waiting.reason}${waiting.message ? ` (${waiting.message.slice(0, 200)})` : ''}`;
+    if (p.status?.phase === 'Pending') {
+      const sched = (p.status.conditions ?? []).find((c) => c.type === 'PodScheduled' && c.status !== 'True');
+      if (sched) return `Pending, not scheduled: ${sched.message ?? sched.reason ?? ''}`;
+      if (waiting?.reason) return waiting.reason;
+    }
+    // Running but not Ready: the kubelet's probe events say why.
+    try {
+      const ev = await this.k.core.listNamespacedEvent({
+        namespace: this.target.namespace,
+        fieldSelector: `involvedObject.name=${p.metadata?.name}`,
+      });
+      const unhealthy = ev.items
+        .filter((e) => e.reason === 'Unhealthy' || e.reason === 'BackOff' || e.reason === 'Failed')
+        .sort((x, y) =>
+          String(x.lastTimestamp ?? x.eventTime ?? '').localeCompare(
+            String(y.lastTimestamp ?? y.eventTime ?? ''),
+          ),
+        )
+        .pop();
+      if (unhealthy) return `${unhealthy.reason}: ${(unhealthy.message ?? '').trim().slice(0, 200)}`;
+    } catch {
+      // events are an extra; the condition below still says something
+    }
+    const ready = (p.status?.conditions ?? []).find((c) => c.type === 'Ready');
+    return `Ready=${ready?.status ?? 'Unknown'}${ready?.reason ? ` (${ready.reason}${ready.message ? `: ${ready.message}` : ''})` : ''}`;
+  }
+
+  private async describeNotReady(live: V1Pod[], pods: number, deadlineMs: number): Promise<string> {
+    const secs = Math.round(deadlineMs / 1000);
+    const p = live.find((x) => !isReady(x));
+    if (!p) return `only ${live.length}/${pods} new pods exist after ${secs}s`;
+    const others = live.filter((x) => !isReady(x)).length - 1;
+    return `pod ${p.metadata?.name} not Ready after ${secs}s: ${await this.podCondition(p)}${others > 0 ? ` (and ${others} more)` : ''}`;
+  }
+
+  async rollback(): Promise<void> {
+    await this.ensurePrepared();
+    const t = this.target;
+    const total = this.replicas;
+    const tracks = await readTracks(this.k, t);
+    const prev = this.previousImage;
+    if (prev === null) {
+      // The app did not exist before this release: back to nothing.
+      if (tracks[this.newTrack]) await scaleTrack(this.k, t, this.newTrack, 0, 'next');
+      await this.waitGone();
+      return;
+    }
+    const holder =
+      (['a', 'b'] as const).find(
+        (tr) => tr !== this.newTrack && trackImage(tracks[tr], t.container) === prev,
+      ) ?? (['a', 'b'] as const).find((tr) => trackImage(tracks[tr], t.container) === prev);
+    if (holder) {
+      await scaleTrack(this.k, t, holder, total, 'stable');
+      if (tracks[other(holder)]) await scaleTrack(this.k, t, other(holder), 0, 'next');
+    } else {
+      // Nobody runs the previous image any more: put it on the old track.
+      const old = other(this.newTrack);
+      const version = ann(tracks[old], ANN.version) ?? 'previous';
+      await applyDeployment(
+        this.k,
+        deploymentObject(t, old, total, podTemplate(t, old, prev, version, this.pod), {
+          [ANN.role]: 'stable',
+        }),
+      );
+      if (tracks[this.newTrack]) await scaleTrack(this.k, t, this.newTrack, 0, 'next');
+    }
+    const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
+    for (;;) {
+      this.checkStopped();
+      const pods = (await appPods(this.k, t)).filter((p) => !isTerminating(p));
+      const onPrev = pods.filter((p) => podImage(p, t.container) === prev);
+      if (onPrev.length === total && pods.length === total) return;
+      if (Date.now() > until)
+        throw new Error(
+          `${t.region}: rollback did not bring ${total} pods back on ${prev} in time (${onPrev.length}/${total})`,
+        );
+      await sleep(this.opts.pollMs ?? 300, this.signal);
+    }
+  }
+
+  private async waitGone(): Promise<void> {
+    const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
+    while ((await appPods(this.k, this.target)).some((p) => !isTerminating(p))) {
+      if (Date.now() > until)
+        throw new Error(`${this.target.region}: pods of ${this.target.name} did not go away in time`);
+      await sleep(this.opts.pollMs ?? 300, this.signal);
+    }
+  }
+}
+
+function nodeHasImage(n: V1Node, ref: string): boolean {
+  return (n.status?.images ?? []).some((i) => (i.names ?? []).includes(ref));
+}
+
+/** Every live pod of the app runs `digest` and is Ready. */
+export async function verifyRegion(
+  k: KubeClients,
+  t: AppTarget,
+  ref: string,
+  digest: string,
+): Promise<{ ok: true } | { ok: false; reason: string }> {
+  let pods: V1Pod[];
+  try {
+    pods = (await appPods(k, t)).filter((p) => !isTerminating(p));
+  } catch (err) {
+    return { ok: false, reason: `cannot list pods of ${t.namespace}/${t.name}: ${kubeErrorMessage(err)}` };
+  }
+  if (pods.length === 0) return { ok: false, reason: `no pods of ${t.namespace}/${t.name}` };
+  for (const p of pods) {
+    const img = podImage(p, t.container);
+    const id = containerStatus(p, t.container)?.imageID ?? '';
+    if (img !== ref && !id.endsWith(digest))
+      return { ok: false, reason: `pod ${p.metadata?.name} runs ${img}, not ${digest.slice(0, 19)}…` };
+    if (id && !id.endsWith(digest))
+      return { ok: false, reason: `pod ${p.metadata?.name} runs image ${id}, not ${digest.slice(0, 19)}…` };
+    if (!isReady(p)) return { ok: false, reason: `pod ${p.metadata?.name} is not Ready` };
+  }
+  return { ok: true };
+}

@@ -1,0 +1,64 @@
+// The Kubernetes parts of the step runners: a region's rollout in exact
+// batches (src/kube/rollout.ts) and the final verification, against the
+// cluster named by each region's kubeconfig context.
+import type { FerryConfig } from '../config/schema.ts';
+import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../domain/ports.ts';
+import type { Release } from '../domain/release.ts';
+import { type KubeClients, type KubeOptions, kubeClients } from '../kube/client.ts';
+import {
+  appTarget,
+  KubeRollout,
+  type RolloutOptions,
+  regionImageRef,
+  verifyRegion,
+} from '../kube/rollout.ts';
+
+export interface KubeRunnerOptions extends KubeOptions, Omit<RolloutOptions, 'io'> {}
+
+export type KubeRunners = Pick<StepRunners, 'rollout' | 'verify'> & {
+  /** The API clients of a region (cached). */
+  clients(region: string): KubeClients;
+};
+
+export function kubeRunners(
+  config: FerryConfig | (() => FerryConfig),
+  opts: KubeRunnerOptions = {},
+): KubeRunners {
+  const cfg = typeof config === 'function' ? config : () => config;
+  const cache = new Map<string, KubeClients>();
+  const clients = (region: string): KubeClients => {
+    let k = cache.get(region);
+    if (!k) {
+      k = kubeClients(cfg(), region, opts);
+      cache.set(region, k);
+    }
+    return k;
+  };
+  return {
+    clients,
+    async rollout(release: Release, region: string, image: BuiltImage, io: StepIO): Promise<RegionRollout> {
+      return new KubeRollout(
+        clients(region),
+        cfg(),
+        {
+          releaseId: release.id,
+          app: release.app,
+          environment: release.environment,
+          version: release.version,
+          region,
+          image,
+        },
+        { ...opts, io },
+      );
+    },
+    async verify(release: Release, region: string, image: BuiltImage) {
+      const config = cfg();
+      return verifyRegion(
+        clients(region),
+        appTarget(config, release.app, release.environment, region),
+        regionImageRef(config, region, image),
+        image.digest,
+      );
+    },
+  };
+}
