@@ -201,6 +201,8 @@ interface TargetState {
   report: TargetReport;
   dead?: string;
   started: number;
+  /** When the last piece of work for this target ended. */
+  lastDone?: number;
 }
 
 type BlobOutcome = { ok: true } | { ok: false; error: string };
@@ -686,6 +688,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
             t.report.manifestsPushed++;
           });
           t.report.images.push({ ...pick(img), digest: img.top.digest, status: 'copied' });
+          t.lastDone = Math.max(t.lastDone ?? 0, Date.now());
           emit({
             type: 'image-done',
             target: t.ep.name,
@@ -716,7 +719,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
         if (i.error && !t.dead) t.report.errors.push(`${i.repo}:${i.tag}: ${i.error}`);
       }
     }
-    t.report.timeMs = Date.now() - t.started;
+    t.report.timeMs = (t.lastDone ?? Date.now()) - t.started;
   }
   report.sourceBytesRead = src.stats.bytesRead - readBefore;
   report.ok = report.errors.length === 0 && targets.every((t) => t.report.ok);

@@ -46,7 +46,7 @@ export interface StartedRegistry {
   dir: string;
   process: ChildProcess;
   tokenIssuer?: TokenIssuer;
-  /** Kills the process (SIGKILL with `hard`), removes its storage. */
+  /** Stops the process (SIGTERM, then SIGKILL after 3 s) and removes its storage unless `keepData`. */
   stop(opts?: { keepData?: boolean }): Promise<void>;
   logs(): string;
 }
@@ -262,7 +262,7 @@ export interface CountingProxy {
   received: number;
   /** Bytes served per blob digest (GET /v2/<repo>/blobs/<digest>). */
   servedByBlob: Map<string, number>;
-  /** Bytes uploaded per upload session (Docker-Upload-UUID). */
+  /** Every request seen, with its status and body bytes each way. */
   requests: { method: string; path: string; status: number; served: number; received: number }[];
   reset(): void;
   stop(): Promise<void>;
