@@ -456,7 +456,9 @@ export class KubeRollout implements RegionRollout {
         : sum > 0
           ? sum
           : (this.opts.defaultReplicas ?? 2);
-    if (this.opts.checkRegistry !== false)
+    // Before the first batch only: a rollout in flight (or its rollback) has
+    // the image on the nodes already and must not be blocked by the registry.
+    if (!mine && this.opts.checkRegistry !== false)
       await checkRegionImage(this.config, t.region, this.spec.image, this.opts.fetch);
     this.prepared = true;
     return { replicas: this.replicas, previousImage: this.previousImage };
