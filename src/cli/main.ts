@@ -11,6 +11,9 @@ const USAGE = `usage: ferry <command> [options]
 
   config check [FILE]              validate a config (default: $FERRY_CONFIG or ferry.yaml)
   explain "<chat text>" [--json]   read a /release text as the bot does; for a release, print its plan
+  history <app> [to <env>]         every transition of an app's releases, with who and when
+  status [<app>|<release-id>]      releases in flight and in line
+  versions <app>                   built versions, their digests and where they run
   bot | worker | watch | start     run Ferry's processes (see README)
 
 options: --config FILE (or FERRY_CONFIG)`;
@@ -126,7 +129,11 @@ type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;
 async function loadProcess(name: string): Promise<Runner | undefined> {
   const modules: Record<string, () => Promise<{ run: Runner }>> = {
     worker: () => import('./worker.ts'),
+    bot: () => import('./bot.ts'),
     start: () => import('./start.ts'),
+    history: async () => ({ run: (await import('./query.ts')).runner('history') }),
+    status: async () => ({ run: (await import('./query.ts')).runner('status') }),
+    versions: async () => ({ run: (await import('./query.ts')).runner('versions') }),
   };
   const load = modules[name];
   return load ? (await load()).run : undefined;

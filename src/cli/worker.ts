@@ -1,5 +1,6 @@
 // `ferry worker`: runs the release steps and timers until SIGTERM/SIGINT,
 // then stops taking jobs, hands unfinished ones back to the queue and exits.
+import { startOpsServer } from '../queue/ops-server.ts';
 import { startWorkers } from '../queue/worker.ts';
 import { createRuntime, jobContext, runnersFromEnv } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
@@ -29,6 +30,8 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     },
     Number(process.env.FERRY_RECONCILE_MS ?? 30_000),
   );
+  const ops = await startOpsServer(rt.queue, Number(process.env.FERRY_OPS_PORT ?? 3100), rt.prefix);
+  io.err(`ferry worker: queue dashboard ${ops.url}/queues, metrics ${ops.url}/metrics`);
   io.err(`ferry worker: running (redis ${process.env.REDIS_URL ?? 'default'})`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -37,6 +40,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   clearInterval(timer);
   rt.log.info('shutting down');
   await workers.close();
+  await ops.close();
   await rt.close();
   return 0;
 }

@@ -13,6 +13,7 @@ import { rollbackJob } from '../../jobs/rollback.ts';
 import { syncJob } from '../../jobs/sync.ts';
 import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
+import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 import { type RollbackData, STEP_ATTEMPTS, type StepData, type TimerData } from './scheduler.ts';
 
@@ -42,6 +43,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
   const runStep = async (job: Job, token: string | undefined): Promise<string> => {
     const releaseId = (job.data as { releaseId: string }).releaseId;
     const log = opts.log.child({ releaseId, job: job.name, attempt: job.attemptsMade + 1 });
+    const timer = metrics.stepSeconds.startTimer({ step: job.name });
     try {
       log.info('step started');
       let result: string;
@@ -65,8 +67,10 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
           throw new UnrecoverableError(`unknown step ${job.name}`);
       }
       log.info({ result }, 'step done');
+      timer({ outcome: 'ok' });
       return result;
     } catch (err) {
+      timer({ outcome: 'error' });
       if (err instanceof WorkerStopping || stopping.signal.aborted) {
         // Not a failure: put the job back untouched for the next worker.
         await job.moveToDelayed(Date.now() + 500, token);

@@ -12,6 +12,7 @@ import {
   TERMINAL,
   transition,
 } from '../domain/release.ts';
+import { metrics } from '../metrics.ts';
 
 const TERMINAL_LIST = [...TERMINAL].join(',');
 
@@ -235,6 +236,7 @@ export class ReleaseStore implements ReleaseRepository {
       holdsLock(stored.state) ? '1' : '0',
     )) as [string, string];
     if (res[0] === 'conflict') return undefined;
+    metrics.transitions.inc({ to: stored.state });
     return { ok: true, release: stored, audit, ...(res[1] ? { handedTo: res[1] } : {}) };
   }
 

@@ -29,6 +29,7 @@ function startWorker(): ChildProcess {
       FERRY_LOCK_MS: '2000',
       FERRY_RECONCILE_MS: '1000',
       FERRY_POLL_MS: '100',
+      FERRY_OPS_PORT: '0',
       LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'ignore', 'inherit'],

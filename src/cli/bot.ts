@@ -1,0 +1,44 @@
+// `ferry bot`: the Slack side of Ferry. Serves `/release`, buttons and modals
+// (HTTP on PORT, default 3000, POST /slack/events; Socket Mode when
+// SLACK_APP_TOKEN is set) and sends the notify queue's messages to Slack.
+// SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL (optional: another Web
+// API base, e.g. the emulator), REDIS_URL, FERRY_CONFIG.
+import { startBot } from '../chat/slack/app.ts';
+import { createRuntime } from '../runtime.ts';
+import type { CliIO, ProcessOptions } from './main.ts';
+
+export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
+  const token = process.env.SLACK_BOT_TOKEN;
+  const signingSecret = process.env.SLACK_SIGNING_SECRET;
+  const appToken = process.env.SLACK_APP_TOKEN || undefined;
+  if (!token || (!signingSecret && !appToken)) {
+    io.err(
+      'ferry bot: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)',
+    );
+    return 2;
+  }
+  const rt = createRuntime({
+    config: opts.configPath,
+    name: 'bot',
+    ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
+  });
+  const bot = await startBot({
+    runtime: rt,
+    token,
+    signingSecret: signingSecret ?? '',
+    ...(appToken ? { appToken } : {}),
+    ...(process.env.SLACK_API_URL ? { apiUrl: process.env.SLACK_API_URL } : {}),
+    port: Number(process.env.PORT ?? 3000),
+  });
+  io.err(
+    bot.url ? `ferry bot: listening on ${bot.url} (HTTP mode)` : 'ferry bot: connected over Socket Mode',
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  rt.log.info('shutting down');
+  await bot.stop();
+  await rt.close();
+  return 0;
+}
