@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.ts';
 import { RecordingRunners } from '../../src/runners/recording.ts';
+import { EXAMPLE_CONFIG_PATH } from '../support/config.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -67,6 +69,26 @@ describe('a release through its lifecycle', () => {
     expect((await h.rt.versions.get('payments', 'v1'))?.passed.test).toBeGreaterThan(0);
     // The lock is free again.
     expect(await h.rt.releases.lockHolder('payments', 'test')).toBeNull();
+
+    // `ferry history payments` lists every transition with actor and time.
+    const out: string[] = [];
+    Object.assign(process.env, { REDIS_URL: redis.url, FERRY_PREFIX: h.prefix });
+    try {
+      const code = await main(['history', 'payments', '--config', EXAMPLE_CONFIG_PATH], {
+        out: (l) => out.push(l),
+        err: (l) => out.push(l),
+      });
+      expect(code).toBe(0);
+    } finally {
+      delete process.env.FERRY_PREFIX;
+    }
+    const lines = out.join('\n').split('\n');
+    expect(lines[0]).toBe('*r1 payments v1 → test: succeeded*');
+    expect(lines.slice(1)).toHaveLength(8);
+    expect(lines[1]).toMatch(
+      /^\d{4}-\d\d-\d\d \d\d:\d\d {2}r1 {2}— → requested {2}by @U_ALICE — payments v1 → test$/,
+    );
+    expect(lines[8]).toMatch(/r1 {2}verifying → succeeded {2}by Ferry$/);
   });
 
   it('keeps prod for versions that passed test, and needs an approver who is not the requester', async () => {
