@@ -741,6 +741,7 @@ sa_ready() { kc "$1" -n default get serviceaccount default && kc "$1" -n default
 up_k8s() {
   ensure_pkgs containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins ip:iproute2 \
     iptables:iptables conntrack:conntrack socat:socat openssl:openssl curl:curl
+  pid_of registry-primary >/dev/null || up_registries
   [[ -f $CACHE/images-$(images_key)/.done ]] || up_images
   build_k8s
   registry_hosts
@@ -872,12 +873,6 @@ cleanup_net() {
     done
     ip link del "$br" 2>/dev/null || true
   done
-  # network namespaces created by our containerd for pods that were not torn down
-  local ns
-  for ns in $(cat "$RUN"/k8s/*/netns.list 2>/dev/null); do
-    [[ -e $ns ]] && { umount "$ns" 2>/dev/null; rm -f "$ns"; }
-  done
-  rm -f "$RUN"/k8s/*/netns.list
 }
 
 cleanup_cgroups() {
@@ -891,17 +886,10 @@ cleanup_cgroups() {
   done
 }
 
-record_netns() { # remember pod netns paths so down can remove leftovers
-  local r=$1 s=$RUN/k8s/$1/containerd/root/io.containerd.grpc.v1.cri/sandboxes
-  [[ -d $s ]] || return 0
-  grep -ho '/var/run/netns/cni-[0-9a-f-]*' "$s"/*/meta 2>/dev/null | sort -u >"$RUN/k8s/$r/netns.list" || true
-}
-
 down() {
   local r name
   for r in "${REGIONS[@]}"; do
     stop_proc "kubelet-$r"
-    record_netns "$r"
     cri_reset "$r"
     stop_proc "containerd-$r"
     kill_shims "$r"

@@ -160,6 +160,7 @@ describe('local infrastructure', () => {
       ]);
       expect(pods.items).toHaveLength(1);
       const pod = pods.items[0];
+    if (!pod) throw new Error('no pod for deployment/hello');
       const cs = pod.status.containerStatuses?.[0];
       expect(cs?.ready).toBe(true);
       expect(cs?.image).toBe(image);
