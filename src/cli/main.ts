@@ -129,6 +129,7 @@ type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;
 async function loadProcess(name: string): Promise<Runner | undefined> {
   const modules: Record<string, () => Promise<{ run: Runner }>> = {
     worker: () => import('./worker.ts'),
+    watch: () => import('./watch.ts'),
     bot: () => import('./bot.ts'),
     start: () => import('./start.ts'),
     history: async () => ({ run: (await import('./query.ts')).runner('history') }),

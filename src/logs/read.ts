@@ -1,0 +1,115 @@
+// Reads a container's output or a log file inside it, redacted line by line
+// as it streams in, filtered by `grep`, keeping only the last lines within a
+// byte budget. Nothing unredacted is kept or returned.
+import type { V1Pod } from '@kubernetes/client-node';
+import { type ClusterReader, ownerOf } from '../kube/logs.ts';
+import { TailCollector } from './collect.ts';
+import { LineSplitter, type RedactionPattern, Redactor } from './redact.ts';
+
+export interface ReadSpec {
+  namespace: string;
+  pod: string;
+  container: string;
+  /** Container output when unset; else an absolute path inside the container. */
+  path?: string;
+  previous?: boolean;
+  lines: number;
+  sinceSeconds?: number;
+  grep?: string;
+  maxBytes: number;
+  patterns: readonly RedactionPattern[];
+  deadlineMs?: number;
+}
+
+export interface ReadResult {
+  lines: string[];
+  bytesRead: number;
+  /** Matching lines left out at the front (line count or byte budget). */
+  dropped: number;
+  redactions: number;
+  stderr?: string;
+  timedOut?: boolean;
+}
+
+/** How much of a file `grep` scans (from its end): a bounded read, like everything exec'd. */
+const GREP_SCAN_FACTOR = 4;
+const EXEC_TIMEOUT_S = 20;
+
+export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<ReadResult> {
+  const redactor = new Redactor({ patterns: spec.patterns });
+  const collector = new TailCollector({
+    maxLines: spec.lines,
+    maxBytes: spec.maxBytes,
+    ...(spec.grep ? { grep: spec.grep } : {}),
+  });
+  const splitter = new LineSplitter((line) => collector.push(redactor.line(line)));
+  // The raw stream is never kept: each chunk is split, redacted and collected at once.
+  // Without grep the source sends only the tail; with grep it sends a bounded window we filter.
+  const scanBytes = Math.min(spec.maxBytes * GREP_SCAN_FACTOR, 200_000_000);
+  let bytes = 0;
+  const onChunk = (chunk: Buffer) => {
+    bytes += chunk.length;
+    splitter.push(chunk);
+    return bytes < scanBytes + 1_000_000;
+  };
+  let stderr: string | undefined;
+  let timedOut = false;
+  if (!spec.path) {
+    await reader.streamLog(
+      spec.namespace,
+      spec.pod,
+      spec.container,
+      {
+        ...(spec.previous ? { previous: true } : {}),
+        // with grep, read a wider window and keep the last matches
+        tailLines: spec.grep ? Math.max(spec.lines * 50, 10_000) : spec.lines,
+        ...(spec.sinceSeconds ? { sinceSeconds: spec.sinceSeconds } : {}),
+        limitBytes: spec.grep ? scanBytes : Math.max(spec.maxBytes * 2, 1_000_000),
+      },
+      onChunk,
+      spec.deadlineMs ?? 30_000,
+    );
+  } else {
+    // `since` has no meaning for a file we tail; the file's own timestamps are what people filter with grep.
+    const tail = spec.grep ? ['tail', '-c', String(scanBytes)] : ['tail', '-n', String(spec.lines)];
+    const r = await reader.execStream(
+      spec.namespace,
+      spec.pod,
+      spec.container,
+      ['timeout', '-s', 'KILL', String(EXEC_TIMEOUT_S), ...tail, spec.path],
+      onChunk,
+      spec.deadlineMs ?? (EXEC_TIMEOUT_S + 5) * 1000,
+    );
+    stderr = r.stderr.trim() || undefined;
+    timedOut = r.timedOut;
+  }
+  splitter.end();
+  return {
+    lines: collector.kept,
+    bytesRead: bytes,
+    dropped: collector.dropped,
+    redactions: redactor.redactions,
+    ...(stderr ? { stderr: new Redactor({ patterns: spec.patterns }).text(stderr) } : {}),
+    ...(timedOut ? { timedOut } : {}),
+  };
+}
+
+/** Pods of an app in its namespace: owned by its deployment (or labelled with its name). */
+export function podsOfApp(pods: readonly V1Pod[], deployment: string): V1Pod[] {
+  const mine = pods.filter((p) => {
+    const labels = p.metadata?.labels ?? {};
+    if (labels['ferry.dev/app'] === deployment || labels.app === deployment) return true;
+    if (labels['app.kubernetes.io/name'] === deployment) return true;
+    return ownerOf(p).name === deployment;
+  });
+  return mine.length ? mine : [...pods];
+}
+
+/** Newest first, running pods before others. */
+export function newestPod(pods: readonly V1Pod[]): V1Pod | undefined {
+  const score = (p: V1Pod) => (p.status?.phase === 'Running' ? 1 : 0);
+  const created = (p: V1Pod) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
+  return [...pods]
+    .filter((p) => !p.metadata?.deletionTimestamp)
+    .sort((a, b) => score(b) - score(a) || created(b) - created(a))[0];
+}

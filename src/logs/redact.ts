@@ -1,0 +1,229 @@
+// Secret redaction for text that leaves Ferry (logs in chat, alert snippets).
+// Works line by line on a stream, so a log of any size is redacted with a
+// bounded buffer: `LineSplitter` cuts chunks into lines (a line longer than
+// `maxLineBytes` is truncated — a secret is never split across two pieces),
+// `Redactor` rewrites each line and carries state across lines for PEM
+// private-key blocks, which span many lines.
+
+export interface RedactionPattern {
+  name: string;
+  pattern: string;
+}
+
+export const REDACTED = '[REDACTED]';
+
+interface Rule {
+  name: string;
+  re: RegExp;
+  replace: (match: string, ...groups: string[]) => string;
+}
+
+// Names of settings whose value is a secret: password=…, "apiKey": "…", DB_PASSWORD: …
+const SECRET_KEY = String.raw`[A-Za-z0-9_.-]{0,40}?(?:passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth[_-]?key|session[_-]?(?:id|key)|signature)[A-Za-z0-9_.-]{0,40}`;
+// The value: quoted (JSON, shell) or a run up to whitespace or a separator.
+const VALUE = String.raw`(?:"(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,;&"'<>}\])]+)`;
+
+const BUILT_IN: Rule[] = [
+  {
+    // One-line PEM (e.g. a JSON log with \n escapes): the whole block.
+    name: 'private-key',
+    re: /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|$)/g,
+    replace: () => '[REDACTED PRIVATE KEY]',
+  },
+  {
+    name: 'secret-setting',
+    re: new RegExp(String.raw`(["']?\b${SECRET_KEY}["']?)(\s*(?:=|:|=>)\s*)(${VALUE})`, 'gi'),
+    replace: (_m, key, sep, value) =>
+      // `token: Bearer abc` — keep the scheme word visible, hide what follows it
+      /^(?:bearer|basic)$/i.test(value ?? '') ? `${key}${sep}${value}` : `${key}${sep}${REDACTED}`,
+  },
+  {
+    name: 'authorization',
+    re: /\b(bearer|basic|token|digest)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)/gi,
+    replace: (_m, scheme, sp) => `${scheme}${sp}${REDACTED}`,
+  },
+  {
+    name: 'jwt',
+    re: /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g,
+    replace: () => '[REDACTED JWT]',
+  },
+  {
+    name: 'aws-access-key',
+    re: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b/g,
+    replace: () => '[REDACTED AWS KEY]',
+  },
+  {
+    // aws_secret_access_key is caught by secret-setting; a bare 40-char secret next to "aws" is caught here.
+    name: 'aws-secret',
+    re: /(\baws[A-Za-z0-9_ .-]{0,30}?)([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])/gi,
+    replace: (_m, pre) => `${pre}${REDACTED}`,
+  },
+  {
+    name: 'url-credentials',
+    re: /\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^\s:/@]+):([^\s@/]+)@/gi,
+    replace: (_m, scheme, user) => `${scheme}${user}:${REDACTED}@`,
+  },
+  {
+    name: 'vendor-token',
+    // Slack, GitHub, GitLab, Google API keys, Stripe, npm
+    re: /\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|npm_[A-Za-z0-9]{36})\b/g,
+    replace: () => REDACTED,
+  },
+];
+
+const PEM_BEGIN = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----/;
+const PEM_END = /-----END ([A-Z0-9 ]*)PRIVATE KEY( BLOCK)?-----/;
+/** A line that can be part of a PEM body (base64, headers like Proc-Type). */
+const PEM_BODY = /^[\sA-Za-z0-9+/=:,-]*$/;
+
+/** Compiles config patterns; an invalid one is reported, not fatal (config validation rejects them earlier). */
+export function compilePatterns(patterns: readonly RedactionPattern[]): { rules: Rule[]; invalid: string[] } {
+  const rules: Rule[] = [];
+  const invalid: string[] = [];
+  for (const p of patterns) {
+    try {
+      const re = new RegExp(p.pattern, 'g');
+      rules.push({ name: p.name, re, replace: () => `[REDACTED:${p.name}]` });
+    } catch {
+      invalid.push(p.name);
+    }
+  }
+  return { rules, invalid };
+}
+
+export interface RedactorOptions {
+  patterns?: readonly RedactionPattern[];
+}
+
+/** Rewrites lines one at a time; keep one instance per stream (it remembers an open PEM block). */
+export class Redactor {
+  private readonly rules: Rule[];
+  private inKey = false;
+  private keyLines = 0;
+  /** How many secrets were hidden, by rule name. */
+  readonly counts = new Map<string, number>();
+
+  constructor(opts: RedactorOptions = {}) {
+    this.rules = [...BUILT_IN, ...compilePatterns(opts.patterns ?? []).rules];
+  }
+
+  private count(name: string): void {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+  }
+
+  get redactions(): number {
+    let n = 0;
+    for (const v of this.counts.values()) n += v;
+    return n;
+  }
+
+  /** One line, without its newline. */
+  line(text: string): string {
+    if (this.inKey) {
+      this.keyLines++;
+      if (PEM_END.test(text)) {
+        this.inKey = false;
+        const rest = text.slice((text.search(PEM_END) as number) + (PEM_END.exec(text)?.[0].length ?? 0));
+        return rest.trim() ? this.apply(rest) : '';
+      }
+      // A body line, or (no END seen) a long run of key-like lines: keep hiding.
+      if (PEM_BODY.test(text) || this.keyLines < 100) return '';
+      this.inKey = false;
+    }
+    const begin = PEM_BEGIN.exec(text);
+    if (begin && !PEM_END.test(text.slice(begin.index))) {
+      // A multi-line block starts here: hide it until its END line.
+      this.inKey = true;
+      this.keyLines = 0;
+      this.count('private-key');
+      return `${this.apply(text.slice(0, begin.index))}[REDACTED PRIVATE KEY]`;
+    }
+    return this.apply(text);
+  }
+
+  private apply(text: string): string {
+    let out = text;
+    for (const rule of this.rules) {
+      rule.re.lastIndex = 0;
+      if (!rule.re.test(out)) continue;
+      rule.re.lastIndex = 0;
+      out = out.replace(rule.re, (...args: unknown[]) => {
+        this.count(rule.name);
+        const groups = args.slice(0, -2).filter((a) => typeof a === 'string' || a === undefined) as string[];
+        return rule.replace(...(groups as [string, ...string[]]));
+      });
+    }
+    return out;
+  }
+
+  /** Whole text (several lines). */
+  text(text: string): string {
+    return text
+      .split('\n')
+      .map((l) => this.line(l))
+      .join('\n');
+  }
+}
+
+/** Redacts a whole text with a fresh redactor. */
+export function redactText(text: string, patterns: readonly RedactionPattern[] = []): string {
+  return new Redactor({ patterns }).text(text);
+}
+
+/**
+ * Cuts a byte stream into lines. Bytes are decoded as UTF-8 across chunk
+ * boundaries; a line longer than `maxLineBytes` keeps its start and is marked
+ * truncated (the rest up to the newline is dropped, never emitted separately).
+ */
+export class LineSplitter {
+  private readonly decoder = new TextDecoder('utf-8');
+  private pending = '';
+  private skipping = false;
+  private readonly maxLine: number;
+  private readonly onLine: (line: string) => void;
+
+  constructor(onLine: (line: string) => void, maxLineBytes = 64 * 1024) {
+    this.onLine = onLine;
+    this.maxLine = maxLineBytes;
+  }
+
+  push(chunk: Uint8Array | string): void {
+    const text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      if (nl < 0) break;
+      this.take(text.slice(start, nl), true);
+      start = nl + 1;
+    }
+    if (start < text.length) this.take(text.slice(start), false);
+  }
+
+  private take(piece: string, ends: boolean): void {
+    if (this.skipping) {
+      if (ends) this.skipping = false;
+      return;
+    }
+    this.pending += piece;
+    if (this.pending.length > this.maxLine) {
+      this.onLine(`${this.pending.slice(0, this.maxLine)} …[line truncated]`);
+      this.pending = '';
+      this.skipping = !ends;
+      return;
+    }
+    if (ends) {
+      const line = this.pending.endsWith('\r') ? this.pending.slice(0, -1) : this.pending;
+      this.pending = '';
+      this.onLine(line);
+    }
+  }
+
+  /** Emits a last line without a newline, if any. */
+  end(): void {
+    const rest = this.decoder.decode();
+    if (rest) this.take(rest, false);
+    if (this.pending && !this.skipping) this.onLine(this.pending);
+    this.pending = '';
+    this.skipping = false;
+  }
+}

@@ -1,0 +1,209 @@
+// Turns OOM findings (from any source) into alerts: maps the pod to its app
+// and environment, deduplicates (one alert per workload per window, with a
+// count), respects silences, adds the last log lines (redacted) and
+// announces a chat-neutral `alert` to the app's alert channel — and into the
+// thread of the release in flight for that app and environment, if any.
+import type { FerryConfig } from '../config/schema.ts';
+import { durationMs, formatDuration } from '../domain/duration.ts';
+import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
+import type { Release } from '../domain/release.ts';
+import type { ClusterReader } from '../kube/logs.ts';
+import type { Logger } from '../logging.ts';
+import { snippetOf } from '../logs/collect.ts';
+import { readLog } from '../logs/read.ts';
+import type { AlertDedupe } from './dedupe.ts';
+import { formatBytes, type OomFinding, quantityBytes } from './oom.ts';
+import type { Silences } from './silence.ts';
+
+export type AlertOutcome = 'alerted' | 'updated' | 'duplicate' | 'silenced' | 'unmanaged' | 'stale';
+
+export interface AlerterDeps {
+  config: () => FerryConfig;
+  announcer: Announcer;
+  releases: Pick<ReleaseRepository, 'active'>;
+  dedupe: AlertDedupe;
+  silences: Silences;
+  cluster: (context: string) => ClusterReader;
+  log: Logger;
+  now?: () => number;
+  /** Lines of log in an alert (default 20). */
+  logLines?: number;
+  /** Called after an alert is announced (metrics, benchmarks). */
+  onAlert?: (alert: Extract<Outbound, { kind: 'alert' }>, finding: OomFinding) => void;
+}
+
+export const ALERT_LOG_LINES = 20;
+
+/** The alert's silence key for a workload: what the Silence button passes to `Silences.silence`. */
+export function silenceKeyOf(workload: string): string {
+  return `oom/${workload}`;
+}
+
+/** region/namespace/owner/container: repeats of one of these are one alert. */
+export function workloadOf(f: Pick<OomFinding, 'region' | 'namespace' | 'owner' | 'container'>): string {
+  return `${f.region}/${f.namespace}/${f.owner}/${f.container}`;
+}
+
+/** The app a pod belongs to, by its namespace (and, where apps share one, its labels or owner). */
+export function appOf(
+  config: FerryConfig,
+  f: Pick<OomFinding, 'namespace' | 'owner' | 'labels'>,
+): string | undefined {
+  const candidates = Object.entries(config.apps).filter(([name, a]) => (a.namespace ?? name) === f.namespace);
+  if (candidates.length <= 1) return candidates[0]?.[0];
+  const label = f.labels?.['ferry.dev/app'];
+  return (
+    candidates.find(([name]) => name === label)?.[0] ??
+    candidates.find(([name, a]) => (a.deployment ?? name) === f.owner)?.[0] ??
+    candidates[0]?.[0]
+  );
+}
+
+export class Alerter {
+  private readonly d: AlerterDeps;
+  /** Sightings being handled right now (two sources may report one kill at once). */
+  private readonly inFlight = new Set<string>();
+
+  constructor(deps: AlerterDeps) {
+    this.d = deps;
+  }
+
+  async handle(f: OomFinding): Promise<AlertOutcome> {
+    const config = this.d.config();
+    const now = this.d.now?.() ?? Date.now();
+    const windowMs = durationMs(config.alerts.dedupeWindow);
+    // A kill older than the window (seen again in a re-list, or from before Ferry watched) is history, not news.
+    if (now - f.killedAt > windowMs) return 'stale';
+    const app = appOf(config, f);
+    if (!app) return 'unmanaged';
+    if (this.inFlight.has(f.occurrence)) return 'duplicate';
+    this.inFlight.add(f.occurrence);
+    try {
+      const workload = workloadOf(f);
+      const state = await this.d.dedupe.record(workload, f.occurrence, windowMs, now);
+      if (!state) return 'duplicate';
+      const silenceKey = silenceKeyOf(workload);
+      const release = await this.releaseFor(app, f);
+      const environment = release?.environment ?? this.environmentOf(config, app, f);
+      if (await this.d.silences.isSilenced(silenceKey)) {
+        this.d.log.info({ workload, count: state.count }, 'OOM alert silenced');
+        return 'silenced';
+      }
+      const channel = config.apps[app]?.channels.alerts as string;
+      const lines = await this.lastLines(config, f);
+      const alert: Extract<Outbound, { kind: 'alert' }> = {
+        kind: 'alert',
+        key: state.key,
+        channel,
+        ...(release ? { releaseId: release.id } : {}),
+        title: `OOM kill: ${app} ${f.container} in ${environment ?? '?'}/${f.region}${f.victim === 'child' ? ' (a child process)' : ''}`,
+        fields: this.fields(app, environment, f, state.count, state.firstAt, now),
+        ...(lines ? { snippet: lines } : {}),
+        count: state.count,
+        silenceKey,
+      };
+      await this.d.announcer.announce(alert);
+      this.d.onAlert?.(alert, f);
+      this.d.log.info(
+        { key: state.key, count: state.count, source: f.source, pod: f.pod, container: f.container, channel },
+        'OOM alert announced',
+      );
+      return state.fresh ? 'alerted' : 'updated';
+    } finally {
+      this.inFlight.delete(f.occurrence);
+    }
+  }
+
+  private fields(
+    app: string,
+    environment: string | undefined,
+    f: OomFinding,
+    count: number,
+    firstAt: number,
+    now: number,
+  ): [string, string][] {
+    const fields: [string, string][] = [
+      ['App', app],
+      ['Environment', environment ?? 'unknown'],
+      ['Region', f.region],
+      ['Pod', `${f.namespace}/${f.pod}`],
+      ['Container', f.container],
+      [
+        'Killed',
+        f.victim === 'main'
+          ? 'the main process (the container was restarted)'
+          : f.victim === 'child'
+            ? `a child process; the container kept running${f.detail ? ` (${f.detail})` : ''}`
+            : (f.detail ?? 'a process (kernel OOM event)'),
+      ],
+      ['Memory limit', fmtQuantity(f.memoryLimit) ?? 'none set'],
+      ['Memory request', fmtQuantity(f.memoryRequest) ?? 'none set'],
+    ];
+    if (f.restartCount !== undefined) fields.push(['Restarts', String(f.restartCount)]);
+    if (f.node) fields.push(['Node', f.node]);
+    fields.push(['Detected by', SOURCE_TEXT[f.source]]);
+    fields.push([
+      'Occurrences',
+      count > 1
+        ? `${count} in ${formatDuration(Math.max(1000, now - firstAt))}`
+        : `1 at ${new Date(f.killedAt).toISOString()}`,
+    ]);
+    return fields;
+  }
+
+  /** The last lines the killed process's container wrote: the previous container after a restart. */
+  private async lastLines(config: FerryConfig, f: OomFinding): Promise<string | undefined> {
+    const region = config.regions[f.region];
+    if (!region) return undefined;
+    const reader = this.d.cluster(region.context);
+    const spec = {
+      namespace: f.namespace,
+      pod: f.pod,
+      container: f.container,
+      lines: this.d.logLines ?? ALERT_LOG_LINES,
+      maxBytes: 64 * 1024,
+      patterns: config.redaction,
+      deadlineMs: 4000,
+    };
+    const attempts = f.victim === 'child' ? [false] : [true, false];
+    for (const previous of attempts) {
+      try {
+        const r = await readLog(reader, { ...spec, previous });
+        if (r.lines.length) return snippetOf(r.lines, this.d.logLines ?? ALERT_LOG_LINES, 2500);
+      } catch {
+        // no previous container yet (the restart has not happened): try the current one
+      }
+    }
+    return undefined;
+  }
+
+  private async releaseFor(app: string, f: OomFinding): Promise<Release | undefined> {
+    const env = f.labels?.['ferry.dev/environment'];
+    const active = (await this.d.releases.active()).filter(
+      (r) => r.app === app && (!env || r.environment === env) && r.regions.includes(f.region),
+    );
+    return active.at(-1);
+  }
+
+  /** The environment a pod runs for: its label, else the app's default (if it runs in the region), else the first that does. */
+  private environmentOf(config: FerryConfig, app: string, f: OomFinding): string | undefined {
+    const label = f.labels?.['ferry.dev/environment'];
+    if (label && config.environments[label]) return label;
+    const a = config.apps[app];
+    if (a && config.environments[a.defaultEnvironment]?.regions.includes(f.region))
+      return a.defaultEnvironment;
+    return Object.entries(config.environments).find(([, e]) => e.regions.includes(f.region))?.[0];
+  }
+}
+
+const SOURCE_TEXT: Record<OomFinding['source'], string> = {
+  'pod-status': 'pod status (OOMKilled)',
+  event: 'Kubernetes event',
+  cgroup: 'node agent (memory cgroup oom_kill)',
+};
+
+function fmtQuantity(q: string | undefined): string | undefined {
+  if (!q) return undefined;
+  const b = quantityBytes(q);
+  return b !== undefined && `${formatBytes(b)}`.replace(/\s/g, ' ') !== q ? `${q} (${formatBytes(b)})` : q;
+}

@@ -1,0 +1,238 @@
+// `ferry watch`: watches pods and events in the namespaces of the managed
+// apps in every region, and turns OOM kills into alerts. Optionally runs the
+// node agent (cgroup OOM counters) for nodes on this machine.
+import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
+import type { Redis } from 'ioredis';
+import type { FerryConfig } from '../config/schema.ts';
+import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
+import { type ClusterReader, clusterReader } from '../kube/logs.ts';
+import type { Logger } from '../logging.ts';
+import { Alerter, type AlerterDeps, type AlertOutcome } from './alerter.ts';
+import { AlertDedupe } from './dedupe.ts';
+import { ListWatch } from './list-watch.ts';
+import { NodeAgent } from './node-agent.ts';
+import { isOomEvent, type OomFinding, oomFromEvent, oomFromPod, podRefFromKernelMessage } from './oom.ts';
+import { PodIndex } from './pods.ts';
+import { Silences } from './silence.ts';
+
+export interface NodeAgentTarget {
+  region: string;
+  node?: string;
+  /** Memory cgroup directories holding the node's pods (e.g. /sys/fs/cgroup/memory/<cgroupRoot>/kubepods). */
+  roots: string[];
+}
+
+export interface WatchOptions {
+  config: () => FerryConfig;
+  redis: Redis;
+  prefix?: string;
+  announcer: Announcer;
+  releases: Pick<ReleaseRepository, 'active'>;
+  log: Logger;
+  cluster?: (context: string) => ClusterReader;
+  /** Regions to watch (default: all in the config). */
+  regions?: string[];
+  /** Watch pods and events (default true); false for a node agent alone. */
+  watchApi?: boolean;
+  /** Node agents to run in this process. */
+  nodeAgents?: NodeAgentTarget[];
+  relistMs?: number;
+  pollMs?: number;
+  /** Above this many namespaces in a region, one cluster-wide watch replaces per-namespace ones. */
+  clusterWideAbove?: number;
+  onAlert?: AlerterDeps['onAlert'];
+  onOutcome?: (f: OomFinding, outcome: AlertOutcome) => void;
+}
+
+export interface WatchHandle {
+  alerter: Alerter;
+  silences: Silences;
+  dedupe: AlertDedupe;
+  watches: ListWatch<unknown>[];
+  agents: NodeAgent[];
+  pods: Map<string, PodIndex>;
+  /** Resolves when every watch has listed once and every agent has taken its first reading. */
+  ready: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Namespaces of the managed apps (app.namespace, else the app's name). */
+export function managedNamespaces(config: FerryConfig): string[] {
+  return [...new Set(Object.entries(config.apps).map(([name, a]) => a.namespace ?? name))].sort();
+}
+
+export function startWatch(o: WatchOptions): WatchHandle {
+  const config = o.config();
+  const prefix = o.prefix ?? 'ferry';
+  const dedupe = new AlertDedupe(o.redis, prefix);
+  const silences = new Silences(o.redis, prefix);
+  const cluster = o.cluster ?? clusterReader;
+  const alerter = new Alerter({
+    config: o.config,
+    announcer: o.announcer,
+    releases: o.releases,
+    dedupe,
+    silences,
+    cluster,
+    log: o.log,
+    ...(o.onAlert ? { onAlert: o.onAlert } : {}),
+  });
+  const report = async (f: OomFinding) => {
+    const outcome = await alerter.handle(f);
+    o.onOutcome?.(f, outcome);
+    if (outcome !== 'duplicate' && outcome !== 'stale')
+      o.log.debug({ outcome, occurrence: f.occurrence, source: f.source }, 'OOM finding');
+    return outcome;
+  };
+  const watches: ListWatch<unknown>[] = [];
+  const agents: NodeAgent[] = [];
+  const pods = new Map<string, PodIndex>();
+  const regions = o.regions ?? Object.keys(config.regions);
+  const namespaces = managedNamespaces(config);
+  const nsSet = new Set(namespaces);
+
+  for (const region of regions) {
+    const rc = config.regions[region];
+    if (!rc) throw new Error(`unknown region ${region}`);
+    const reader = cluster(rc.context);
+    const index = new PodIndex(async () => {
+      const lists = await Promise.all(namespaces.map((namespace) => reader.pods(namespace)));
+      return lists.flat();
+    });
+    pods.set(region, index);
+    if (o.watchApi === false) continue;
+
+    const onPod = async (type: string, pod: V1Pod) => {
+      if (!nsSet.has(pod.metadata?.namespace ?? '')) return;
+      if (type === 'DELETED') index.gone(pod);
+      else index.put(pod);
+      for (const f of oomFromPod(pod, region)) await report(f);
+    };
+    const onEvent = async (_type: string, ev: CoreV1Event) => {
+      if (!isOomEvent(ev)) return;
+      let pod: V1Pod | undefined;
+      if (ev.involvedObject.kind === 'Pod') {
+        if (!nsSet.has(ev.involvedObject.namespace ?? '')) return;
+        pod = ev.involvedObject.uid ? await index.byUid(ev.involvedObject.uid) : undefined;
+        const f = oomFromEvent(ev, pod, region);
+        if (f) await report(f);
+        return;
+      }
+      // A node-level kernel OOM event: find the pod by the cgroup path in its message.
+      const ref = podRefFromKernelMessage(ev.message ?? '');
+      if (!ref.podUid) {
+        o.log.info({ region, reason: ev.reason, message: ev.message }, 'node OOM event not tied to a pod');
+        return;
+      }
+      pod = await index.byUid(ref.podUid);
+      if (!pod) return;
+      const f = oomFromEvent(
+        {
+          ...ev,
+          involvedObject: {
+            kind: 'Pod',
+            name: pod.metadata?.name,
+            namespace: pod.metadata?.namespace,
+            uid: pod.metadata?.uid,
+          },
+        },
+        pod,
+        region,
+      );
+      if (f) await report(f);
+    };
+
+    const clusterWide = namespaces.length > (o.clusterWideAbove ?? 50);
+    const podScopes = clusterWide ? [undefined] : namespaces;
+    for (const ns of podScopes) {
+      watches.push(
+        new ListWatch<V1Pod>({
+          name: `${region}/pods/${ns ?? '*'}`,
+          kc: reader.kc,
+          path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
+          list: async () => {
+            const l = ns
+              ? await reader.core.listNamespacedPod({ namespace: ns })
+              : await reader.core.listPodForAllNamespaces();
+            return {
+              items: l.items,
+              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
+            };
+          },
+          onObject: (type, pod) => onPod(type, pod),
+          log: o.log,
+          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
+        }).start() as ListWatch<unknown>,
+      );
+      watches.push(
+        new ListWatch<CoreV1Event>({
+          name: `${region}/events/${ns ?? '*'}`,
+          kc: reader.kc,
+          path: ns ? `/api/v1/namespaces/${ns}/events` : '/api/v1/events',
+          list: async () => {
+            const l = ns
+              ? await reader.core.listNamespacedEvent({ namespace: ns })
+              : await reader.core.listEventForAllNamespaces();
+            return {
+              items: l.items,
+              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
+            };
+          },
+          onObject: (type, ev) => onEvent(type, ev),
+          log: o.log,
+          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
+        }).start() as ListWatch<unknown>,
+      );
+    }
+    // kernel OOM events about nodes (SystemOOM from the kubelet, OOMKilling from node-problem-detector)
+    const nodeQuery = { fieldSelector: 'involvedObject.kind=Node' };
+    watches.push(
+      new ListWatch<CoreV1Event>({
+        name: `${region}/node-events`,
+        kc: reader.kc,
+        path: '/api/v1/namespaces/default/events',
+        query: nodeQuery,
+        list: async () => {
+          const l = await reader.core.listNamespacedEvent({ namespace: 'default', ...nodeQuery });
+          return {
+            items: l.items,
+            ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
+          };
+        },
+        onObject: (type, ev) => onEvent(type, ev),
+        log: o.log,
+        ...(o.relistMs ? { relistMs: o.relistMs } : {}),
+      }).start() as ListWatch<unknown>,
+    );
+  }
+
+  const agentStarts: Promise<unknown>[] = [];
+  for (const t of o.nodeAgents ?? []) {
+    const index = pods.get(t.region) ?? new PodIndex();
+    const agent = new NodeAgent({
+      region: t.region,
+      ...(t.node ? { node: t.node } : {}),
+      roots: t.roots,
+      pods: index,
+      onFinding: report,
+      log: o.log,
+      ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+    });
+    agents.push(agent);
+    agentStarts.push(agent.start());
+  }
+
+  return {
+    alerter,
+    silences,
+    dedupe,
+    watches,
+    agents,
+    pods,
+    ready: Promise.all([...watches.map((w) => w.ready), ...agentStarts]).then(() => undefined),
+    async stop() {
+      for (const w of watches) w.stop();
+      for (const a of agents) a.stop();
+    },
+  };
+}
