@@ -108,6 +108,15 @@ export const environmentSchema = z.strictObject({
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 
+/** A path placeholder, expanded by config/paths.ts: "${FERRY_CACHE}" (spelled out so it is not read as a template). */
+const CACHE = '$' + '{FERRY_CACHE}';
+const BUILD_DEFAULTS = {
+  cacheDir: `${CACHE}/build`,
+  packageDir: `${CACHE}/packages`,
+  storageDriver: 'vfs' as const,
+  isolation: 'chroot' as const,
+};
+
 export const registrySchema = z.strictObject({
   url: z.url(),
   insecure: z.boolean().default(false),
@@ -188,18 +197,13 @@ export const configSchema = z.strictObject({
   build: z
     .strictObject({
       /** Buildah storage (the layer cache), build work dirs and logs. */
-      cacheDir: z.string().default('${FERRY_CACHE}/build'),
+      cacheDir: z.string().default(BUILD_DEFAULTS.cacheDir),
       /** Package bundles the dependency-injection tail can install: `<packageDir>/<name>/` laid out like a root fs. */
-      packageDir: z.string().default('${FERRY_CACHE}/packages'),
+      packageDir: z.string().default(BUILD_DEFAULTS.packageDir),
       storageDriver: z.enum(['vfs', 'overlay']).default('vfs'),
       isolation: z.enum(['chroot', 'oci']).default('chroot'),
     })
-    .default({
-      cacheDir: '${FERRY_CACHE}/build',
-      packageDir: '${FERRY_CACHE}/packages',
-      storageDriver: 'vfs',
-      isolation: 'chroot',
-    }),
+    .default(BUILD_DEFAULTS),
   limits: z
     .strictObject({
       parallelBuilds: z.number().int().min(1).default(2),
