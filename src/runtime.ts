@@ -98,3 +98,35 @@ export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
   const { realRunners } = await import('./runners/real.ts');
   return await realRunners(rt);
 }
+
+/**
+ * Everything the chat commands need, with the parts that talk to clusters and
+ * registries (rollback, logs, sync) loaded only when a process asks for them.
+ */
+export async function commandServices(
+  rt: Runtime,
+): Promise<import('../commands/handler.ts').CommandServices> {
+  const [{ KubeRollbackService }, { kubeClients }, { KubeLogService }, { RegistrySyncService }] =
+    await Promise.all([
+      import('./kube/rollback-service.ts'),
+      import('./kube/client.ts'),
+      import('./logs/service.ts'),
+      import('./runners/sync-service.ts'),
+    ]);
+  return {
+    config: rt.config,
+    lifecycle: rt.lifecycle,
+    releases: rt.releases,
+    versions: rt.versions,
+    announcer: rt.announcer,
+    rollbacks: new KubeRollbackService({
+      config: rt.config,
+      versions: rt.versions,
+      releases: rt.releases,
+      announcer: rt.announcer,
+      clients: (region) => kubeClients(rt.config(), region),
+    }),
+    logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
+    syncs: new RegistrySyncService(rt.config, rt.versions, rt.announcer),
+  };
+}
