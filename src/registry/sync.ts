@@ -13,6 +13,7 @@
 //   retry continues each blob from the offset the registry holds;
 // - one target failing (unreachable, refusing) fails that target alone.
 
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import {
   type Descriptor,
   isIndex,
@@ -28,6 +29,7 @@ import {
   describeCause,
   isAbortError,
   RegistryError,
+  UnauthorizedError,
   UnreachableError,
 } from './errors.ts';
 import { Branch, pump } from './fanout.ts';
@@ -48,6 +50,7 @@ export type SyncProgress =
   | { type: 'blob-copying'; targets: string[]; digest: string; size: number; resumeFrom: number }
   | { type: 'blob-progress'; digest: string; bytes: number; size: number }
   | { type: 'blob-copied'; target: string; repo: string; digest: string; size: number; sent: number }
+  | { type: 'blob-retry'; target: string; digest: string; attempt: number; error: string }
   | { type: 'image-done'; target: string; repo: string; tag: string; digest: string; upToDate: boolean }
   | { type: 'image-failed'; target: string; repo: string; tag: string; error: string }
   | { type: 'target-failed'; target: string; error: string };
@@ -63,6 +66,10 @@ export interface SyncOptions {
   signal?: AbortSignal;
   /** Where open upload sessions are kept for a retry. Default: one store for the process. */
   resume?: ResumeStore;
+  /** Extra attempts for a blob whose copy to a target failed for a transient reason. Default 2. */
+  retries?: number;
+  /** Delay before the first retry, doubled each time. Default 500 ms. */
+  retryDelayMs?: number;
 }
 
 export interface ImageResult {
@@ -110,6 +117,10 @@ export interface SyncReport {
 }
 
 const defaultResume = new MemoryResumeStore();
+
+async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  await sleepMs(ms, undefined, signal ? { signal } : {});
+}
 
 /** Clients are kept per endpoint so tokens and challenges are reused across syncs. */
 const clients = new Map<string, RegistryClient>();
@@ -205,7 +216,7 @@ interface TargetState {
   lastDone?: number;
 }
 
-type BlobOutcome = { ok: true } | { ok: false; error: string };
+type BlobOutcome = { ok: true } | { ok: false; error: string; cause?: unknown };
 
 interface UploadPlan {
   t: TargetState;
@@ -270,6 +281,13 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
     t.report.ok = false;
     t.report.errors.push(t.dead);
     emit({ type: 'target-failed', target: t.ep.name, error: t.dead });
+  };
+  const retries = Math.max(0, opts.retries ?? 2);
+  const retryDelayMs = opts.retryDelayMs ?? 500;
+  /** A failed outcome (rethrows an abort). */
+  const failure = (err: unknown): BlobOutcome => {
+    if (isAbortError(err) || signal?.aborted) throw err;
+    return { ok: false, error: errText(err), cause: err };
   };
   /** Records an error; an unreachable target is given up for the rest of the sync. */
   const targetError = (t: TargetState, err: unknown): string => {
@@ -465,9 +483,24 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
       }),
     );
 
-    if (uploads.length > 0) {
-      const results = await copyBlob(job, uploads);
-      for (const [t, r] of results) if (!r.ok) out.set(t, r);
+    // Copy, retrying transient failures; an interrupted upload continues from the registry's offset.
+    let todo = uploads;
+    for (let attempt = 0; todo.length > 0; attempt++) {
+      const results = await copyBlob(job, todo);
+      const again: UploadPlan[] = [];
+      for (const plan of todo) {
+        const r = results.get(plan.t);
+        if (!r || r.ok) continue;
+        if (attempt < retries && isRetryable(r.cause) && !signal?.aborted) {
+          again.push({ t: plan.t, repo: plan.repo });
+          emit({ type: 'blob-retry', target: plan.t.ep.name, digest, attempt: attempt + 1, error: r.error });
+        } else {
+          targetError(plan.t, r.cause ?? new Error(r.error));
+          out.set(plan.t, { ok: false, error: r.error });
+        }
+      }
+      if (again.length > 0) await sleep(retryDelayMs * 2 ** attempt, signal);
+      todo = again;
     }
     for (const { t, repos } of mountsAfter) {
       if (out.has(t)) continue;
@@ -484,7 +517,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
             if (m) await t.client.cancelUpload(m.session);
             const res = await copyBlob(job, [{ t, repo: r }]);
             const o = res.get(t);
-            if (o && !o.ok) throw new Error(o.error);
+            if (o && !o.ok) throw o.cause ?? new Error(o.error);
           }
         }
       } catch (err) {
@@ -538,7 +571,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
           session ??= await t.client.startUpload(repo, signal);
           live.push({ plan, key, session, resumedFrom });
         } catch (err) {
-          out.set(t, { ok: false, error: targetError(t, err) });
+          out.set(t, failure(err));
         }
       }),
     );
@@ -570,7 +603,11 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
             size,
             savedAt: Date.now(),
           });
-          out.set(l.plan.t, { ok: false, error: `reading ${digest} from source: ${errText(err)}` });
+          out.set(l.plan.t, {
+            ok: false,
+            error: `reading ${digest} from source: ${errText(err)}`,
+            cause: err,
+          });
         }
         return out;
       }
@@ -652,7 +689,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
             resume.delete(l.key);
           }
           if (signal?.aborted) return;
-          out.set(t, { ok: false, error: targetError(t, err) });
+          out.set(t, failure(err));
         }
       }),
     );
@@ -725,6 +762,21 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
   report.ok = report.errors.length === 0 && targets.every((t) => t.report.ok);
   report.timeMs = Date.now() - t0;
   return report;
+}
+
+/** Worth another attempt: network trouble, 5xx, 408/429, an interrupted stream — not a refusal or bad content. */
+function isRetryable(err: unknown): boolean {
+  if (
+    err instanceof DigestMismatchError ||
+    err instanceof UnauthorizedError ||
+    err instanceof NotFoundError
+  ) {
+    return false;
+  }
+  if (err instanceof RegistryError && err.status !== undefined) {
+    return err.status >= 500 || err.status === 408 || err.status === 429;
+  }
+  return true;
 }
 
 function pick(img: { repo: string; tag: string }): { repo: string; tag: string } {

@@ -424,4 +424,38 @@ describe('interrupted sync', () => {
       await fresh.stop();
     }
   });
+  it('a source link dropped mid-blob is retried within the sync, continuing from the offset the regions hold', async () => {
+    const c = new RegistryClient({ name: 'primary-direct', url: primary.url });
+    const big = randomLayer(12 * MiB, 'flaky');
+    const img = buildImage([big], { label: 'flaky' });
+    await pushImage(c, 'team/flaky', '1.0', img);
+    pPrimary.reset();
+    pA.reset();
+    pB.reset();
+    pPrimary.breakNext = { match: big.digest, afterBytes: 5 * MiB };
+    const events: SyncProgress[] = [];
+    const report = await syncImages({
+      source,
+      targets: [targetA, targetB],
+      images: [{ repo: 'team/flaky', tag: '1.0' }],
+      resume: new MemoryResumeStore(),
+      retryDelayMs: 50,
+      onProgress: (e) => events.push(e),
+    });
+    expect(report.ok).toBe(true);
+    expect(events.filter((e) => e.type === 'blob-retry').length).toBe(2); // once per region
+    const gets = pPrimary.requests.filter((r) => r.method === 'GET' && r.path.includes(big.digest));
+    expect(gets.map((g) => g.status)).toEqual([200, 206]);
+    for (const [i, t] of report.targets.entries()) {
+      expect(t.blobsResumed).toBe(1);
+      expect(t.bytesResumed).toBeGreaterThan(0);
+      expect(gets[1]!.served).toBe(big.size - t.bytesResumed);
+      const p = [pA, pB][i]!;
+      const sent = p.requests.filter((r) => r.method === 'PATCH').reduce((s, r) => s + r.received, 0);
+      expect(sent).toBe(big.size + img.config.bytes.byteLength);
+    }
+    for (const reg of [regA, regB]) {
+      expect((await skopeoInspect(`${hostOf(reg.url)}/team/flaky:1.0`)).Digest).toBe(img.manifest.digest);
+    }
+  });
 });

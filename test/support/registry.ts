@@ -217,7 +217,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Started
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${log}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`docker-registry exited (${child.exitCode ?? child.signalCode}): ${log}`);
+    }
     try {
       const res = await fetch(`${url}/v2/`);
       await res.body?.cancel();
@@ -238,11 +240,12 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Started
     process: child,
     logs: () => log,
     async stop(o = {}) {
-      if (child.exitCode === null) {
+      const running = () => child.exitCode === null && child.signalCode === null;
+      if (running()) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-        if (child.exitCode === null) child.kill('SIGKILL');
+        if (running()) child.kill('SIGKILL');
       }
       await tokenIssuer?.stop();
       if (!o.keepData) await rm(dir, { recursive: true, force: true });
@@ -264,6 +267,8 @@ export interface CountingProxy {
   servedByBlob: Map<string, number>;
   /** Every request seen, with its status and body bytes each way. */
   requests: { method: string; path: string; status: number; served: number; received: number }[];
+  /** Cuts the next GET whose path contains `match` after about `afterBytes` response bytes (a flaky link). */
+  breakNext?: { match: string; afterBytes: number } | undefined;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -294,6 +299,12 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     const rec = { method: req.method ?? 'GET', path: req.url ?? '/', status: 0, served: 0, received: 0 };
     state.requests.push(rec);
     const blob = /\/blobs\/(sha256:[a-f0-9]{64})/.exec(rec.path)?.[1];
+    const cut =
+      req.method === 'GET' && state.breakNext && rec.path.includes(state.breakNext.match)
+        ? state.breakNext
+        : undefined;
+    if (cut) state.breakNext = undefined;
+    let cutting = false;
     const preq = http.request(
       {
         host: up.hostname,
@@ -311,6 +322,13 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
           rec.served += chunk.byteLength;
           if (blob && req.method === 'GET') {
             state.servedByBlob.set(blob, (state.servedByBlob.get(blob) ?? 0) + chunk.byteLength);
+          }
+          if (cut && !cutting && rec.served >= cut.afterBytes) {
+            cutting = true;
+            setImmediate(() => {
+              res.destroy();
+              pres.destroy();
+            });
           }
         });
         pres.pipe(res);
