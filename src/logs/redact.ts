@@ -32,7 +32,7 @@ const BUILT_IN: Rule[] = [
   },
   {
     name: 'secret-setting',
-    re: new RegExp(String.raw`(["']?\b${SECRET_KEY}["']?)(\s*(?:=|:|=>)\s*)(${VALUE})`, 'gi'),
+    re: new RegExp(String.raw`(["']?\b${SECRET_KEY}["']?)(\s*(?:=>|=|:|%3[dDaA])\s*)(${VALUE})`, 'gi'),
     replace: (_m, key, sep, value) =>
       // `token: Bearer abc` — keep the scheme word visible, hide what follows it
       /^(?:bearer|basic)$/i.test(value ?? '') ? `${key}${sep}${value}` : `${key}${sep}${REDACTED}`,
@@ -49,7 +49,7 @@ const BUILT_IN: Rule[] = [
   },
   {
     name: 'aws-access-key',
-    re: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b/g,
+    re: /(?<![A-Za-z])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])/g,
     replace: () => '[REDACTED AWS KEY]',
   },
   {

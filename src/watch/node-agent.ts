@@ -169,8 +169,14 @@ export class NodeAgent {
     this.stats.kills += kills - from;
     const detectedAt = Date.now();
     // Let the container settle: if its main process died, its tasks are gone within moments.
-    await new Promise((r) => setTimeout(r, this.o.settleMs ?? 150));
-    const main = await this.emptied(t.cg);
+    const settle = this.o.settleMs ?? 150;
+    await new Promise((r) => setTimeout(r, settle));
+    let main = await this.emptied(t.cg);
+    if (!main) {
+      // a child verdict is final only once the main process has had time to go too
+      await new Promise((r) => setTimeout(r, settle * 4));
+      main = await this.emptied(t.cg);
+    }
     const limit = await this.limitOf(t.cg);
     for (let n = from + 1; n <= kills; n++) {
       const victim: 'main' | 'child' = main && n === kills ? 'main' : 'child';

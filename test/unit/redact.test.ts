@@ -44,6 +44,8 @@ describe('redactor', () => {
       'dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
     ],
     ['connect postgres://app:pa55word@db:5432/x', 'pa55word'],
+    ['GET /login?user=bob&password%3Dhunter2%26next=1', 'hunter2'],
+    ['GET /log?msg=key%20AKIAIOSFODNN7EXAMPLE%20x', 'AKIAIOSFODNN7EXAMPLE'],
     ['slack xoxb-1234567890-abcdefghij', 'xoxb-1234567890-abcdefghij'],
     ['gh ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'],
   ])('hides the secret in %s', (line, secret) => {
