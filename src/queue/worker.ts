@@ -15,7 +15,18 @@ import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
-import { type RollbackData, STEP_ATTEMPTS, type StepData, type TimerData } from './scheduler.ts';
+import { STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
+
+type Processor = (data: never, ctx: JobContext, signal: AbortSignal) => Promise<string>;
+
+/** The release queue's job names and their processors (jobs/). */
+const STEPS: Record<string, Processor> = {
+  build: buildJob,
+  sync: syncJob,
+  deploy: deployJob,
+  finish: finishJob,
+  rollback: rollbackJob,
+};
 
 export interface WorkerOptions {
   connection: Redis;
@@ -46,26 +57,9 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     const timer = metrics.stepSeconds.startTimer({ step: job.name });
     try {
       log.info('step started');
-      let result: string;
-      switch (job.name) {
-        case 'build':
-          result = await buildJob(job.data as StepData, ctx, stopping.signal);
-          break;
-        case 'sync':
-          result = await syncJob(job.data as StepData, ctx, stopping.signal);
-          break;
-        case 'deploy':
-          result = await deployJob(job.data as StepData, ctx, stopping.signal);
-          break;
-        case 'finish':
-          result = await finishJob(job.data as StepData, ctx, stopping.signal);
-          break;
-        case 'rollback':
-          result = await rollbackJob(job.data as RollbackData, ctx, stopping.signal);
-          break;
-        default:
-          throw new UnrecoverableError(`unknown step ${job.name}`);
-      }
+      const processor = STEPS[job.name];
+      if (!processor) throw new UnrecoverableError(`unknown step ${job.name}`);
+      const result = await processor(job.data as never, ctx, stopping.signal);
       log.info({ result }, 'step done');
       timer({ outcome: 'ok' });
       return result;
