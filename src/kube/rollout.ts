@@ -679,29 +679,30 @@ export class KubeRollout implements RegionRollout {
     const waiting = cs?.state?.waiting;
     if (waiting?.reason && waiting.reason !== 'ContainerCreating')
       return `${waiting.reason}${waiting.message ? ` (${waiting.message.slice(0, 200)})` : ''}`;
-    if (p.status?.phase === 'Pending') {
-      const sched = (p.status.conditions ?? []).find((c) => c.type === 'PodScheduled' && c.status !== 'True');
-      if (sched) return `Pending, not scheduled: ${sched.message ?? sched.reason ?? ''}`;
-      if (waiting?.reason) return waiting.reason;
-    }
-    // Running but not Ready: the kubelet's probe events say why.
+    const sched = (p.status?.conditions ?? []).find((c) => c.type === 'PodScheduled' && c.status !== 'True');
+    if (p.status?.phase === 'Pending' && sched)
+      return `Pending, not scheduled: ${sched.message ?? sched.reason ?? ''}`;
+    // Still creating, or running but not Ready: the kubelet's events say why
+    // (probe failures, sandbox or mount errors).
+    const prefix = waiting?.reason ? `${waiting.reason}; ` : '';
     try {
       const ev = await this.k.core.listNamespacedEvent({
         namespace: this.target.namespace,
         fieldSelector: `involvedObject.name=${p.metadata?.name}`,
       });
-      const unhealthy = ev.items
-        .filter((e) => e.reason === 'Unhealthy' || e.reason === 'BackOff' || e.reason === 'Failed')
+      const warning = ev.items
+        .filter((e) => e.type === 'Warning' && e.reason !== 'MissingClusterDNS')
         .sort((x, y) =>
           String(x.lastTimestamp ?? x.eventTime ?? '').localeCompare(
             String(y.lastTimestamp ?? y.eventTime ?? ''),
           ),
         )
         .pop();
-      if (unhealthy) return `${unhealthy.reason}: ${(unhealthy.message ?? '').trim().slice(0, 200)}`;
+      if (warning) return `${prefix}${warning.reason}: ${(warning.message ?? '').trim().slice(0, 240)}`;
     } catch {
       // events are an extra; the condition below still says something
     }
+    if (waiting?.reason) return waiting.reason;
     const ready = (p.status?.conditions ?? []).find((c) => c.type === 'Ready');
     return `Ready=${ready?.status ?? 'Unknown'}${ready?.reason ? ` (${ready.reason}${ready.message ? `: ${ready.message}` : ''})` : ''}`;
   }
