@@ -376,6 +376,8 @@ async function main() {
     ...results.filter((r) => r.notes).map((r) => `- ${r.tool}: ${r.notes}`),
     '- skopeo copies one destination at a time, so every blob is read from the primary once per region at best; Ferry tees one read into both regions.',
     '- "verified": every tag in both regions resolves to the primary\'s manifest digest.',
+    '- Order: Ferry runs first; the later runs read the primary with a warmer page cache, which if anything favours them.',
+    "- Ferry verifies every blob's sha256 while streaming (the registries verify again on commit); skopeo verifies too.",
     '',
   ].join('\n');
   await writeFile(join(dir, 'sync.md'), md);
