@@ -1,0 +1,273 @@
+// Benchmark: Kubernetes rollouts on the local eu-west cluster (real kubelet
+// on containerd), same machine, same run.
+//
+//   (1) Ferry's rollout (one batch of 100%, no gate pause: prepare, apply,
+//       wait until every new pod is Ready) vs `kubectl set image` +
+//       `kubectl rollout status` on a plain Deployment with the same pod
+//       template (same image, same readiness probe, 4 replicas). Both flip
+//       between the sample app's v1 and v2, whose images are on the node
+//       already, so this measures the rollout mechanics, not pulls.
+//   (2) Pre-warm on vs off with a LARGE image (the sample app plus a random,
+//       incompressible layer), removed from the node's containerd between
+//       runs. "Pod start" is the time from applying the batch to every batch
+//       pod Ready; with pre-warm the pull happens before, and its time is
+//       reported separately (the point of pre-warming is that it happens
+//       before the batch, e.g. while the previous batch's gate watches).
+//
+//   node bench/deploy.ts   → bench/results/deploy.json and deploy.md
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeRollout } from '../src/kube/rollout.ts';
+import { kubeRunners } from '../src/runners/deploy.ts';
+import { ensureInfra, kubectl, newNamespace, run } from '../test/support/infra.ts';
+import { kubeTestConfig, manifestDigest, regionRef, sampleImage, TEST_APP } from '../test/support/kube.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const REPLICAS = 4;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const BIG_MB = Number(process.env.BENCH_BIG_MB ?? 200);
+const MB = 1024 * 1024;
+
+const info = await ensureInfra(['registries', 'images', 'k8s']);
+const cluster = info.kubernetes.contexts['eu-west'];
+const regionHost = info.registries.regions['eu-west'];
+const started = Date.now();
+const log = (m: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${m}`);
+
+const v1 = await sampleImage('v1', ['eu-west']);
+const v2 = await sampleImage('v2', ['eu-west']);
+const nsFerry = await newNamespace('eu-west', 'bench-ferry');
+const nsKubectl = await newNamespace('eu-west', 'bench-kubectl');
+const nsWarm = await newNamespace('eu-west', 'bench-warm');
+
+let seq = 0;
+async function ferryRollout(
+  ns: string,
+  image: { image: string; digest: string },
+  version: string,
+  opts: { prewarm?: boolean; pods?: number } = {},
+) {
+  const config = kubeTestConfig(ns);
+  const kube = kubeRunners(config, { defaultReplicas: REPLICAS, pollMs: 100 });
+  const r = new KubeRollout(
+    kube.clients('eu-west'),
+    config,
+    { releaseId: `bench-${++seq}`, app: TEST_APP, environment: 'kt', version, region: 'eu-west', image },
+    { defaultReplicas: REPLICAS, pollMs: 100 },
+  );
+  const t0 = Date.now();
+  const { replicas } = await r.prepare();
+  const pods = opts.pods ?? replicas;
+  let prewarmMs = 0;
+  if (opts.prewarm) {
+    const p0 = Date.now();
+    await r.prewarm(pods);
+    prewarmMs = Date.now() - p0;
+  }
+  const a0 = Date.now();
+  await r.applyBatch(pods, 1);
+  const gate = await r.gate(pods, 0, 0, 300_000);
+  if (!gate.ok) throw new Error(gate.reason);
+  const end = Date.now();
+  return { totalMs: end - t0, prewarmMs, podStartMs: end - a0, rollout: r };
+}
+
+// ---- (1) Ferry vs kubectl set image + rollout status --------------------------------------------
+log('setting up: ferry namespace on v1');
+await ferryRollout(nsFerry.name, v1, 'v1');
+log('setting up: plain Deployment on v1');
+const plain = {
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name: 'plain', namespace: nsKubectl.name },
+  spec: {
+    replicas: REPLICAS,
+    selector: { matchLabels: { app: 'plain' } },
+    template: {
+      metadata: { labels: { app: 'plain' } },
+      spec: {
+        terminationGracePeriodSeconds: 5,
+        containers: [
+          {
+            name: TEST_APP,
+            image: regionRef('eu-west', v1),
+            imagePullPolicy: 'IfNotPresent',
+            ports: [{ containerPort: 8080 }],
+            env: [{ name: 'FERRY_ENV', value: 'kt' }],
+            readinessProbe: {
+              httpGet: { path: '/ready', port: 8080 },
+              periodSeconds: 2,
+              timeoutSeconds: 2,
+              failureThreshold: 2,
+            },
+            resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+          },
+        ],
+      },
+    },
+  },
+};
+await kubectl('eu-west', ['apply', '-f', '-'], { input: JSON.stringify(plain) });
+await kubectl('eu-west', ['-n', nsKubectl.name, 'rollout', 'status', 'deployment/plain', '--timeout=300s'], {
+  timeoutMs: 320_000,
+});
+
+const ferryRuns: number[] = [];
+const kubectlRuns: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  const [img, ver] = i % 2 === 0 ? [v2, 'v2'] : [v1, 'v1'];
+  const f = await ferryRollout(nsFerry.name, img, ver);
+  ferryRuns.push(f.totalMs);
+  log(`ferry → ${ver}: ${f.totalMs} ms`);
+  const t0 = Date.now();
+  await kubectl('eu-west', [
+    '-n',
+    nsKubectl.name,
+    'set',
+    'image',
+    'deployment/plain',
+    `${TEST_APP}=${regionRef('eu-west', img)}`,
+  ]);
+  await kubectl(
+    'eu-west',
+    ['-n', nsKubectl.name, 'rollout', 'status', 'deployment/plain', '--timeout=300s'],
+    {
+      timeoutMs: 320_000,
+    },
+  );
+  kubectlRuns.push(Date.now() - t0);
+  log(`kubectl → ${ver}: ${Date.now() - t0} ms`);
+}
+
+// ---- (2) pre-warm on vs off with a large image --------------------------------------------------
+log(`building a large image (+${BIG_MB} MiB random layer)`);
+const ctx = mkdtempSync(join(tmpdir(), 'ferry-big-'));
+mkdirSync(join(ctx, 'blob'));
+{
+  const chunk = 16 * MB;
+  const parts: Buffer[] = [];
+  for (let done = 0; done < BIG_MB * MB; done += chunk) parts.push(randomBytes(chunk));
+  writeFileSync(join(ctx, 'blob', 'data'), Buffer.concat(parts));
+}
+writeFileSync(
+  join(ctx, 'Dockerfile'),
+  `FROM ${info.registries.primary}/ferry/hello-app:v1\nCOPY blob/ /opt/blob/\n`,
+);
+const bigTag = `${regionHost}/ferry/bench-big:${Date.now().toString(36)}`;
+await run(
+  'buildah',
+  ['bud', '--isolation', 'chroot', '--tls-verify=false', '--layers=false', '-q', '-t', bigTag, ctx],
+  { timeoutMs: 600_000 },
+);
+await run('buildah', ['push', '-q', '--tls-verify=false', bigTag, `docker://${bigTag}`], {
+  timeoutMs: 600_000,
+});
+await run('buildah', ['rmi', bigTag], { allowFail: true });
+const bigDigest = await manifestDigest(
+  `http://${regionHost}`,
+  'ferry/bench-big',
+  bigTag.split(':').pop() as string,
+);
+const big = { image: `${info.registries.primary}/ferry/bench-big:x`, digest: bigDigest };
+const bigRef = `${regionHost}/ferry/bench-big@${bigDigest}`;
+log(`large image ${bigRef}`);
+
+const ctr = (args: string[]) =>
+  run('ctr', ['--address', cluster.containerdSocket, '-n', 'k8s.io', ...args], { allowFail: true });
+async function clearBig(): Promise<void> {
+  const names = (await ctr(['images', 'ls', '-q'])).stdout
+    .split('\n')
+    .filter((n) => n.includes('ferry/bench-big'));
+  if (names.length) await ctr(['images', 'rm', '--sync', ...names]);
+  await ctr(['content', 'prune', 'references']);
+  const left = (await ctr(['images', 'ls', '-q'])).stdout.split('\n').filter((n) => n.includes('bench-big'));
+  if (left.length) throw new Error(`could not clear ${left.join(', ')} from the node`);
+}
+
+log('setting up: warm namespace on v1');
+await ferryRollout(nsWarm.name, v1, 'v1');
+const warm: { prewarm: boolean; prewarmMs: number; podStartMs: number; totalMs: number }[] = [];
+const WARM_PODS = 2;
+for (let i = 0; i < RUNS * 2; i++) {
+  const prewarm = i % 2 === 1;
+  await clearBig();
+  const f = await ferryRollout(nsWarm.name, big, 'big', { prewarm, pods: WARM_PODS });
+  warm.push({ prewarm, prewarmMs: f.prewarmMs, podStartMs: f.podStartMs, totalMs: f.totalMs });
+  log(
+    `big image, pre-warm ${prewarm ? 'on ' : 'off'}: pods Ready ${f.podStartMs} ms after apply (pre-warm ${f.prewarmMs} ms)`,
+  );
+  // Back to v1 (scale: the old track keeps its template) so the next run starts from the same place.
+  await f.rollout.rollback();
+}
+
+// ---- results --------------------------------------------------------------------------------------
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const off = warm.filter((w) => !w.prewarm);
+const on = warm.filter((w) => w.prewarm);
+const kubeVersion = (await kubectl('eu-west', ['version', '-o', 'json'])).trim();
+const result = {
+  at: new Date().toISOString(),
+  machine: { cores: cpus().length, cpu: cpus()[0]?.model, loadavg: loadavg() },
+  kubernetes: JSON.parse(kubeVersion).serverVersion?.gitVersion,
+  replicas: REPLICAS,
+  runs: RUNS,
+  rollout: {
+    ferryMs: ferryRuns,
+    kubectlMs: kubectlRuns,
+    ferryMedianMs: median(ferryRuns),
+    kubectlMedianMs: median(kubectlRuns),
+  },
+  prewarm: {
+    imageExtraMiB: BIG_MB,
+    podsPerBatch: WARM_PODS,
+    runs: warm,
+    offPodStartMedianMs: median(off.map((w) => w.podStartMs)),
+    onPodStartMedianMs: median(on.map((w) => w.podStartMs)),
+    onPrewarmMedianMs: median(on.map((w) => w.prewarmMs)),
+    offTotalMedianMs: median(off.map((w) => w.totalMs)),
+    onTotalMedianMs: median(on.map((w) => w.totalMs)),
+  },
+  wallMs: Date.now() - started,
+};
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const md = `# Kubernetes rollout benchmark
+
+Run ${result.at} on ${result.machine.cores} cores (${result.machine.cpu}), load average at the end ${result.machine.loadavg.map((l) => l.toFixed(2)).join(' / ')} — the machine is shared with other work, so times are noisy. Kubernetes ${result.kubernetes} (single node, real kubelet on containerd), ${REPLICAS} replicas, ${RUNS} runs each, alternating v1 ↔ v2 of the sample app.
+
+## Rollout: Ferry (one batch of 100%, no pause) vs kubectl
+
+| approach | median | runs |
+| --- | ---: | --- |
+| Ferry: prepare + apply (two tracks) + every new pod Ready | ${s(result.rollout.ferryMedianMs)} | ${ferryRuns.map(s).join(', ')} |
+| \`kubectl set image\` + \`kubectl rollout status\` (RollingUpdate 25%/25%) | ${s(result.rollout.kubectlMedianMs)} | ${kubectlRuns.map(s).join(', ')} |
+
+Ferry scales the next track to all replicas and the old one to 0 in one step and then waits for readiness (it counts pods exactly, including the old ones being gone); a Deployment's rolling update replaces pods in waves of maxSurge/maxUnavailable, each wave waiting for readiness.
+
+## Pre-warm on vs off, large image (+${BIG_MB} MiB layer), ${WARM_PODS} pods per batch
+
+The image is removed from the node's containerd (\`ctr -n k8s.io images rm\` + content prune) before every run. "Pod start" = from applying the batch to every batch pod Ready.
+
+| pre-warm | pod start (median) | pre-warm pull (median) | total incl. pre-warm (median) |
+| --- | ---: | ---: | ---: |
+| off | ${s(result.prewarm.offPodStartMedianMs)} | — | ${s(result.prewarm.offTotalMedianMs)} |
+| on | ${s(result.prewarm.onPodStartMedianMs)} | ${s(result.prewarm.onPrewarmMedianMs)} | ${s(result.prewarm.onTotalMedianMs)} |
+
+Per run: ${warm.map((w) => `${w.prewarm ? 'on' : 'off'} ${s(w.podStartMs)}${w.prewarm ? ` (+${s(w.prewarmMs)} pre-warm)` : ''}`).join('; ')}.
+
+Pre-warming moves the pull out of the batch: the batch's pods start from a warm node. In a real rollout the pull of batch k+1 overlaps the gate of batch k, so the total shrinks too; here (one batch) the total includes the pre-warm pod's own scheduling and deletion.
+
+Whole benchmark: ${s(result.wallMs)}.
+`;
+await writeFile(join(here, 'results', 'deploy.json'), `${JSON.stringify(result, null, 2)}\n`);
+await writeFile(join(here, 'results', 'deploy.md'), md);
+log('written bench/results/deploy.json and deploy.md');
+await Promise.all([nsFerry.remove(), nsKubectl.remove(), nsWarm.remove()]);
+process.exit(0);
