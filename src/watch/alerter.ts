@@ -12,7 +12,7 @@ import type { Logger } from '../logging.ts';
 import { snippetOf } from '../logs/collect.ts';
 import { readLog } from '../logs/read.ts';
 import type { AlertDedupe } from './dedupe.ts';
-import { formatBytes, type OomFinding, quantityBytes } from './oom.ts';
+import { formatBytes, type OomFinding } from './oom.ts';
 import type { Silences } from './silence.ts';
 
 export type AlertOutcome = 'alerted' | 'updated' | 'duplicate' | 'silenced' | 'unmanaged' | 'stale';
@@ -204,6 +204,6 @@ const SOURCE_TEXT: Record<OomFinding['source'], string> = {
 
 function fmtQuantity(q: string | undefined): string | undefined {
   if (!q) return undefined;
-  const b = quantityBytes(q);
-  return b !== undefined && `${formatBytes(b)}`.replace(/\s/g, ' ') !== q ? `${q} (${formatBytes(b)})` : q;
+  // a plain byte count (e.g. read from a cgroup) reads better in MiB; Kubernetes quantities stay as written
+  return /^\d+$/.test(q) ? formatBytes(Number(q)) : q;
 }
