@@ -572,7 +572,7 @@ describe('client helpers', () => {
       image: missing,
     });
     await expect(r.prepare()).rejects.toThrow(
-      /eu-west: the region registry 127\.0\.0\.1:5001 has no ferry\/hello-app@sha256:0000000000…; the pods could not pull it/,
+      /eu-west: the region registry 127\.0\.0\.1:5001 has no ferry\/hello-app@sha256:0{12}…; the pods could not pull it\. Sync the image to eu-west first/,
     );
   });
 
