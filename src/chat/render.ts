@@ -344,7 +344,7 @@ export function renderCard(r: Release): Rendered {
     const value = buttonValue(r.id, r.rev);
     blocks.push({
       type: 'actions',
-      block_id: `actions-${r.id}`,
+      block_id: 'actions',
       elements: actions.map((a) => button(a, LABEL[a][0], value, LABEL[a][1])),
     });
   }
@@ -394,26 +394,26 @@ export function renderText(
 
 /** Splits text at line breaks into chunks of at most `max` characters (a longer line is cut). */
 export function splitText(text: string, max: number): string[] {
-  if (text.length === 0) return [' '];
+  if (text.trim().length === 0) return [' '];
   const out: string[] = [];
-  let cur = '';
+  let cur: string | undefined;
   for (const line of text.split('\n')) {
     let l = line;
     while (l.length > max) {
-      if (cur) {
-        out.push(cur);
-        cur = '';
-      }
+      if (cur !== undefined) out.push(cur);
+      cur = undefined;
       out.push(l.slice(0, max));
       l = l.slice(max);
     }
-    if (cur.length + l.length + 1 > max) {
+    if (cur === undefined) cur = l;
+    else if (cur.length + l.length + 1 > max) {
       out.push(cur);
       cur = l;
-    } else cur = cur ? `${cur}\n${l}` : l;
+    } else cur = `${cur}\n${l}`;
   }
-  if (cur || out.length === 0) out.push(cur || ' ');
-  return out;
+  if (cur !== undefined && (cur.length > 0 || out.length === 0)) out.push(cur);
+  // Slack refuses an empty section text.
+  return out.map((c) => (c.trim().length ? c : ' '));
 }
 
 /** An answer shown to one person: at most 50 blocks whatever the length (the rest is cut with a note). */

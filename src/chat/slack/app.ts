@@ -25,8 +25,10 @@ import { WebClient } from '@slack/web-api';
 import { handleText } from '../../../commands/handle.ts';
 import type { CommandServices } from '../../../commands/handler.ts';
 import { parseCommand } from '../../../commands/index.ts';
+import { durationMs } from '../../domain/duration.ts';
 import { may, mayApprove } from '../../domain/policy.ts';
 import type { Runtime } from '../../runtime.ts';
+import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
 import { type ActionId, parseButtonValue, renderEphemeral } from '../render.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
@@ -295,16 +297,25 @@ export function createBotApp(opts: BotOptions): App {
     if (!key || !(await once(`act:${args.body.actions[0]?.action_ts}`))) return;
     const config = rt.config();
     const user = args.body.user.id;
-    const apps = Object.keys(config.apps);
-    const env = Object.keys(config.environments);
-    const allowed = apps.some((a) => env.some((e) => may(config, user, 'silence', a, e).ok));
+    // Silence keys name the workload (oom/<region>/<namespace>/<owner>/<container>): the app is
+    // the one deployed in that namespace; the person must be allowed to silence its alerts.
+    const namespace = key.split('/')[2];
+    const owning = Object.entries(config.apps)
+      .filter(([name, a]) => (a.namespace ?? name) === namespace)
+      .map(([name]) => name);
+    const apps = owning.length ? owning : Object.keys(config.apps);
+    const envs = Object.keys(config.environments);
+    const allowed = apps.some((a) => envs.some((e) => may(config, user, 'silence', a, e).ok));
     if (!allowed) {
-      await tell(args, 'You may not silence alerts. Ask someone in a group with the "silence" action.');
+      await tell(args, `You may not silence alerts of ${apps.join(', ')}.`);
       return;
     }
-    const ms = durationSeconds(config.alerts.silenceFor);
-    await rt.store.set(`${rt.prefix ?? 'ferry'}:silenced:${key}`, user, 'EX', ms);
-    await tell(args, `Silenced for ${config.alerts.silenceFor}.`, true);
+    await new Silences(rt.store, rt.prefix ?? 'ferry').silence(
+      key,
+      durationMs(config.alerts.silenceFor),
+      user,
+    );
+    await tell(args, `Silenced for ${config.alerts.silenceFor}: \`${key}\`.`, true);
   });
 
   app.error(async (err) => {
@@ -312,13 +323,6 @@ export function createBotApp(opts: BotOptions): App {
   });
 
   return app;
-}
-
-function durationSeconds(d: string): number {
-  const m = /^(\d+)\s*(s|m|h|d)$/.exec(d.trim());
-  if (!m) return 3600;
-  const n = Number(m[1]);
-  return n * ({ s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'] ?? 1);
 }
 
 /** The answer to a command: via response_url, or chat.postEphemeral when that fails (5 uses, 30 min). */
