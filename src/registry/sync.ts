@@ -240,7 +240,6 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
   };
   const resume = opts.resume ?? defaultResume;
   const src = clientFor(opts.source);
-  const readBefore = src.stats.bytesRead;
   const report: SyncReport = {
     ok: true,
     source: opts.source.name,
@@ -305,6 +304,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
         limit(async () => {
           try {
             const r = await resolveImage(src, img.repo, img.tag, signal);
+            report.sourceBytesRead += [r.top, ...r.children].reduce((s, m) => s + m.bytes.byteLength, 0);
             const bytes = r.blobs.reduce((s, b) => s + b.size, 0);
             report.images.push({
               repo: img.repo,
@@ -632,6 +632,7 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
           onChunk: (n) => {
             total += n;
             sinceEmit += n;
+            report.sourceBytesRead += n;
             if (sinceEmit >= 1024 * 1024 || total === size) {
               sinceEmit = 0;
               emit({ type: 'blob-progress', digest, bytes: total, size });
@@ -758,7 +759,6 @@ export async function syncImages(opts: SyncOptions): Promise<SyncReport> {
     }
     t.report.timeMs = (t.lastDone ?? Date.now()) - t.started;
   }
-  report.sourceBytesRead = src.stats.bytesRead - readBefore;
   report.ok = report.errors.length === 0 && targets.every((t) => t.report.ok);
   report.timeMs = Date.now() - t0;
   return report;

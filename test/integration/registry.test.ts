@@ -179,6 +179,7 @@ describe('syncImages to two regions', () => {
     // Each distinct blob was read from the source exactly once although two regions got it.
     const unique = blobsOf(...allImages());
     expect(report.sourceBlobReads).toBe(unique.size);
+    expect(report.sourceBytesRead).toBe(pPrimary.served); // the report's count is what the primary served
     for (const [digest, size] of unique) expect(pPrimary.servedByBlob.get(digest), digest).toBe(size);
     const blobGets = pPrimary.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/'));
     expect(blobGets.length).toBe(unique.size);
