@@ -60,6 +60,10 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ) as InfraJson;
     if (info.redis) env.REDIS_URL = info.redis.url;
     if (info.kubernetes) env.KUBECONFIG = info.kubernetes.kubeconfig;
+    process.env.KUBECONFIG = env.KUBECONFIG;
+    const { ensureNamespaces } = await import('../kube/namespaces.ts');
+    const created = await ensureNamespaces(config);
+    if (created.length) io.err(`ferry start: created namespaces ${created.join(', ')}`);
   } else if (!env.REDIS_URL || !env.KUBECONFIG) {
     io.err(
       'ferry start --no-infra: set REDIS_URL and KUBECONFIG (and the registry URLs in the config) to your systems.',

@@ -195,7 +195,7 @@ export async function ensureInRegion(
 export async function realRunners(rt: Runtime): Promise<StepRunners> {
   const config = rt.config();
   const { kubeRunners } = await import('./deploy.ts');
-  const kube = kubeRunners(config, {});
+  const kube = kubeRunners(config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });
   return {
     build: buildRunner(config),
     sync: syncRunner(config),
