@@ -154,10 +154,12 @@ export function syncRunner(config: FerryConfig): StepRunners['sync'] {
     const failed = report.targets.filter((t) => !t.ok).map((t) => t.target);
     // A region that could not be reached fails that region alone: its deploy
     // tries back-to-source again and fails with the reason if it still cannot.
-    if (failed.length === report.targets.length)
-      throw Object.assign(new Error(`sync failed for every region: ${report.errors.join('; ')}`), {
+    if (failed.length === report.targets.length) {
+      const reasons = report.targets.map((t) => `${t.target}: ${t.errors.join('; ')}`).concat(report.errors);
+      throw Object.assign(new Error(`sync failed for every region — ${reasons.join('; ')}`), {
         transient: true,
       });
+    }
   };
 }
 
