@@ -749,9 +749,10 @@ export class KubeRollout implements RegionRollout {
     const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
     for (;;) {
       this.checkStopped();
-      const pods = (await appPods(this.k, t)).filter((p) => !isTerminating(p));
+      const all = await appPods(this.k, t);
+      const pods = all.filter((p) => !isTerminating(p));
       const onPrev = pods.filter((p) => podImage(p, t.container) === prev);
-      if (onPrev.length === total && pods.length === total) return;
+      if (onPrev.length === total && pods.length === total && all.length === total) return;
       if (Date.now() > until)
         throw new Error(
           `${t.region}: rollback did not bring ${total} pods back on ${prev} in time (${onPrev.length}/${total})`,

@@ -576,6 +576,88 @@ describe('client helpers', () => {
     );
   });
 
+  it('applyBatch alone: exact counts per image at every step, twice the same input changes nothing', async () => {
+    const ns = await namespace('apply');
+    const config = kubeTestConfig(ns);
+    const kube = kubeRunners(config, { defaultReplicas: 4, pollMs: 250 });
+    const spec = { app: TEST_APP, environment: 'kt', region: 'eu-west' };
+    const opts = { defaultReplicas: 4, pollMs: 250 };
+    const eu = (img: BuiltImage) => regionRef('eu-west', img);
+    const r1 = new KubeRollout(
+      kube.clients('eu-west'),
+      config,
+      {
+        ...spec,
+        releaseId: 'a-1',
+        version: 'v1',
+        image: v1,
+      },
+      opts,
+    );
+    expect(await r1.prepare()).toEqual({ replicas: 4, previousImage: null });
+    await r1.applyBatch(4, 1);
+    expect(only(await countPods('eu-west', ns))).toEqual({ byImage: { [eu(v1)]: 4 }, terminating: 0 });
+    const r2 = new KubeRollout(
+      kube.clients('eu-west'),
+      config,
+      {
+        ...spec,
+        releaseId: 'a-2',
+        version: 'v2',
+        image: v2,
+      },
+      opts,
+    );
+    expect(await r2.prepare()).toEqual({ replicas: 4, previousImage: eu(v1) });
+    const seen: Record<string, number>[] = [];
+    for (const [i, p] of [1, 3, 4].entries()) {
+      await r2.applyBatch(p, i + 1);
+      const before = await countPods('eu-west', ns);
+      seen.push(before.byImage);
+      const gens = await kubectl('eu-west', [
+        '-n',
+        ns,
+        'get',
+        'deploy',
+        '-o',
+        'jsonpath={.items[*].metadata.generation}',
+      ]);
+      await r2.applyBatch(p, i + 1);
+      expect(
+        await kubectl('eu-west', [
+          '-n',
+          ns,
+          'get',
+          'deploy',
+          '-o',
+          'jsonpath={.items[*].metadata.generation}',
+        ]),
+      ).toBe(gens);
+      expect((await countPods('eu-west', ns)).uids).toEqual(before.uids);
+    }
+    expect(seen).toEqual([{ [eu(v2)]: 1, [eu(v1)]: 3 }, { [eu(v2)]: 3, [eu(v1)]: 1 }, { [eu(v2)]: 4 }]);
+    // A restarted job (new object, same release) continues the same rollout.
+    const again = new KubeRollout(
+      kube.clients('eu-west'),
+      config,
+      {
+        ...spec,
+        releaseId: 'a-2',
+        version: 'v2',
+        image: v2,
+      },
+      opts,
+    );
+    expect(await again.prepare()).toEqual({ replicas: 4, previousImage: eu(v1) });
+    expect(again.newTrack).toBe(r2.newTrack);
+    // Rollback: every pod back on v1 at once.
+    await again.rollback();
+    expect(only(await countPods('eu-west', ns))).toEqual({ byImage: { [eu(v1)]: 4 }, terminating: 0 });
+    const st = await trackStatus(kube.clients('eu-west'), appTarget(config, TEST_APP, 'kt', 'eu-west'));
+    expect(st.stable).toBe(TEST_APP);
+    expect(st.replicas).toEqual({ [TEST_APP]: 4, [`${TEST_APP}-b`]: 0 });
+  });
+
   it('ListWatch re-lists on its restart timer and keeps following changes', async () => {
     const ns = await namespace('watch');
     const config = kubeTestConfig(ns);
