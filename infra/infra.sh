@@ -506,7 +506,7 @@ containerd_conf() { # REGION
 version = 2
 root = "$c/root"
 state = "$c/state"
-oom_score = -999
+oom_score = 0
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 
 [grpc]
@@ -529,6 +529,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # this machine has no CAP_SYS_RESOURCE: oom_score_adj cannot go below 0,
+  # so clamp (the kubelet asks -998 for sandboxes, -997 for Guaranteed pods)
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -657,6 +660,7 @@ resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 maxPods: 110
 rotateCertificates: false
+oomScoreAdj: 0
 serverTLSBootstrap: false
 EOF
 }
