@@ -67,7 +67,7 @@ export function oomFromPod(pod: V1Pod, region: string, now = Date.now()): OomFin
   const owner = ownerOf(pod).name;
   for (const s of pod.status?.containerStatuses ?? []) {
     for (const t of [s.state?.terminated, s.lastState?.terminated]) {
-      if (!t || t.reason !== 'OOMKilled') continue;
+      if (t?.reason !== 'OOMKilled') continue;
       const cid = bareContainerId(t.containerID) ?? bareContainerId(s.containerID);
       const res = containerResources(pod, s.name);
       out.push({

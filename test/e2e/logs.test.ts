@@ -46,9 +46,9 @@ const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 async function posted(): Promise<Posted[]> {
   const jobs = await notify.getJobs(['waiting', 'active', 'completed'], 0, -1, true);
   return jobs
+    .sort((a, b) => Number(a.id) - Number(b.id))
     .map((j) => j.data)
-    .filter((m): m is Posted => m.kind === 'reply' || m.kind === 'message')
-    .reverse();
+    .filter((m): m is Posted => m.kind === 'reply' || m.kind === 'message');
 }
 
 const alice = { userId: 'U_ALICE', channel: 'C_RELEASES' };
@@ -99,6 +99,14 @@ beforeAll(async () => {
       return l.items.find((p) => p.status.phase === 'Running')?.metadata.name;
     },
     { timeoutMs: 180_000, intervalMs: 1000, what: 'a running payments pod' },
+  );
+  // ferry-run writes a GC line every 2 s: wait for the first, so the file has its own lines too
+  await waitFor(
+    async () =>
+      (await kubectl('eu-west', ['-n', ns.name, 'exec', pod, '--', 'cat', '/var/log/app/gc.log'])).includes(
+        'Pause Full',
+      ),
+    { timeoutMs: 60_000, what: 'a GC line in gc.log' },
   );
   // secrets in the GC log (planted by a shell in the container) and in the app's output (its HTTP endpoint)
   const plant = [

@@ -101,9 +101,9 @@ async function alerts(): Promise<Alert[]> {
     true,
   );
   return jobs
+    .sort((a, b) => Number(a.id) - Number(b.id))
     .map((j) => j.data)
-    .filter((m): m is Alert => m.kind === 'alert')
-    .reverse();
+    .filter((m): m is Alert => m.kind === 'alert');
 }
 
 const forWorkload = (list: Alert[], owner: string) =>
