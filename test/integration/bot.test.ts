@@ -271,6 +271,23 @@ for (const mode of ['http', 'socket'] as const) {
       expect(emu.openView('U_BOB')).toBeUndefined();
     });
 
+    it('a double click approves once and answers nothing twice', async () => {
+      const { emu, h } = env;
+      const id = await request(env, 'U_ALICE', 'ledger v2 to prod');
+      await waitForState(h.rt, id, 'awaiting-approval');
+      const card = await cardOf(emu, id, (m) => actionIds(m).includes('approve'));
+      const before = emu.ephemerals('U_CAROL').length;
+      const click = () =>
+        emu.clickButton({ userId: 'U_CAROL', channelId: CH, messageTs: card.ts, actionId: 'approve' });
+      const [a, b] = await Promise.all([click(), click()]);
+      expect(a.acked && b.acked).toBe(true);
+      const r = await waitForState(h.rt, id, 'succeeded', 60_000);
+      expect(r.approvals.map((x) => x.by)).toEqual(['U_CAROL']);
+      await idle(h);
+      expect(emu.ephemerals('U_CAROL').length).toBe(before);
+      expect((await h.rt.releases.audit(id)).filter((x) => x.event === 'approve')).toHaveLength(1);
+    });
+
     it('a 429 storm on chat.postMessage delays messages but loses none and keeps their order', async () => {
       const { emu, h } = env;
       await idle(h);
@@ -298,6 +315,24 @@ for (const mode of ['http', 'socket'] as const) {
       expect(replies.length).toBeGreaterThanOrEqual(4);
       expect(cardsOf(emu, id)).toHaveLength(1);
     });
+
+    if (mode === 'socket') {
+      it('reconnects after the socket drops and keeps serving commands', async () => {
+        const { emu, h } = env;
+        const opened = emu.socketConnectionsOpened;
+        emu.socketDrop();
+        await emu.waitForSocket({ opened: opened + 1, timeoutMs: 20_000 });
+        // Alice may not release checkout: the refusal reaches her over the new socket.
+        const c = await emu.slashCommand({ userId: 'U_ALICE', channelId: CH, text: 'checkout v1 to test' });
+        expect(c).toMatchObject({ via: 'socket', acked: true });
+        await emu.waitFor(() =>
+          emu.ephemerals('U_ALICE').find((e) => /may not release checkout/.test(e.text)),
+        );
+        const d = await emu.slashCommand({ userId: 'U_ALICE', channelId: CH, text: 'status' });
+        expect(d).toMatchObject({ via: 'socket', acked: true });
+        expect((await h.rt.releases.byApp('checkout', 5)).length).toBe(0);
+      });
+    }
 
     if (mode === 'http') {
       it('forged, stale or unsigned requests get 401 and change nothing', async () => {

@@ -22,7 +22,7 @@ import {
   type SlackActionMiddlewareArgs,
 } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
-import { handleText } from '../../../commands/handle.ts';
+import { handleCommand, handleText } from '../../../commands/handle.ts';
 import type { CommandServices } from '../../../commands/handler.ts';
 import { parseCommand } from '../../../commands/index.ts';
 import { durationMs } from '../../domain/duration.ts';
@@ -53,6 +53,8 @@ export interface BotOptions {
   /** Optional command services (rollback, logs, sync) on top of the lifecycle. */
   services?: Pick<CommandServices, 'rollbacks' | 'logs' | 'syncs'>;
   logLevel?: LogLevel;
+  /** Commands worked on at once after their ack (default 16). */
+  workConcurrency?: number;
 }
 
 export interface RunningBot {
@@ -62,6 +64,22 @@ export interface RunningBot {
   port?: number;
   notifier?: Notifier;
   stop(): Promise<void>;
+}
+
+/** Runs at most `n` tasks at once; the rest wait in line (FIFO). */
+export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (fn) => {
+    if (active >= n) await new Promise<void>((r) => waiting.push(r));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
 }
 
 /** How long a delivery's identity is remembered (Slack retries for ~5 min). */
@@ -113,6 +131,7 @@ export function createBotApp(opts: BotOptions): App {
   };
   const log = rt.log.child({ part: 'slack' });
   const once = (key: string) => rt.releases.once(`slack:${key}`, DEDUPE_TTL);
+  const afterAck = limiter(opts.workConcurrency ?? 16);
 
   // ---------------------------------------------------------------- /release
   app.command(opts.command ?? '/release', async ({ ack, command, respond, client, context }) => {
@@ -124,9 +143,32 @@ export function createBotApp(opts: BotOptions): App {
       await ack({ response_type: 'ephemeral', text: r.text, blocks: r.blocks });
       return;
     }
+    // Answers that need no state (help, plan) are computed from the config alone: they are the ack.
+    if (parsed.command.kind === 'help' || parsed.command.kind === 'plan') {
+      const reply = await handleCommand(
+        parsed.command,
+        { userId: command.user_id, channel: command.channel_id },
+        services,
+      );
+      const r = renderEphemeral(reply.text, reply.ok);
+      await ack({ response_type: 'ephemeral', text: r.text, blocks: r.blocks });
+      return;
+    }
     await ack();
+    // The work after the ack runs with bounded concurrency, so a burst of commands cannot starve the
+    // acks of the requests behind it (Slack's 3 s); answers go to response_url, valid for 30 minutes.
+    await afterAck(() => work(command, text, respond, client, context.retryNum));
+  });
+
+  async function work(
+    command: { trigger_id: string; user_id: string; channel_id: string },
+    text: string,
+    respond: RespondFn,
+    client: WebClient,
+    retryNum: number | undefined,
+  ): Promise<void> {
     if (!(await once(`cmd:${command.trigger_id}`))) {
-      log.info({ trigger: command.trigger_id, retry: context.retryNum }, 'repeated slash command ignored');
+      log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
       return;
     }
     try {
@@ -155,7 +197,7 @@ export function createBotApp(opts: BotOptions): App {
         false,
       );
     }
-  });
+  }
 
   // ---------------------------------------------------------------- card buttons
   const releaseActions: ActionId[] = ['approve', 'reject', 'pause', 'resume', 'abort', 'promote', 'rollback'];

@@ -1,0 +1,330 @@
+// Slash-command ack latency of `ferry bot` (HTTP mode) against a floor: a
+// minimal plain Bolt app that acks immediately and does nothing, measured in
+// the same run on the same machine. Also the time from a real
+// `/release … to test` to its status card appearing in the channel.
+//
+//   node bench/ack.ts            → bench/results/ack.json and ack.md
+//
+// Starts its own redis-server (free port), the Slack emulator (in this
+// process: it plays Slack, sending signed requests and timing the acks), and
+// the bots as child processes (`ferry bot`, `ferry worker` with recording
+// runners, and the floor app), so the emulator's own work does not share an
+// event loop with the bot under test.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { App, LogLevel } from '@slack/bolt';
+import { SlackEmulator } from '../src/chat/emulator/index.ts';
+import { signSlackRequest } from '../src/chat/signature.ts';
+import { freePort, TestRedis } from '../test/support/redis.ts';
+
+const SECRET = 'bench-signing-secret';
+const TOKEN = 'xoxb-bench';
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// ------------------------------------------------------------------ the floor (child mode)
+if (process.argv[2] === '--floor') {
+  const port = Number(process.argv[3]);
+  const app = new App({
+    token: TOKEN,
+    signingSecret: SECRET,
+    logLevel: LogLevel.ERROR,
+    clientOptions: { slackApiUrl: process.env.SLACK_API_URL ?? '' },
+  });
+  app.command('/release', async ({ ack }) => {
+    await ack();
+  });
+  await app.start(port);
+  process.stderr.write('floor: ready\n');
+  await new Promise<void>((resolve) => process.once('SIGTERM', resolve));
+  await app.stop();
+  process.exit(0);
+}
+
+// ------------------------------------------------------------------ helpers
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+interface Stats {
+  n: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+function stats(values: number[], errors = 0): Stats {
+  const s = [...values].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return {
+    n: values.length,
+    errors,
+    p50: r(pct(s, 50)),
+    p99: r(pct(s, 99)),
+    max: r(s.at(-1) ?? Number.NaN),
+    mean: r(values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)),
+  };
+}
+
+function startChild(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${err}`)), 30_000);
+    child.stderr?.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (ready.test(err)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited ${code}: ${err}`)));
+  });
+}
+
+async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * Slack's side of the load: signed slash-command POSTs (as Slack sends them) straight from this process
+ * over a keep-alive agent, `concurrency` in flight, `total` in all. response_url points at a sink here
+ * that answers 200 at once, so the bot's answers cost the emulator nothing and both bots see the same
+ * requests. Latency = request written → ack (HTTP response) received.
+ */
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+let sinkUrl = '';
+const why = new Map<string, number>();
+let seq = 0;
+function post(url: string, text: string): Promise<{ ok: boolean; ms: number }> {
+  const n = ++seq;
+  const body = new URLSearchParams({
+    token: 'bench',
+    team_id: 'T0FERRY',
+    team_domain: 'ferry-dev',
+    channel_id: 'C_RELEASES',
+    channel_name: 'releases',
+    user_id: 'U_ALICE',
+    user_name: 'alice',
+    command: '/release',
+    text,
+    api_app_id: 'A_FERRY',
+    is_enterprise_install: 'false',
+    response_url: `${sinkUrl}/r/${n}`,
+    trigger_id: `${Date.now()}.${process.pid}.${n}`,
+  }).toString();
+  const ts = Math.floor(Date.now() / 1000);
+  const headers = {
+    'content-type': 'application/x-www-form-urlencoded',
+    'content-length': String(Buffer.byteLength(body)),
+    'x-slack-request-timestamp': String(ts),
+    'x-slack-signature': signSlackRequest(SECRET, ts, body),
+  };
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const req = http.request(url, { method: 'POST', headers, agent, timeout: 3000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ ok: res.statusCode === 200, ms: performance.now() - started }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => {
+      why.set(err.message, (why.get(err.message) ?? 0) + 1);
+      resolve({ ok: false, ms: performance.now() - started });
+    });
+    req.end(body);
+  });
+}
+
+async function load(url: string, text: string, concurrency: number, total: number) {
+  const lat: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < total) {
+      next++;
+      const r = await post(url, text);
+      if (r.ok && r.ms < 3000) lat.push(r.ms);
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const wall = performance.now() - started;
+  return { ...stats(lat, errors), concurrency, text, rps: Math.round((total / wall) * 1000) };
+}
+
+// ------------------------------------------------------------------ the run
+const t0 = Date.now();
+let answered = 0;
+const sink = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    answered++;
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('ok');
+  });
+});
+await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
+const redis = await TestRedis.start();
+const emu = await SlackEmulator.start({ signingSecret: SECRET, botToken: TOKEN, ackTimeoutMs: 3000 });
+const cache = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
+const prefix = `bench${Date.now().toString(36)}`;
+const ferryPort = await freePort();
+const floorPort = await freePort();
+const env = {
+  REDIS_URL: redis.url,
+  FERRY_CONFIG: path.join(root, 'examples', 'ferry.yaml'),
+  FERRY_CACHE: cache,
+  FERRY_PREFIX: prefix,
+  FERRY_RUNNERS: 'recording',
+  FERRY_RECORDING_STEP_MS: '20',
+  SLACK_BOT_TOKEN: TOKEN,
+  SLACK_SIGNING_SECRET: SECRET,
+  SLACK_API_URL: emu.apiUrl,
+  LOG_LEVEL: 'warn',
+};
+let bot: ChildProcess | undefined;
+let worker: ChildProcess | undefined;
+let floor: ChildProcess | undefined;
+const ack: Record<string, unknown>[] = [];
+let release: Stats | undefined;
+let card: Stats | undefined;
+try {
+  [bot, worker, floor] = await Promise.all([
+    startChild('ferry bot', ['bin/ferry.mjs', 'bot'], { ...env, PORT: String(ferryPort) }, /listening on/),
+    startChild('ferry worker', ['bin/ferry.mjs', 'worker'], env, /running/),
+    startChild('floor', ['bench/ack.ts', '--floor', String(floorPort)], env, /ready/),
+  ]);
+  const targets = {
+    ferry: `http://127.0.0.1:${ferryPort}/slack/events`,
+    floor: `http://127.0.0.1:${floorPort}/slack/events`,
+  };
+  const plan: [number, number][] = [
+    [1, 200],
+    [50, 1000],
+    [200, 2000],
+  ];
+  for (const [target, url] of Object.entries(targets)) {
+    await load(url, 'help', 200, 400); // warm-up: open the connections every run reuses
+    for (const [c, n] of plan) {
+      for (const text of target === 'ferry' ? ['help', 'status'] : ['help']) {
+        const r = await load(url, text, c, n);
+        ack.push({ target, ...r });
+        process.stderr.write(
+          `${target} ${text} c=${c}: p50 ${r.p50} p99 ${r.p99} max ${r.max} ms (${r.errors} errors)\n`,
+        );
+        await sleep(300);
+      }
+    }
+  }
+
+  // Real releases: ack, and command → card in the channel.
+  emu.botEventsUrl = targets.ferry;
+  const ackLat: number[] = [];
+  const cardLat: number[] = [];
+  let errors = 0;
+  for (let i = 1; i <= 25; i++) {
+    const before = emu.channelMessages('C_RELEASES').length;
+    const start = performance.now();
+    const seen = emu.waitFor(() => emu.channelMessages('C_RELEASES').length > before || undefined, 10_000);
+    const d = await emu.slashCommand({
+      userId: 'U_ALICE',
+      channelId: 'C_RELEASES',
+      text: `payments v${i} to test`,
+    });
+    if (!d.acked) errors++;
+    else ackLat.push(d.latencyMs);
+    try {
+      await seen;
+      cardLat.push(performance.now() - start);
+    } catch {
+      errors++;
+    }
+  }
+  release = stats(ackLat, errors);
+  card = stats(cardLat);
+  process.stderr.write(`release ack p50 ${release.p50} ms; card p50 ${card.p50} p99 ${card.p99} ms\n`);
+} finally {
+  await Promise.all([stop(bot), stop(worker), stop(floor)]);
+  await emu.close();
+  await redis.stop();
+  sink.close();
+}
+
+const result = {
+  when: new Date().toISOString(),
+  machine: {
+    cpus: os.cpus().length,
+    model: os.cpus()[0]?.model,
+    node: process.version,
+    platform: os.platform(),
+  },
+  method:
+    "This process plays Slack: it sends signed slash-command POSTs (Slack's form body and v0 signature) to each bot over HTTP, `concurrent` in flight; latency = request written → HTTP ack received; a request not acked (or not within 3,000 ms) counts as not acked. The bots are child processes on the same machine, with Redis and a `ferry worker` (recording runners). ferry = `ferry bot` (Bolt HTTPReceiver; parses the command, acks, then does the work: dedupe in Redis, the command, the answer POSTed to response_url — a sink in this process). floor = a plain Bolt app whose handler only acks (no work). The Slack emulator serves the Web API (cards, ephemerals) and drives the real-release run.",
+  ack,
+  responseUrlPosts: answered,
+  release: {
+    text: '/release payments vN to test (25, one after another)',
+    ack: release,
+    commandToCard: card,
+  },
+  seconds: Math.round((Date.now() - t0) / 1000),
+};
+mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
+writeFileSync(path.join(root, 'bench', 'results', 'ack.json'), `${JSON.stringify(result, null, 2)}\n`);
+const row = (r: Record<string, unknown>) =>
+  `| ${r['target']} | \`/release ${r['text']}\` | ${r['concurrency']} | ${r['n']} | ${r['p50']} | ${r['p99']} | ${r['max']} | ${r['rps']} | ${r['errors']} |`;
+const md = [
+  '# Slash-command ack latency: `ferry bot` vs a plain Bolt app',
+  '',
+  `Run ${result.when} on ${result.machine.cpus} × ${result.machine.model}, Node ${result.machine.node}; ${result.seconds} s in all.`,
+  '',
+  result.method,
+  '',
+  '| bot | command | concurrent | requests | p50 ms | p99 ms | max ms | req/s | not acked |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...ack.map(row),
+  '',
+  '## Real releases',
+  '',
+  `25 × \`/release payments vN to test\`, one after another (each creates a release, a card and a BullMQ flow; workers run recording runners):`,
+  '',
+  '| measure | n | p50 ms | p99 ms | max ms |',
+  '| --- | ---: | ---: | ---: | ---: |',
+  `| ack | ${release?.n} | ${release?.p50} | ${release?.p99} | ${release?.max} |`,
+  `| command → card in #releases | ${card?.n} | ${card?.p50} | ${card?.p99} | ${card?.max} |`,
+  '',
+  'Slack allows 3,000 ms for an ack. Reproduce: `node bench/ack.ts`.',
+  '',
+].join('\n');
+writeFileSync(path.join(root, 'bench', 'results', 'ack.md'), md);
+process.stdout.write(md);
+process.exit(0);
