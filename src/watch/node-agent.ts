@@ -74,8 +74,9 @@ export async function scanCgroups(roots: readonly string[], maxDepth = 8): Promi
   const walk = async (dir: string, depth: number): Promise<void> => {
     const ref = parseCgroupPath(dir);
     if (ref) {
-      const v1 = await exists(join(dir, 'memory.oom_control'));
-      out.push({ dir, ...ref, version: v1 ? 1 : 2 });
+      // hybrid hierarchies list the container under cgroup2 too, without memory files: skip those
+      if (await exists(join(dir, 'memory.oom_control'))) out.push({ dir, ...ref, version: 1 });
+      else if (await exists(join(dir, 'memory.events'))) out.push({ dir, ...ref, version: 2 });
       return;
     }
     if (depth >= maxDepth) return;
