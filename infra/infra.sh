@@ -593,7 +593,9 @@ ensure_bridge() {
   if ! ip link show "$br" >/dev/null 2>&1; then
     ip link add "$br" type bridge
   fi
-  ip addr show dev "$br" | grep -q "inet $(node_ip "$r")/" || ip addr add "$(node_ip "$r")/16" dev "$br"
+  local addrs
+  addrs=$(ip -4 -o addr show dev "$br")
+  [[ $addrs == *" $(node_ip "$r")/16 "* ]] || ip addr add "$(node_ip "$r")/16" dev "$br"
   ip link set "$br" up
 }
 
@@ -665,11 +667,11 @@ serverTLSBootstrap: false
 EOF
 }
 
-etcd_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT[$1]}/health" | grep -q '"health":"true"'; }
+etcd_healthy() { [[ $(curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT[$1]}/health") == *'"health":"true"'* ]]; }
 api_ready() {
-  local p=$RUN/k8s/$1/pki
-  curl -fsS --max-time 3 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
-    "https://127.0.0.1:${API_PORT[$1]}/readyz" | grep -q '^ok'
+  local p=$RUN/k8s/$1/pki out
+  out=$(curl -fsS --max-time 3 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
+    "https://127.0.0.1:${API_PORT[$1]}/readyz") && [[ $out == ok ]]
 }
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$RUN/kubeconfig" --context "$@"; }
 
@@ -727,7 +729,9 @@ up_cluster() {
 
 import_pause() {
   local r=$1 sock=$RUN/k8s/$1/containerd/containerd.sock img=127.0.0.1:$PRIMARY_PORT/ferry/pause:$PAUSE_TAG
-  if ! ctr --address "$sock" -n k8s.io images ls -q | grep -qx "$img"; then
+  local have
+  have=$(ctr --address "$sock" -n k8s.io images ls -q)
+  if [[ $'\n'$have$'\n' != *$'\n'$img$'\n'* ]]; then
     local tar
     tar=$(ls "$CACHE"/images-"$(images_key)"/pause-docker.tar 2>/dev/null) || die "pause image not built; run: infra.sh up images"
     ctr --address "$sock" -n k8s.io images import --no-unpack=false "$tar" >>"$LOGS/containerd-$r.log" 2>&1 ||
