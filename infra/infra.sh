@@ -80,6 +80,33 @@ ensure_pkgs() {
     die "apt-get install ${missing[*]} failed" "$LOGS/apt.log"
 }
 
+# Go >= 1.24 builds Kubernetes 1.34. Debian 12 ships 1.19: if no new enough
+# Go is found, install Debian's and let it fetch a Go 1.24 toolchain from the
+# Go module proxy (golang.org/toolchain is an ordinary module there).
+GO_FALLBACK=go1.24.13
+go_ok() {
+  command -v go >/dev/null 2>&1 || return 1
+  local v
+  v=$(go env GOVERSION 2>/dev/null) || return 1
+  v=${v#go}
+  local major=${v%%.*} rest=${v#*.}
+  local minor=${rest%%.*}
+  ((major > 1 || (major == 1 && minor >= 24)))
+}
+ensure_go() {
+  [[ -d /usr/local/go/bin && :$PATH: != *:/usr/local/go/bin:* ]] && export PATH=$PATH:/usr/local/go/bin
+  go_ok && return 0
+  ensure_pkgs go:golang-go
+  log "Go >= 1.24 not found; fetching $GO_FALLBACK from the Go module proxy"
+  local mod=golang.org/toolchain@v0.0.1-$GO_FALLBACK.linux-amd64 dir tmp
+  tmp=$(mktemp -d)
+  dir=$(cd "$tmp" && GOFLAGS=-mod=mod GO111MODULE=on go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  rm -rf "$tmp"
+  [[ -x $dir/bin/go ]] || die "could not fetch $mod from the Go module proxy"
+  export PATH=$dir/bin:$PATH
+  go_ok || die "Go toolchain $dir/bin/go is not usable"
+}
+
 # pid bookkeeping: $PIDS/<name>.pid holds the pid, <name>.exe the binary path.
 pid_of() {
   local f=$PIDS/$1.pid pid exe
@@ -178,8 +205,11 @@ EOF
 # ---------------------------------------------------------- registries --
 # registry_conf NAME PORT [PROXY_URL]
 registry_conf() {
-  local name=$1 port=$2 proxy=${3:-} d=$RUN/registries/$1
-  mkdir -p "$d/data"
+  local name=$1 port=$2 proxy=${3:-} d=$RUN/registries/$1 data=data
+  # a pull-through cache keeps its own storage: switching modes never mixes
+  # cached (expiring) content with pushed content
+  [[ -n $proxy ]] && data=proxy-cache
+  mkdir -p "$d/$data"
   {
     cat <<EOF
 version: 0.1
@@ -189,7 +219,7 @@ log:
     disabled: false
 storage:
   filesystem:
-    rootdirectory: $d/data
+    rootdirectory: $d/$data
   delete:
     enabled: true
   maintenance:
@@ -297,7 +327,7 @@ build_images() {
   # stack-shell: the "app server" runtime (static Go, stdlib only) + layout
   mkdir -p "$work/stack-shell"
   cp -r "$INFRA_DIR/images/stack-shell/." "$work/stack-shell/"
-  (cd "$work/stack-shell/ferry-run" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+  (cd "$work/stack-shell/ferry-run" && CGO_ENABLED=0 GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=auto \
     GOCACHE=$CACHE/go-build go build -trimpath -ldflags '-s -w' -o ../ferry-run.bin .) >>"$logf" 2>&1 ||
     die "go build ferry-run failed" "$logf"
   bud "$logf" localhost/ferry/stack-shell:$IMAGES_TAG "$work/stack-shell" \
@@ -347,8 +377,8 @@ make_app_repo() {
 up_images() {
   ensure_pkgs buildah:buildah skopeo:skopeo gcc:gcc /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev \
     /bin/busybox:busybox-static git:git strip:binutils
-  command -v go >/dev/null || die "Go >= 1.24 is required (none in PATH)"
-  [[ $(pid_of registry-primary) ]] || up_registries
+  ensure_go
+  pid_of registry-primary >/dev/null || up_registries
   local key out
   key=$(images_key)
   out=$CACHE/images-$key
@@ -385,14 +415,29 @@ up_images() {
 }
 
 # ------------------------------------------------------------------ k8s --
-build_k8s() {
-  [[ -x $K8S_BIN/kube-apiserver && -x $K8S_BIN/etcd && -x $K8S_BIN/kubelet && -x $K8S_BIN/cri-reset ]] && return 0
-  command -v go >/dev/null || die "Go >= 1.24 is required to build Kubernetes (none in PATH)"
+k8s_built() { [[ -x $K8S_BIN/kube-apiserver && -x $K8S_BIN/etcd && -x $K8S_BIN/kubelet && -x $K8S_BIN/kubectl && -x $K8S_BIN/cri-reset ]]; }
+
+# The cold build (~30 min on 2 cores) starts first, in the background, while
+# Redis, registries and images come up; up_k8s waits for it.
+K8S_BUILD_PID=
+build_k8s_start() {
+  k8s_built && return 0
+  ensure_go
   local logf=$LOGS/k8s-build.log
-  log "building Kubernetes v$K8S_VERSION + etcd v$ETCD_VERSION from Go modules (cold: ~20-30 min on 2 cores; log $logf)"
-  local t0=$SECONDS
-  K8S_VERSION=$K8S_VERSION "$INFRA_DIR/lib/build-k8s.sh" "$K8S_BIN" >>"$logf" 2>&1 || die "Kubernetes build failed" "$logf"
-  log "Kubernetes built in $((SECONDS - t0))s -> $K8S_BIN"
+  log "building Kubernetes v$K8S_VERSION + etcd v$ETCD_VERSION from Go modules in the background (cold: ~30 min on 2 cores; log $logf)"
+  printf '\n===== %s build start\n' "$(date -u +%FT%TZ)" >>"$logf"
+  K8S_VERSION=$K8S_VERSION "$INFRA_DIR/lib/build-k8s.sh" "$K8S_BIN" >>"$logf" 2>&1 9>&- &
+  K8S_BUILD_PID=$!
+  K8S_BUILD_T0=$SECONDS
+}
+build_k8s() {
+  k8s_built && [[ -z $K8S_BUILD_PID ]] && return 0
+  [[ -n $K8S_BUILD_PID ]] || build_k8s_start
+  log "waiting for the Kubernetes build (log $LOGS/k8s-build.log)"
+  wait "$K8S_BUILD_PID" || die "Kubernetes build failed" "$LOGS/k8s-build.log"
+  K8S_BUILD_PID=
+  k8s_built || die "Kubernetes build produced no binaries" "$LOGS/k8s-build.log"
+  log "Kubernetes built in $((SECONDS - K8S_BUILD_T0))s -> $K8S_BIN"
 }
 
 # openssl helpers ---------------------------------------------------------
@@ -954,6 +999,7 @@ main() {
       exec 9>"$RUN/.lock"
       flock -w 3600 9 || die "another infra.sh holds $RUN/.lock"
       local t0=$SECONDS c
+      [[ " ${comps[*]} " == *" k8s "* ]] && build_k8s_start
       for c in "${comps[@]}"; do "up_$c"; done
       write_env
       log "up (${comps[*]}) done in $((SECONDS - t0))s; env: $RUN/env.sh, $RUN/infra.json"

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")/../k8s" && pwd)
 : "${K8S_VERSION:?}"
 minor=$(echo "$K8S_VERSION" | cut -d. -f2)
 export GOCACHE="${FERRY_CACHE:-$HOME/.cache/ferry}/go-build"
-export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" GOTOOLCHAIN=local
+export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly" GOTOOLCHAIN=auto
 date_=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 ld="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
