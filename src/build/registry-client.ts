@@ -1,6 +1,10 @@
-// The builder's thin read side of the distribution API: does a tag exist, and
-// what are its manifest, config and layers. Anonymous access only (what the
-// one-machine registries need); a token-auth client belongs to src/registry.
+// The builder's read side of the distribution API — does a tag exist, what
+// are its manifest, config and layers — as a thin view over Ferry's registry
+// client (src/registry), which brings auth and digest verification.
+import { RegistryClient } from '../registry/client.ts';
+import { NotFoundError, RegistryError } from '../registry/errors.ts';
+
+export { RegistryError };
 
 export interface BuildRegistry {
   /** e.g. "http://127.0.0.1:5000" */
@@ -42,41 +46,25 @@ export function registryHost(registry: BuildRegistry): string {
   return new URL(registry.url).host;
 }
 
-function base(registry: BuildRegistry): string {
-  return registry.url.replace(/\/+$/, '');
+function client(registry: BuildRegistry): RegistryClient {
+  return new RegistryClient({ name: registryHost(registry), url: registry.url, insecure: registry.insecure });
 }
 
-export class RegistryError extends Error {
-  override name = 'RegistryError';
-  readonly status: number;
-  constructor(message: string, status: number) {
-    super(message);
-    this.status = status;
-  }
-}
-
-/** GET a manifest by tag or digest; undefined on 404. */
+/** GET a manifest by tag or digest (digest verified); undefined on 404. */
 export async function getManifest(
   registry: BuildRegistry,
   repository: string,
   reference: string,
   signal?: AbortSignal,
 ): Promise<FetchedManifest | undefined> {
-  const res = await fetch(`${base(registry)}/v2/${repository}/manifests/${reference}`, {
-    headers: { Accept: MANIFEST_ACCEPT },
-    signal: signal ?? null,
-  });
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return undefined;
+  try {
+    const m = await client(registry).getManifest(repository, reference, signal);
+    const raw = new TextDecoder().decode(m.bytes);
+    return { digest: m.digest, mediaType: m.mediaType, manifest: m.json as ImageManifest, raw };
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
   }
-  const raw = await res.text();
-  if (!res.ok)
-    throw new RegistryError(`GET manifest ${repository}:${reference}: HTTP ${res.status} ${raw}`, res.status);
-  const digest = res.headers.get('docker-content-digest') ?? (await sha256Digest(raw));
-  const manifest = JSON.parse(raw) as ImageManifest;
-  const mediaType = res.headers.get('content-type') ?? manifest.mediaType ?? '';
-  return { digest, mediaType, manifest, raw };
 }
 
 export async function getBlobJson<T>(
@@ -85,10 +73,8 @@ export async function getBlobJson<T>(
   digest: string,
   signal?: AbortSignal,
 ): Promise<T> {
-  const res = await fetch(`${base(registry)}/v2/${repository}/blobs/${digest}`, { signal: signal ?? null });
-  const raw = await res.text();
-  if (!res.ok) throw new RegistryError(`GET blob ${repository}@${digest}: HTTP ${res.status}`, res.status);
-  return JSON.parse(raw) as T;
+  const bytes = await client(registry).readBlob(repository, digest, signal);
+  return JSON.parse(new TextDecoder().decode(bytes)) as T;
 }
 
 /** The image config's uncompressed layer ids (diff ids), in layer order. */
@@ -105,9 +91,4 @@ export async function getDiffIds(
     signal,
   );
   return config.rootfs?.diff_ids ?? [];
-}
-
-async function sha256Digest(s: string): Promise<string> {
-  const { createHash } = await import('node:crypto');
-  return 'sha256:' + createHash('sha256').update(s).digest('hex');
 }
