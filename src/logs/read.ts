@@ -96,13 +96,15 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
 
 /** Pods of an app in its namespace: owned by its deployment (or labelled with its name). */
 export function podsOfApp(pods: readonly V1Pod[], deployment: string): V1Pod[] {
-  const mine = pods.filter((p) => {
+  // pre-warm pods (ferry.dev/prewarm) only pull images: never what people want to read
+  const candidates = pods.filter((p) => !p.metadata?.labels?.['ferry.dev/prewarm']);
+  const mine = candidates.filter((p) => {
     const labels = p.metadata?.labels ?? {};
     if (labels['ferry.dev/app'] === deployment || labels.app === deployment) return true;
     if (labels['app.kubernetes.io/name'] === deployment) return true;
     return ownerOf(p).name === deployment;
   });
-  return mine.length ? mine : [...pods];
+  return mine.length ? mine : candidates;
 }
 
 /** Newest first, running pods before others. */

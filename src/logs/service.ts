@@ -13,6 +13,7 @@ import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
+import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
 import { newestPod, podsOfApp, readLog } from './read.ts';
 
@@ -126,7 +127,10 @@ export class KubeLogService implements LogService {
         );
       }
     } else {
-      pod = newestPod(podsOfApp(await reader.pods(namespace), deployment));
+      const mine = podsOfApp(await reader.pods(namespace), deployment);
+      // where environments share a namespace, the pods that say they run this environment
+      const ofEnv = mine.filter((p) => environmentOfPod(p) === env);
+      pod = newestPod(ofEnv.length ? ofEnv : mine);
       if (!pod) throw new Refusal(`${cmd.app} has no pods in ${region} (namespace ${namespace}).`);
     }
     const podName = pod.metadata?.name as string;

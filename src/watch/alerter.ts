@@ -178,7 +178,7 @@ export class Alerter {
   }
 
   private async releaseFor(app: string, f: OomFinding): Promise<Release | undefined> {
-    const env = f.labels?.['ferry.dev/environment'];
+    const env = f.environment;
     const active = (await this.d.releases.active()).filter(
       (r) => r.app === app && (!env || r.environment === env) && r.regions.includes(f.region),
     );
@@ -187,8 +187,7 @@ export class Alerter {
 
   /** The environment a pod runs for: its label, else the app's default (if it runs in the region), else the first that does. */
   private environmentOf(config: FerryConfig, app: string, f: OomFinding): string | undefined {
-    const label = f.labels?.['ferry.dev/environment'];
-    if (label && config.environments[label]) return label;
+    if (f.environment && config.environments[f.environment]) return f.environment;
     const a = config.apps[app];
     if (a && config.environments[a.defaultEnvironment]?.regions.includes(f.region))
       return a.defaultEnvironment;

@@ -18,7 +18,13 @@ import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ownerOf } from '../kube/logs.ts';
 import type { Logger } from '../logging.ts';
-import { bareContainerId, containerResources, formatBytes, type OomFinding } from './oom.ts';
+import {
+  bareContainerId,
+  containerResources,
+  environmentOfPod,
+  formatBytes,
+  type OomFinding,
+} from './oom.ts';
 import type { PodIndex } from './pods.ts';
 
 export interface NodeAgentOptions {
@@ -263,6 +269,7 @@ export class NodeAgent {
       detectedAt,
       detail: `oom_kill #${n} in the container's memory cgroup`,
       ...(pod.metadata?.labels ? { labels: pod.metadata.labels } : {}),
+      ...(environmentOfPod(pod) ? { environment: environmentOfPod(pod) } : {}),
     };
   }
 }

@@ -37,6 +37,20 @@ export interface OomFinding {
   detail?: string;
   /** Labels of the pod (for app/environment mapping). */
   labels?: Record<string, string>;
+  /** The environment the pod runs for, when the pod says (label or FERRY_ENV, set by Ferry's rollout). */
+  environment?: string;
+}
+
+/** The environment a pod was deployed for: `ferry.dev/environment` label, else its containers' FERRY_ENV. */
+export function environmentOfPod(pod: V1Pod | undefined): string | undefined {
+  if (!pod) return undefined;
+  const label = pod.metadata?.labels?.['ferry.dev/environment'];
+  if (label) return label;
+  for (const c of pod.spec?.containers ?? []) {
+    const v = c.env?.find((e) => e.name === 'FERRY_ENV')?.value;
+    if (v) return v;
+  }
+  return undefined;
 }
 
 const OOM_EVENT_REASONS = new Set(['OOMKilling', 'SystemOOM', 'OOMKilled']);
@@ -90,6 +104,7 @@ export function oomFromPod(pod: V1Pod, region: string, now = Date.now()): OomFin
         killedAt: time(t.finishedAt, now),
         detectedAt: now,
         ...(pod.metadata?.labels ? { labels: pod.metadata.labels } : {}),
+        ...(environmentOfPod(pod) ? { environment: environmentOfPod(pod) } : {}),
       });
     }
   }
@@ -142,6 +157,7 @@ export function oomFromEvent(
     detectedAt: now,
     ...(ev.message ? { detail: `${ev.reason}: ${ev.message}` } : {}),
     ...(pod?.metadata?.labels ? { labels: pod.metadata.labels } : {}),
+    ...(environmentOfPod(pod) ? { environment: environmentOfPod(pod) } : {}),
   };
 }
 

@@ -187,6 +187,18 @@ describe('alerter', () => {
     expect(list.at(-1)?.fields).toContainEqual(['Restarts', '4']);
   });
 
+  it('the environment comes from the pod (FERRY_ENV) and picks the release in flight for it', async () => {
+    const rTest = { id: 'RT', app: 'payments', environment: 'test', regions: ['eu-west'] } as Release;
+    const rProd = { id: 'RP', app: 'payments', environment: 'prod', regions: ['eu-west'] } as Release;
+    const { alerter, alerts } = setup('a5', [rTest, rProd]);
+    const p = pod(1, CID1);
+    (p.spec?.containers[0] as { env?: { name: string; value: string }[] }).env = [
+      { name: 'FERRY_ENV', value: 'test' },
+    ];
+    expect(await alerter.handle(oomFromPod(p, 'eu-west')[0] as OomFinding)).toBe('alerted');
+    expect(alerts()[0]).toMatchObject({ releaseId: 'RT', title: 'OOM kill: payments app in test/eu-west' });
+  });
+
   it('a child-process kill from the node agent is its own alert', async () => {
     const { alerter, alerts } = setup('a3');
     const base = oomFromPod(pod(0, CID1), 'eu-west')[0] as OomFinding;
