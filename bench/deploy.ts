@@ -174,17 +174,29 @@ const bigDigest = await manifestDigest(
 );
 const big = { image: `${info.registries.primary}/ferry/bench-big:x`, digest: bigDigest };
 const bigRef = `${regionHost}/ferry/bench-big@${bigDigest}`;
+const bigManifest = (await (
+  await fetch(`http://${regionHost}/v2/ferry/bench-big/manifests/${bigDigest}`, {
+    headers: {
+      accept:
+        'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+    },
+  })
+).json()) as { config: { digest: string } };
+const bigConfig = bigManifest.config.digest;
 log(`large image ${bigRef}`);
 
 const ctr = (args: string[]) =>
   run('ctr', ['--address', cluster.containerdSocket, '-n', 'k8s.io', ...args], { allowFail: true });
 async function clearBig(): Promise<void> {
+  // The CRI names an image three ways: repo:tag, repo@digest and its config id.
   const names = (await ctr(['images', 'ls', '-q'])).stdout
     .split('\n')
-    .filter((n) => n.includes('ferry/bench-big'));
+    .filter((n) => n.includes('ferry/bench-big') || n === bigConfig);
   if (names.length) await ctr(['images', 'rm', '--sync', ...names]);
   await ctr(['content', 'prune', 'references']);
-  const left = (await ctr(['images', 'ls', '-q'])).stdout.split('\n').filter((n) => n.includes('bench-big'));
+  const left = (await ctr(['images', 'ls', '-q'])).stdout
+    .split('\n')
+    .filter((n) => n.includes('bench-big') || n === bigConfig);
   if (left.length) throw new Error(`could not clear ${left.join(', ')} from the node`);
 }
 

@@ -42,7 +42,7 @@
 // one container (name = apps[app].container ?? app) on port 8080, readiness
 // probe GET /ready, memory limit, env FERRY_ENV/FERRY_APP/FERRY_VERSION.
 import { createHash } from 'node:crypto';
-import type { V1Deployment, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { FerryConfig } from '../config/schema.ts';
 import type { BuiltImage, RegionRollout, StepIO } from '../domain/ports.ts';
 import { parseReference } from '../registry/reference.ts';
@@ -542,8 +542,10 @@ export class KubeRollout implements RegionRollout {
       ...nodes.filter((n) => !running.has(n.metadata?.name)),
     ];
     const targets = ordered.slice(0, Math.max(1, Math.min(pods, ordered.length)));
-    const need = targets.filter((n) => !nodeHasImage(n, this.ref));
-    await Promise.all(need.map((n) => this.prewarmNode(n.metadata?.name ?? '')));
+    // node.status.images lags the node by up to a status period and is cut at
+    // 50 images, so it is not trusted to skip a node: the pre-warm pod itself is
+    // cheap when the image is present (IfNotPresent), and exact when it is not.
+    await Promise.all(targets.map((n) => this.prewarmNode(n.metadata?.name ?? '')));
   }
 
   private async prewarmNode(node: string): Promise<void> {
@@ -769,10 +771,6 @@ export class KubeRollout implements RegionRollout {
       await sleep(this.opts.pollMs ?? 300, this.signal);
     }
   }
-}
-
-function nodeHasImage(n: V1Node, ref: string): boolean {
-  return (n.status?.images ?? []).some((i) => (i.names ?? []).includes(ref));
 }
 
 /** Every live pod of the app runs `digest` and is Ready. */
