@@ -288,7 +288,12 @@ images_key() {
     sha256sum | cut -c1-12
 }
 
-registry_has() { skopeo inspect --tls-verify=false --raw "docker://$1" >/dev/null 2>&1; }
+registry_has() { # HOST:PORT/REPO:TAG exists?
+  local host=${1%%/*} rest=${1#*/}
+  curl -fsS -o /dev/null -I --max-time 5 \
+    -H 'Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' \
+    "http://$host/v2/${rest%:*}/manifests/${rest##*:}"
+}
 
 bud() { # bud LOG TAG CONTEXT [extra buildah args]
   local logf=$1 tag=$2 ctx=$3
