@@ -180,8 +180,19 @@ async function load(url: string, text: string, concurrency: number, total: numbe
   return { ...stats(lat, errors), concurrency, text, rps: Math.round((total / wall) * 1000) };
 }
 
+/** Waits until the bot has finished the work behind its acks (no answer for 500 ms), so runs do not overlap. */
+async function settle(): Promise<void> {
+  const until = Date.now() + 60_000;
+  let last = -1;
+  while (Date.now() < until && answered !== last) {
+    last = answered;
+    await sleep(500);
+  }
+}
+
 // ------------------------------------------------------------------ the run
 const t0 = Date.now();
+const loadStart = os.loadavg();
 let answered = 0;
 const sink = http.createServer((req, res) => {
   req.resume();
@@ -232,16 +243,22 @@ try {
     [50, 1000],
     [200, 2000],
   ];
-  for (const [target, url] of Object.entries(targets)) {
+  for (const url of Object.values(targets)) {
     await load(url, 'help', 200, 400); // warm-up: open the connections every run reuses
-    for (const [c, n] of plan) {
+    await settle();
+  }
+  // Interleaved (ferry, then the floor, at each concurrency) so both see the same background load.
+  for (const [c, n] of plan) {
+    for (const [target, url] of Object.entries(targets)) {
       for (const text of target === 'ferry' ? ['help', 'status'] : ['help']) {
         const r = await load(url, text, c, n);
-        ack.push({ target, ...r });
+        ack.push({ target, ...r, loadavg1m: Math.round(os.loadavg()[0] ?? 0) });
+        if (why.size) process.stderr.write(`errors: ${JSON.stringify([...why])}\n`);
+        why.clear();
         process.stderr.write(
           `${target} ${text} c=${c}: p50 ${r.p50} p99 ${r.p99} max ${r.max} ms (${r.errors} errors)\n`,
         );
-        await sleep(300);
+        await settle();
       }
     }
   }
@@ -281,6 +298,7 @@ try {
 
 const result = {
   when: new Date().toISOString(),
+  loadavgAtStart: loadStart.map((x) => Math.round(x * 10) / 10),
   machine: {
     cpus: os.cpus().length,
     model: os.cpus()[0]?.model,
@@ -301,16 +319,16 @@ const result = {
 mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
 writeFileSync(path.join(root, 'bench', 'results', 'ack.json'), `${JSON.stringify(result, null, 2)}\n`);
 const row = (r: Record<string, unknown>) =>
-  `| ${r['target']} | \`/release ${r['text']}\` | ${r['concurrency']} | ${r['n']} | ${r['p50']} | ${r['p99']} | ${r['max']} | ${r['rps']} | ${r['errors']} |`;
+  `| ${r['target']} | \`/release ${r['text']}\` | ${r['concurrency']} | ${r['n']} | ${r['p50']} | ${r['p99']} | ${r['max']} | ${r['rps']} | ${r['errors']} | ${r['loadavg1m']} |`;
 const md = [
   '# Slash-command ack latency: `ferry bot` vs a plain Bolt app',
   '',
-  `Run ${result.when} on ${result.machine.cpus} × ${result.machine.model}, Node ${result.machine.node}; ${result.seconds} s in all.`,
+  `Run ${result.when} on ${result.machine.cpus} × ${result.machine.model}, Node ${result.machine.node}; ${result.seconds} s in all. The machine is shared with other work (load average ${result.loadavgAtStart.join(', ')} at the start, on ${result.machine.cpus} CPUs), so absolute figures are noisy; ferry and the floor run interleaved at each concurrency so they see the same background load.`,
   '',
   result.method,
   '',
-  '| bot | command | concurrent | requests | p50 ms | p99 ms | max ms | req/s | not acked |',
-  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  '| bot | command | concurrent | acked | p50 ms | p99 ms | max ms | req/s | not acked | load 1m |',
+  '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...ack.map(row),
   '',
   '## Real releases',
