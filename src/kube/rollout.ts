@@ -56,6 +56,7 @@ import {
   readOrUndefined,
   SCALE_MANAGER,
   sleep,
+  statusOf,
 } from './client.ts';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
@@ -492,6 +493,21 @@ export class KubeRollout implements RegionRollout {
     await this.waitExact(p, this.oldExists ? total - p : 0);
   }
 
+  /**
+   * The app's pods for a polling loop: undefined on a transient API failure
+   * (connection refused or reset, 5xx, 429) so the loop tries again until its
+   * own deadline, instead of failing the rollout on an API server restart.
+   */
+  private async pollPods(): Promise<V1Pod[] | undefined> {
+    try {
+      return await appPods(this.k, this.target);
+    } catch (err) {
+      const code = statusOf(err);
+      if (code !== undefined && code < 500 && code !== 429) throw err;
+      return undefined;
+    }
+  }
+
   /** Waits until exactly `fresh` pods of the new image and `old` pods of the old track exist, nothing else. */
   async waitExact(
     fresh: number,
@@ -503,7 +519,12 @@ export class KubeRollout implements RegionRollout {
     let last = '';
     for (;;) {
       this.checkStopped();
-      const pods = await appPods(this.k, t);
+      const pods = await this.pollPods();
+      if (!pods) {
+        if (Date.now() > until) throw new Error(`${t.region}: the API server did not answer in time`);
+        await sleep(this.opts.pollMs ?? 300, this.signal);
+        continue;
+      }
       let nNew = 0;
       let nOld = 0;
       let stray = 0;
@@ -751,7 +772,12 @@ export class KubeRollout implements RegionRollout {
     const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
     for (;;) {
       this.checkStopped();
-      const all = await appPods(this.k, t);
+      const all = await this.pollPods();
+      if (!all) {
+        if (Date.now() > until) throw new Error(`${t.region}: the API server did not answer in time`);
+        await sleep(this.opts.pollMs ?? 300, this.signal);
+        continue;
+      }
       const pods = all.filter((p) => !isTerminating(p));
       const onPrev = pods.filter((p) => podImage(p, t.container) === prev);
       if (onPrev.length === total && pods.length === total && all.length === total) return;
@@ -765,7 +791,9 @@ export class KubeRollout implements RegionRollout {
 
   private async waitGone(): Promise<void> {
     const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
-    while ((await appPods(this.k, this.target)).some((p) => !isTerminating(p))) {
+    for (;;) {
+      const pods = await this.pollPods();
+      if (pods && !pods.some((p) => !isTerminating(p))) return;
       if (Date.now() > until)
         throw new Error(`${this.target.region}: pods of ${this.target.name} did not go away in time`);
       await sleep(this.opts.pollMs ?? 300, this.signal);
