@@ -137,22 +137,28 @@ start_bg() {
   log "started $name (pid $!, log $LOGS/$name.log)"
 }
 
-stop_proc() {
-  local name=$1 pid i
-  if pid=$(pid_of "$name"); then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
+# stop_procs NAME... — SIGTERM all at once, wait up to 10 s, then SIGKILL.
+stop_procs() {
+  local name pid i alive
+  local -a pids=() names=()
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid") names+=("$name")
     fi
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$PIDS/$name.pid" "$PIDS/$name.exe"
+    rm -f "$PIDS/$name.pid" "$PIDS/$name.exe"
+  done
+  ((${#pids[@]})) || return 0
+  for ((i = 0; i < 100; i++)); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  log "stopped ${names[*]}"
 }
+stop_proc() { stop_procs "$1"; }
 
 # wait_until SECONDS WHAT LOGFILE CMD... — poll CMD until success.
 wait_until() {
@@ -791,7 +797,9 @@ import_pause() {
   fi
 }
 
+kubelet_healthy() { [[ $(curl -fsS --max-time 2 "http://127.0.0.1:${KUBELET_HEALTHZ[$1]}/healthz") == ok ]]; }
 node_ready() {
+  kubelet_healthy "$1" || return 1
   [[ $(kc "$1" get node "$(node_name "$1")" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 sa_ready() { kc "$1" -n default get serviceaccount default && kc "$1" -n default get configmap kube-root-ca.crt; }
@@ -936,7 +944,7 @@ cleanup_net() {
 cleanup_cgroups() {
   local r c d
   for r in "${REGIONS[@]}"; do
-    for c in $(cgroup_controllers); do
+    for c in $(cgroup_controllers) /sys/fs/cgroup/unified; do
       d=$c$(cgroup_root "$r")
       [[ -d $d ]] || continue
       find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -945,18 +953,21 @@ cleanup_cgroups() {
 }
 
 down() {
-  local r name
+  local r
+  local -a kubelets=() containerds=() cp=() apis=() etcds=()
   for r in "${REGIONS[@]}"; do
-    stop_proc "kubelet-$r"
-    cri_reset "$r"
-    stop_proc "containerd-$r"
-    kill_shims "$r"
+    kubelets+=("kubelet-$r") containerds+=("containerd-$r") apis+=("kube-apiserver-$r") etcds+=("etcd-$r")
+    cp+=("kube-scheduler-$r" "kube-controller-manager-$r")
   done
-  for r in "${REGIONS[@]}"; do
-    for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_proc "$name-$r"; done
-  done
-  for name in primary "${REGIONS[@]}"; do stop_proc "registry-$name"; done
-  stop_proc redis
+  stop_procs "${kubelets[@]}"
+  for r in "${REGIONS[@]}"; do cri_reset "$r" & done
+  wait
+  stop_procs "${containerds[@]}"
+  for r in "${REGIONS[@]}"; do kill_shims "$r"; done
+  stop_procs "${cp[@]}"
+  stop_procs "${apis[@]}"
+  stop_procs "${etcds[@]}"
+  stop_procs registry-primary "${REGIONS[@]/#/registry-}" redis
   cleanup_mounts
   cleanup_net
   cleanup_cgroups
