@@ -4,7 +4,7 @@
 // SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL (optional: another Web
 // API base, e.g. the emulator), REDIS_URL, FERRY_CONFIG.
 import { startBot } from '../chat/slack/app.ts';
-import { createRuntime } from '../runtime.ts';
+import { commandServices, createRuntime } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
@@ -22,8 +22,10 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     name: 'bot',
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
+  const services = await commandServices(rt);
   const bot = await startBot({
     runtime: rt,
+    services: { rollbacks: services.rollbacks, logs: services.logs, syncs: services.syncs },
     token,
     signingSecret: signingSecret ?? '',
     ...(appToken ? { appToken } : {}),
