@@ -47,10 +47,12 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
   // Without grep the source sends only the tail; with grep it sends a bounded window we filter.
   const scanBytes = Math.min(spec.maxBytes * GREP_SCAN_FACTOR, 200_000_000);
   let bytes = 0;
+  // Memory stays bounded by the collector whatever arrives; the transfer is bounded by the
+  // source (tail -n / tailLines), by scanBytes when grepping, and by the deadline.
   const onChunk = (chunk: Buffer) => {
     bytes += chunk.length;
     splitter.push(chunk);
-    return bytes < scanBytes + 1_000_000;
+    return !spec.grep || bytes < scanBytes + 1_000_000;
   };
   let stderr: string | undefined;
   let timedOut = false;
@@ -64,7 +66,9 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
         // with grep, read a wider window and keep the last matches
         tailLines: spec.grep ? Math.max(spec.lines * 50, 10_000) : spec.lines,
         ...(spec.sinceSeconds ? { sinceSeconds: spec.sinceSeconds } : {}),
-        limitBytes: spec.grep ? scanBytes : Math.max(spec.maxBytes * 2, 1_000_000),
+        // limitBytes counts from the start of the window, so it only bounds a grep scan; a plain
+        // tail must not lose its newest lines to it (a generous bound guards against runaway lines)
+        limitBytes: spec.grep ? scanBytes : Math.max(spec.maxBytes * 20, 10_000_000),
       },
       onChunk,
       spec.deadlineMs ?? 30_000,

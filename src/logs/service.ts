@@ -73,7 +73,7 @@ export class KubeLogService implements LogService {
       return ephemeral(false, `Could not read the logs of ${cmd.app}: ${(err as Error).message}`);
     }
     const release = await this.threadRelease(cmd.app, environment, actor, ctx);
-    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing "${cmd.grep}"` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}. Requested by <@${actor.userId}>.`;
+    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing "${cmd.grep}"` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
     const fileName = `${report.app}-${report.environment}-${report.region}-${report.pod}-${report.file}.log`;
     const body = {
       text: head,

@@ -211,6 +211,21 @@ describe('logs from chat on a real cluster', () => {
     for (const secret of [PASSWORD, AWS_KEY]) expect(whole.file?.text).not.toContain(secret);
   });
 
+  it('a log larger than the byte cap is streamed and capped: the newest part is kept', async () => {
+    config.limits.logBytes = 4096;
+    try {
+      const reply = await service.read({ kind: 'logs', app: 'payments', file: 'gc', lines: 5000 }, alice);
+      expect(reply.ok, reply.text).toBe(true);
+      const msg = (await posted()).at(-1) as Posted;
+      expect(Buffer.byteLength(msg.file?.text ?? '')).toBeLessThanOrEqual(4096 + 1);
+      expect(msg.file?.text).toContain('[REDACTED PRIVATE KEY]'); // near the end of the file
+      expect(msg.file?.text).not.toContain('GC(1) Pause Young'); // the start fell off
+      expect(msg.text).toMatch(/earlier left out: 5000-line \/ 4096-byte cap/);
+    } finally {
+      config.limits.logBytes = 5_000_000;
+    }
+  });
+
   it('refuses without permission, and says what is wrong for an unknown pod', async () => {
     const before = (await posted()).length;
     const denied = await service.read(
