@@ -40,6 +40,8 @@ export interface NodeAgentOptions {
   scanMs?: number;
   /** How long to wait before deciding main vs child (the container's tasks to exit). */
   settleMs?: number;
+  /** The host's /proc (default /proc; /host/proc in a DaemonSet without hostPID). */
+  procRoot?: string;
 }
 
 export interface ContainerCgroup {
@@ -179,8 +181,8 @@ export class NodeAgent {
     const settle = this.o.settleMs ?? 150;
     await new Promise((r) => setTimeout(r, settle));
     let main = await this.emptied(t.cg);
-    if (!main) {
-      // a child verdict is final only once the main process has had time to go too
+    if (!main && !(await this.initAlive(t.cg))) {
+      // not sure the main process survived (no /proc view of it): give it time to go too
       await new Promise((r) => setTimeout(r, settle * 4));
       main = await this.emptied(t.cg);
     }
@@ -207,6 +209,38 @@ export class NodeAgent {
     } catch {
       return true;
     }
+  }
+
+  /**
+   * True when the container's init (pid 1 in its pid namespace) is among the
+   * cgroup's tasks, alive, with no SIGKILL pending: then the kill hit another
+   * process. Needs the host's /proc (a host process, or hostPID in the DaemonSet);
+   * false when it cannot tell.
+   */
+  private async initAlive(cg: ContainerCgroup): Promise<boolean> {
+    let pids: string[];
+    try {
+      pids = (await readFile(join(cg.dir, 'cgroup.procs'), 'utf8')).split('\n').filter(Boolean);
+    } catch {
+      return false;
+    }
+    for (const pid of pids.slice(0, 64)) {
+      let status: string;
+      try {
+        status = await readFile(`${this.o.procRoot ?? '/proc'}/${pid}/status`, 'utf8');
+      } catch {
+        continue;
+      }
+      const nspid = /^NSpid:\s*(.+)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+      if (!nspid || nspid.length < 2 || nspid.at(-1) !== '1') continue;
+      const state = /^State:\s*(\S)/m.exec(status)?.[1];
+      const killPending = ['SigPnd', 'ShdPnd'].some((k) => {
+        const hex = new RegExp(`^${k}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1];
+        return hex ? (BigInt(`0x${hex}`) & 0x100n) !== 0n : false; // bit 9: SIGKILL
+      });
+      return state !== 'Z' && state !== 'X' && !killPending;
+    }
+    return false;
   }
 
   private async limitOf(cg: ContainerCgroup): Promise<number | undefined> {
