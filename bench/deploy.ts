@@ -265,7 +265,7 @@ Ferry scales the next track to all replicas and the old one to 0 in one step and
 
 ## Pre-warm on vs off, large image (+${BIG_MB} MiB layer), ${WARM_PODS} pods per batch
 
-The image is removed from the node's containerd (\`ctr -n k8s.io images rm\` + content prune) before every run. "Pod start" = from applying the batch to every batch pod Ready.
+The image is removed from the node's containerd (\`ctr -n k8s.io images rm\` of every CRI name of it, incl. its config id, + content prune) before every run. "Pod start" = from applying the batch to every batch pod Ready.
 
 | pre-warm | pod start (median) | pre-warm pull (median) | total incl. pre-warm (median) |
 | --- | ---: | ---: | ---: |
@@ -274,7 +274,7 @@ The image is removed from the node's containerd (\`ctr -n k8s.io images rm\` + c
 
 Per run: ${warm.map((w) => `${w.prewarm ? 'on' : 'off'} ${s(w.podStartMs)}${w.prewarm ? ` (+${s(w.prewarmMs)} pre-warm)` : ''}`).join('; ')}.
 
-Pre-warming moves the pull out of the batch: the batch's pods start from a warm node. In a real rollout the pull of batch k+1 overlaps the gate of batch k, so the total shrinks too; here (one batch) the total includes the pre-warm pod's own scheduling and deletion.
+Pre-warming moves the pull out of the batch: the batch's pods start from a warm node, so the window in which the batch is half-started (and the gate's progress deadline runs) shrinks to about half. It does not make the whole rollout faster by itself: \`jobs/deploy.ts\` calls it right before each batch, so the pull time is still on the critical path (plus the pre-warm pod's own start and deletion: "total" above). It pays when the pull runs off the critical path — during the previous batch's gate pause or while a release waits for approval — and on many nodes pulling at once, where it spreads the registry load; here it is one node and a registry on localhost.
 
 Whole benchmark: ${s(result.wallMs)}.
 `;
