@@ -333,7 +333,7 @@ ${row('GC log file (exec tail): message + file in the emulator', result.logs200.
 Notes:
 
 - The pod-status path waits for the kubelet to notice the dead container and update the pod status (PLEG), then the watch event, a Redis dedupe round trip, the previous container's last 20 log lines, and the queue.
-- The cgroup path is bounded below by the agent's poll interval (${AGENT_POLL_MS} ms) plus a settle delay of 150 ms (then: no tasks left in the container's cgroup → a main-process kill; the container's init alive in /proc → a child kill; neither sure → 600 ms more), then the pod lookup (from the watch's pod index, or the API) and the last log lines.
+- The cgroup path waits for the agent's next poll (interval ${AGENT_POLL_MS} ms, so half of it on average) plus a settle delay of 150 ms (then: no tasks left in the container's cgroup → a main-process kill; the container's init alive in /proc → a child kill; neither sure → 600 ms more), then the pod lookup (from the watch's pod index, or the API) and the last log lines.
 - Logs: "reply" is \`LogService.read\` returning (the log read, redaction and the enqueue); "message + file" is until the notify consumer has posted the snippet and uploaded the file in the emulator.
 - Wall time of the bench: ${result.wallSeconds} s.
 `;
