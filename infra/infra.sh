@@ -6,6 +6,7 @@
 #   infra/infra.sh up [redis|registries|images|k8s ...] [--proxy REGION]
 #   infra/infra.sh down        stop everything this script started (by pid)
 #   infra/infra.sh status      what runs, where
+#   infra/infra.sh check [component...]  exit 0 if all of them run
 #   infra/infra.sh env         print $FERRY_RUN_DIR/env.sh
 #   infra/infra.sh clean       down + delete runtime state (not the build cache)
 #
@@ -889,11 +890,21 @@ EOF
 }
 
 component_up() {
+  local r n
   case $1 in
     redis) pid_of redis >/dev/null ;;
-    registries) pid_of registry-primary >/dev/null ;;
+    registries)
+      for n in primary "${REGIONS[@]}"; do pid_of "registry-$n" >/dev/null || return 1; done
+      ;;
     images) [[ -f $CACHE/images-$(images_key)/.done ]] ;;
-    k8s) pid_of kube-apiserver-eu-west >/dev/null && pid_of kubelet-eu-west >/dev/null ;;
+    k8s)
+      for r in "${REGIONS[@]}"; do
+        for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+          pid_of "$n-$r" >/dev/null || return 1
+        done
+      done
+      ;;
+    *) return 1 ;;
   esac
 }
 
@@ -1031,6 +1042,16 @@ main() {
       down
       rm -rf "$RUN"
       log "removed $RUN"
+      ;;
+    check)
+      # exit 0 when every named component (default: all) runs and infra.json
+      # exists; waits for a concurrent up/down to finish first
+      exec 9>"$RUN/.lock"
+      flock -s -w 3600 9 || die "another infra.sh holds $RUN/.lock"
+      [[ -f $RUN/infra.json ]] || exit 1
+      local c
+      (($#)) || set -- redis registries images k8s
+      for c in "$@"; do component_up "$c" || exit 1; done
       ;;
     status) status ;;
     env)

@@ -5,8 +5,9 @@
 //   await kubectl('eu-west', ['-n', ns.name, 'get', 'pods']);
 //   const prefix = registryPrefix();                          // own repo prefix
 //
-// `ensureInfra` runs `infra/infra.sh up <components>` at most once per process
-// (the script itself is idempotent and serialises concurrent callers with a
+// `ensureInfra` runs `infra/infra.sh check <components>` and, unless all of
+// them already run, `infra/infra.sh up <components>` — at most once per
+// process (the script is idempotent and serialises concurrent callers with a
 // lock, so several test files and workers can call it safely), then reads
 // $FERRY_RUN_DIR/infra.json and exports REDIS_URL and KUBECONFIG.
 import { execFile, spawn } from 'node:child_process';
@@ -74,16 +75,22 @@ let current: InfraInfo | undefined;
 /** Start (or confirm) the given components; returns infra.json's content. */
 export function ensureInfra(components: readonly Component[] = ALL_COMPONENTS): Promise<InfraInfo> {
   const key = [...components].sort().join(',');
-  let run = upRuns.get(key);
-  if (!run) {
-    run = (async () => {
-      await runInfraSh(['up', ...components]);
+  let pending = upRuns.get(key);
+  if (!pending) {
+    pending = (async () => {
+      // `check` is cheap (pids only) and waits for a concurrent up/down;
+      // `up` only when something is not running
+      const check = await run('bash', [INFRA_SH, 'check', ...components], {
+        allowFail: true,
+        timeoutMs: 3_600_000,
+      });
+      if (check.code !== 0) await runInfraSh(['up', ...components]);
       return loadInfo();
     })();
-    upRuns.set(key, run);
-    run.catch(() => upRuns.delete(key));
+    upRuns.set(key, pending);
+    pending.catch(() => upRuns.delete(key));
   }
-  return run;
+  return pending;
 }
 
 /** infra.json as last loaded by ensureInfra (throws if it never ran). */
