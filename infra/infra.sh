@@ -387,6 +387,7 @@ make_app_repo() {
 }
 
 up_images() {
+  ((EUID == 0)) || die "the images component needs root (buildah with overlay storage)"
   ensure_pkgs buildah:buildah skopeo:skopeo gcc:gcc /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev \
     /bin/busybox:busybox-static git:git strip:binutils
   ensure_go
@@ -806,6 +807,7 @@ node_ready() {
 sa_ready() { kc "$1" -n default get serviceaccount default && kc "$1" -n default get configmap kube-root-ca.crt; }
 
 up_k8s() {
+  ((EUID == 0)) || die "the k8s component needs root (cgroups, bridges, containerd); redis, registries and images do not"
   ensure_pkgs containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins ip:iproute2 \
     iptables:iptables conntrack:conntrack socat:socat openssl:openssl curl:curl
   pid_of registry-primary >/dev/null || up_registries
