@@ -29,7 +29,9 @@ writeFileSync(
   [
     '# Benchmark figures',
     '',
-    `Collected ${new Date().toISOString()} on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load ${loadavg().map((l) => l.toFixed(1)).join(' / ')}.`,
+    `Collected ${new Date().toISOString()} on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' / ')}.`,
     `This run: ${ran.map((r) => `${r.name} ${r.ok ? 'ok' : 'FAILED'} (${r.seconds}s)`).join(', ') || 'nothing'}.`,
     '',
     ...sections.flatMap((s) => [s, '']),

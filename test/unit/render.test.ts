@@ -229,9 +229,9 @@ describe('renderCard', () => {
       `Approved by <@U_BOB> at <!date^${at / 1000}^{date_short} {time}|2026-01-02 11:30 UTC>`,
     );
     expect(all).toContain('eu-west batch 2/3 · 2/4 pods');
-    const ids = (r.blocks.find((b) => b['type'] === 'actions')?.['elements'] as { action_id: string }[]).map(
-      (e) => e.action_id,
-    );
+    const ids = (
+      (r.blocks.find((b) => b['type'] === 'actions')?.['elements'] ?? []) as { action_id: string }[]
+    ).map((e) => e.action_id);
     expect(ids).toEqual(['promote', 'pause', 'abort']);
 
     const rej = renderCard(
@@ -330,6 +330,8 @@ describe('renderAlert', () => {
     expectPostable(r.blocks);
     expect(r.text).toContain('×41');
     expect(r.file?.text.length).toBeGreaterThan(3000);
-    expect((r.blocks.find((b) => b['block_id'] === 'alert-fields')?.['fields'] as unknown[]).length).toBe(10);
+    expect(
+      ((r.blocks.find((b) => b['block_id'] === 'alert-fields')?.['fields'] ?? []) as unknown[]).length,
+    ).toBe(10);
   });
 });
