@@ -138,6 +138,12 @@ export function oomFromEvent(
   const res = pod ? containerResources(pod, container) : {};
   const status = pod?.status?.containerStatuses?.find((s) => s.name === container);
   const at = time(ev.lastTimestamp ?? ev.eventTime ?? ev.firstTimestamp, now);
+  // The same kill as the pod status reports (OOMKilled within a minute of the event): share its
+  // occurrence id, so an event and the status of one kill are one sighting.
+  const term = [status?.lastState?.terminated, status?.state?.terminated].find(
+    (t) => t?.reason === 'OOMKilled' && Math.abs(time(t.finishedAt, 0) - at) <= 60_000,
+  );
+  const termCid = bareContainerId(term?.containerID);
   return {
     source: 'event',
     region,
@@ -147,9 +153,11 @@ export function oomFromEvent(
     container,
     owner: pod ? ownerOf(pod).name : obj.name,
     ...(ev.source?.host || pod?.spec?.nodeName ? { node: ev.source?.host ?? pod?.spec?.nodeName } : {}),
-    victim: 'unknown',
+    victim: termCid ? 'main' : 'unknown',
     // an event object counts repeats in `count`; each count is one kill
-    occurrence: `event:${ev.metadata?.uid ?? `${obj.uid}:${ev.reason}`}:${ev.count ?? 1}`,
+    occurrence: termCid
+      ? `main:${termCid}`
+      : `event:${ev.metadata?.uid ?? `${obj.uid}:${ev.reason}`}:${ev.count ?? 1}`,
     ...(status ? { restartCount: status.restartCount } : {}),
     ...(res.limit ? { memoryLimit: res.limit } : {}),
     ...(res.request ? { memoryRequest: res.request } : {}),

@@ -12,7 +12,7 @@ import { logger } from '../../src/logging.ts';
 import { Alerter, appOf } from '../../src/watch/alerter.ts';
 import { AlertDedupe } from '../../src/watch/dedupe.ts';
 import { parseCgroupPath, parseOomKill } from '../../src/watch/node-agent.ts';
-import { type OomFinding, oomFromPod, podRefFromKernelMessage } from '../../src/watch/oom.ts';
+import { type OomFinding, oomFromEvent, oomFromPod, podRefFromKernelMessage } from '../../src/watch/oom.ts';
 import { Silences } from '../../src/watch/silence.ts';
 import { exampleConfig } from '../support/config.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -120,6 +120,42 @@ describe('OOM sources', () => {
       podUid: UID,
       containerId: CID1,
     });
+  });
+
+  it('reads OOM events about a pod; an event for a kill the status shows is the same occurrence', () => {
+    const now = new Date();
+    const ev = {
+      metadata: { name: 'e1', namespace: 'payments', uid: 'ev-1' },
+      involvedObject: {
+        kind: 'Pod',
+        name: 'payments-6df4d5b5cd-mr87w',
+        namespace: 'payments',
+        uid: UID,
+        fieldPath: 'spec.containers{app}',
+      },
+      reason: 'OOMKilling',
+      message: 'Memory cgroup out of memory: Killed process 4242 (hog)',
+      count: 1,
+      lastTimestamp: now,
+      source: { host: 'ferry-eu-west' },
+    };
+    const known = oomFromEvent(ev, pod(1, CID1, now), 'eu-west');
+    expect(known).toMatchObject({
+      source: 'event',
+      container: 'app',
+      occurrence: `main:${CID1}`,
+      memoryLimit: '64Mi',
+      victim: 'main',
+    });
+    const other = oomFromEvent(ev, pod(0, undefined), 'eu-west');
+    expect(other).toMatchObject({
+      occurrence: 'event:ev-1:1',
+      victim: 'unknown',
+      detail: expect.stringContaining('Killed process 4242'),
+    });
+    expect(
+      oomFromEvent({ ...ev, involvedObject: { kind: 'Node', name: 'n' } }, undefined, 'eu-west'),
+    ).toBeUndefined();
   });
 
   it('finds the app of a namespace, and by owner where apps share one', () => {
