@@ -82,6 +82,7 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         'no-infra': { type: 'boolean' },
+        'node-agent': { type: 'boolean' },
       },
     });
   } catch (err) {

@@ -1,0 +1,165 @@
+// The sync step as a release uses it, on real registries: the config's
+// granularity rules pick the regions, the thread shows per-region figures,
+// `/release sync` copies on demand, and a region that lacks the image gets it
+// back-to-source before its deploy.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FerryConfig } from '../../src/config/schema.ts';
+import type { Attachment, Outbound, StepIO } from '../../src/domain/ports.ts';
+import type { Release } from '../../src/domain/release.ts';
+import { RegistryClient } from '../../src/registry/client.ts';
+import { ensureInRegion, repositoryOf, syncRunner, syncTargets } from '../../src/runners/real.ts';
+import { RegistrySyncService } from '../../src/runners/sync-service.ts';
+import { exampleConfig } from '../support/config.ts';
+import {
+  buildImage,
+  pushImage,
+  randomLayer,
+  type StartedRegistry,
+  skopeoInspect,
+  startRegistry,
+} from '../support/registry.ts';
+
+let primary: StartedRegistry;
+let eu: StartedRegistry;
+let us: StartedRegistry;
+let config: FerryConfig;
+const host = (r: StartedRegistry) => new URL(r.url).host;
+
+beforeAll(async () => {
+  [primary, eu, us] = await Promise.all([startRegistry(), startRegistry(), startRegistry()]);
+  config = exampleConfig();
+  config.primaryRegistry = { url: primary.url, insecure: true, pullThrough: false };
+  (config.regions['eu-west'] as FerryConfig['regions'][string]).registry = {
+    url: eu.url,
+    insecure: true,
+    pullThrough: false,
+  };
+  (config.regions['us-east'] as FerryConfig['regions'][string]).registry = {
+    url: us.url,
+    insecure: true,
+    pullThrough: false,
+  };
+});
+afterAll(async () => {
+  await Promise.all([primary?.stop(), eu?.stop(), us?.stop()]);
+});
+
+function recordingIO(): StepIO & {
+  said: { text: string; extra?: { snippet?: string; file?: Attachment } }[];
+} {
+  const said: { text: string; extra?: { snippet?: string; file?: Attachment } }[] = [];
+  return {
+    said,
+    signal: new AbortController().signal,
+    async say(text, extra) {
+      said.push({ text, ...(extra ? { extra } : {}) });
+    },
+  };
+}
+
+async function pushVersion(app: string, tag: string): Promise<string> {
+  const img = buildImage([randomLayer(2_000_000, 'base'), randomLayer(500_000, 'app')], { label: tag });
+  return pushImage(
+    new RegistryClient({ name: 'primary', url: primary.url, insecure: true }),
+    repositoryOf(app),
+    tag,
+    img,
+  );
+}
+
+const release = (env: string, regions: string[]) =>
+  ({ id: 'r1', app: 'payments', version: 'v1', environment: env, regions }) as Release;
+
+describe('sync as releases use it', () => {
+  it('follows the granularity rules: prod images everywhere, test images to eu-west only', () => {
+    expect(syncTargets(config, release('prod', ['eu-west', 'us-east']), 'v1-prod')).toEqual([
+      'eu-west',
+      'us-east',
+    ]);
+    expect(syncTargets(config, release('test', ['eu-west']), 'v1-test')).toEqual(['eu-west']);
+    const tagged = structuredClone(config);
+    tagged.sync = [{ apps: ['payments'], environments: ['*'], tags: 'v*-prod', regions: ['us-east'] }];
+    expect(syncTargets(tagged, release('prod', ['eu-west', 'us-east']), 'v1-prod')).toEqual(['us-east']);
+    expect(syncTargets(tagged, release('prod', ['eu-west', 'us-east']), 'hotfix-prod')).toEqual([]);
+  });
+
+  it('copies a release image to its regions and reports images, bytes copied and skipped, and time per region', async () => {
+    const digest = await pushVersion('payments', 'v1-prod');
+    const io = recordingIO();
+    const image = { image: `${host(primary)}/${repositoryOf('payments')}:v1-prod`, digest, cached: false };
+    await syncRunner(config)(release('prod', ['eu-west', 'us-east']), image, io);
+    const report = io.said.at(-1)?.text ?? '';
+    expect(report).toMatch(/^Synced from the primary \(2\.\d MB read once\):/);
+    expect(report).toMatch(/eu-west: 1 image, 2\.\d MB copied, 0\.0 MB skipped, \d/);
+    expect(report).toMatch(/us-east: 1 image, 2\.\d MB copied, 0\.0 MB skipped, \d/);
+    for (const r of [eu, us]) {
+      expect((await skopeoInspect(`${host(r)}/${repositoryOf('payments')}:v1-prod`)).Digest).toBe(digest);
+    }
+    // Again: everything is there already.
+    const again = recordingIO();
+    await syncRunner(config)(release('prod', ['eu-west', 'us-east']), image, again);
+    expect(again.said.at(-1)?.text).toMatch(/eu-west: 1 image, 0\.0 MB copied, 2\.\d MB skipped/);
+  });
+
+  it('fetches a missing image back-to-source before a deploy, and says so', async () => {
+    const digest = await pushVersion('payments', 'v2-test');
+    const io = recordingIO();
+    const image = { image: `${host(primary)}/${repositoryOf('payments')}:v2-test`, digest, cached: false };
+    // The rules never sent test images to us-east; a deploy there still finds it.
+    const ref = await ensureInRegion(config, 'us-east', image, io);
+    expect(ref).toBe(`${host(us)}/${repositoryOf('payments')}@${digest}`);
+    expect(io.said[0]?.text).toMatch(
+      /^us-east: the image was missing from the region's registry; fetched it back-to-source/,
+    );
+    expect((await skopeoInspect(`${host(us)}/${repositoryOf('payments')}:v2-test`)).Digest).toBe(digest);
+    const quiet = recordingIO();
+    await ensureInRegion(config, 'us-east', image, quiet);
+    expect(quiet.said).toEqual([]);
+  });
+
+  it('`/release sync` copies a built version on demand, for people allowed to', async () => {
+    const digest = await pushVersion('ledger', 'v3-prod');
+    const announced: Outbound[] = [];
+    const versions = {
+      get: async (app: string, version: string) =>
+        app === 'ledger' && version === 'v3'
+          ? {
+              app,
+              version,
+              ref: 'v3',
+              passed: {},
+              images: {
+                prod: { image: `${host(primary)}/${repositoryOf('ledger')}:v3-prod`, digest, builtAt: 0 },
+              },
+            }
+          : undefined,
+    };
+    const service = new RegistrySyncService(() => config, versions, {
+      announce: async (m) => void announced.push(m),
+    });
+    const refused = await service.request(
+      { kind: 'sync', app: 'ledger', version: 'v3', regions: [] },
+      { userId: 'U_ERIN', channel: 'C1' },
+    );
+    expect(refused).toMatchObject({
+      ok: false,
+      text: expect.stringContaining('may not sync images of ledger in prod'),
+    });
+    const missing = await service.request(
+      { kind: 'sync', app: 'ledger', version: 'v9', regions: [] },
+      { userId: 'U_ALICE', channel: 'C1' },
+    );
+    expect(missing.text).toBe(
+      'ledger v9 has not been built yet, so there is nothing to sync. Release it first.',
+    );
+    const done = await service.request(
+      { kind: 'sync', app: 'ledger', version: 'v3', regions: ['us-east'] },
+      { userId: 'U_ALICE', channel: 'C1' },
+    );
+    expect(done.ok).toBe(true);
+    expect(done.text).toMatch(/v3-prod → us-east: 2\.\d MB copied/);
+    expect(done.text).not.toContain('eu-west');
+    expect(announced).toEqual([{ kind: 'message', channel: 'C_RELEASES', text: done.text }]);
+    expect((await skopeoInspect(`${host(us)}/${repositoryOf('ledger')}:v3-prod`)).Digest).toBe(digest);
+  });
+});
