@@ -855,8 +855,9 @@ EOF
   for c in redis registries images k8s; do component_up "$c" && comps+=("\"$c\""); done
   local pr=null
   [[ -n $proxy_region ]] && pr="\"$proxy_region\""
-  local node_eu node_us
+  local node_eu node_us build_s=null
   node_eu=$(node_name eu-west) node_us=$(node_name us-east)
+  [[ -f $K8S_BIN/.build-seconds ]] && build_s=$(<"$K8S_BIN/.build-seconds")
   cat >"$RUN/infra.json.tmp" <<EOF
 {
   "version": 1,
@@ -878,6 +879,8 @@ EOF
   },
   "kubernetes": {
     "version": "v$K8S_VERSION",
+    "etcdVersion": "v$ETCD_VERSION",
+    "coldBuildSeconds": $build_s,
     "kubeconfig": "$RUN/kubeconfig",
     "kubectl": "$K8S_BIN/kubectl",
     "contexts": {

@@ -53,6 +53,9 @@ export interface InfraInfo {
   };
   kubernetes: {
     version: string;
+    etcdVersion: string;
+    /** wall-clock seconds of the cold `go build` of the cached binaries, if recorded */
+    coldBuildSeconds: number | null;
     kubeconfig: string;
     kubectl: string;
     contexts: Record<Region, ClusterInfo>;
