@@ -176,6 +176,13 @@ wait_until() {
   done
 }
 
+# port_free_or_ours NAME PORT — die if PORT is taken by a process we did not start
+port_free_or_ours() {
+  pid_of "$1" >/dev/null && return 0
+  port_open "$2" || return 0
+  die "port $2 is already in use by another process (not started by infra.sh); free it or stop that service"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
@@ -203,6 +210,7 @@ tcp-keepalive 60
 loglevel notice
 logfile ""
 EOF
+  port_free_or_ours redis $REDIS_PORT
   start_bg redis /usr/bin/redis-server "$d/redis.conf"
   wait_until 30 "redis on :$REDIS_PORT" "$LOGS/redis.log" \
     bash -c "[[ \$(redis-cli -p $REDIS_PORT ping) == PONG ]]"
@@ -254,6 +262,11 @@ EOF
 
 up_registries() {
   ensure_pkgs docker-registry:docker-registry skopeo:skopeo curl:curl
+  # Debian's package enables a system registry on :5000 where systemd runs
+  if [[ -d /run/systemd/system ]] && systemctl is-active -q docker-registry 2>/dev/null; then
+    log "stopping the system docker-registry service (it holds :5000)"
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
   local proxy_region=${PROXY_REGION:-}
   if [[ -z $proxy_region && -f $RUN/registries/proxy-region ]]; then
     proxy_region=$(<"$RUN/registries/proxy-region")
@@ -277,6 +290,7 @@ up_registries() {
       stop_proc "registry-$name"
     fi
     cp "$conf" "$conf.running"
+    port_free_or_ours "registry-$name" "$(sed -n 's/^  addr: 127.0.0.1://p' "$conf")"
     start_bg "registry-$name" /usr/bin/docker-registry serve "$conf"
   done
   wait_until 30 "registry :$PRIMARY_PORT" "$LOGS/registry-primary.log" http_ok "http://127.0.0.1:$PRIMARY_PORT/v2/"
@@ -737,7 +751,10 @@ up_cluster() {
   local r=$1 k=$RUN/k8s/$1 b=$K8S_BIN
   local pki=$k/pki
   mkdir -p "$k/etcd"
+  chmod 700 "$k/etcd"
   cluster_pki "$r"
+  port_free_or_ours "etcd-$r" "${ETCD_PORT[$r]}"
+  port_free_or_ours "kube-apiserver-$r" "${API_PORT[$r]}"
   start_bg "etcd-$r" "$b/etcd" --name "$r" --data-dir "$k/etcd" \
     --listen-client-urls "http://127.0.0.1:${ETCD_PORT[$r]}" --advertise-client-urls "http://127.0.0.1:${ETCD_PORT[$r]}" \
     --listen-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT[$r]}" --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER_PORT[$r]}" \
