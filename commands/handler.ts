@@ -5,7 +5,7 @@
 import type { FerryConfig } from '../src/config/schema.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type { Announcer, ReleaseRepository } from '../src/domain/ports.ts';
-import type { VersionStore } from '../src/store/versions.ts';
+import type { VersionRepository } from '../src/domain/version.ts';
 import type { LogsCommand } from './logs.ts';
 import type { RollbackCommand } from './rollback.ts';
 import type { SyncCommand } from './sync.ts';
@@ -38,7 +38,7 @@ export interface CommandServices {
   config: () => FerryConfig;
   lifecycle: Lifecycle;
   releases: ReleaseRepository;
-  versions: Pick<VersionStore, 'get' | 'list' | 'deploys'>;
+  versions: Pick<VersionRepository, 'get' | 'list' | 'deploys'>;
   announcer: Announcer;
   rollbacks?: RollbackService;
   logs?: LogService;

@@ -5,13 +5,13 @@ import type { FerryConfig } from '../src/config/schema.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type { Announcer, BuiltImage, ReleaseRepository, StepIO, StepRunners } from '../src/domain/ports.ts';
 import { type Release, TERMINAL } from '../src/domain/release.ts';
-import type { VersionStore } from '../src/store/versions.ts';
+import type { VersionRepository } from '../src/domain/version.ts';
 
 export interface JobContext {
   config: () => FerryConfig;
   lifecycle: Lifecycle;
   releases: ReleaseRepository;
-  versions: VersionStore;
+  versions: VersionRepository;
   runners: StepRunners;
   announcer: Announcer;
   /** How often a waiting job looks at the stored state again. */

@@ -13,13 +13,13 @@ import type { FerryConfig } from '../config/schema.ts';
 import { durationMs, formatDuration } from '../domain/duration.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
-import type { VersionStore } from '../store/versions.ts';
+import type { VersionRepository } from '../domain/version.ts';
 import type { KubeClients } from './client.ts';
 import { KubeRollout, type RolloutOptions } from './rollout.ts';
 
 export interface KubeRollbackDeps {
   config: () => FerryConfig;
-  versions: Pick<VersionStore, 'get' | 'list' | 'deploys' | 'recordDeploy'>;
+  versions: Pick<VersionRepository, 'get' | 'list' | 'deploys' | 'recordDeploy'>;
   releases?: Pick<ReleaseRepository, 'lockHolder'>;
   /** Where the outcome is posted (the app's releases channel) when the reply went out before the work ended. */
   announcer?: Announcer;

@@ -1,37 +1,11 @@
 // The version record: code ref → image digest per environment → where it is
 // deployed. Rollback reads it to redeploy a recorded digest without a build.
 import type { Redis } from 'ioredis';
+import type { DeployRecord, ImageRecord, VersionRecord, VersionRepository } from '../domain/version.ts';
 
-export interface ImageRecord {
-  /** host/repo:tag as pushed to the primary registry. */
-  image: string;
-  digest: string;
-  builtAt: number;
-  releaseId?: string;
-}
+export type { DeployRecord, ImageRecord, VersionRecord };
 
-export interface DeployRecord {
-  app: string;
-  environment: string;
-  region: string;
-  version: string;
-  digest: string;
-  image: string;
-  releaseId: string;
-  at: number;
-}
-
-export interface VersionRecord {
-  app: string;
-  version: string;
-  ref: string;
-  commit?: string;
-  images: Record<string, ImageRecord>;
-  /** Environments where this version's release succeeded (the promotion rule reads this). */
-  passed: Record<string, number>;
-}
-
-export class VersionStore {
+export class VersionStore implements VersionRepository {
   readonly redis: Redis;
   readonly prefix: string;
 

@@ -11,7 +11,6 @@ import {
   NotFoundError,
   parseReference,
   RegistryClient,
-  type RegistryEndpoint,
   sha256Digest,
   UnreachableError,
 } from '../../src/registry/client.ts';
