@@ -7,7 +7,7 @@ import { formatDuration } from './duration.ts';
 import { type Plan, type PlanRequest, planRelease } from './plan.ts';
 import { approvalDeadline, may, mayApprove, mayRequest } from './policy.ts';
 import type { Announcer, CommitResult, ReleaseRepository, VersionLookup, WorkScheduler } from './ports.ts';
-import { oneLine, type Release, type ReleaseEvent, TERMINAL } from './release.ts';
+import { hasEnded, oneLine, type Release, type ReleaseEvent } from './release.ts';
 
 export interface Reply {
   ok: boolean;
@@ -64,7 +64,7 @@ export class Lifecycle {
     if (plan.whenBusy.value === 'refuse') {
       const holder = await this.deps.releases.lockHolder(plan.app, plan.environment);
       const current = holder ? await this.deps.releases.get(holder) : undefined;
-      if (current && !TERMINAL.has(current.state)) {
+      if (current && !hasEnded(current)) {
         return {
           ok: false,
           text: `${plan.app} is already being released to ${plan.environment}: ${oneLine(current)}. Try again when it ends.`,
@@ -272,7 +272,7 @@ export class Lifecycle {
           }
         } else {
           const h = await this.deps.releases.get(holder);
-          if (!h || TERMINAL.has(h.state)) {
+          if (!h || hasEnded(h)) {
             const lock = await this.deps.releases.acquire(rel);
             if (lock.acquired) {
               await this.start(rel.id);

@@ -38,6 +38,21 @@ export function holdsLock(state: ReleaseState): boolean {
   return state !== 'requested' && state !== 'queued' && !TERMINAL.has(state);
 }
 
+/** Whether any region has been touched: a batch applied or a gate passed. */
+export function deployedAnywhere(r: Pick<Release, 'batch' | 'progress'>): boolean {
+  return r.batch !== undefined || Object.values(r.progress ?? {}).some((n) => n > 0);
+}
+
+/**
+ * A release that will not move again. A release that failed before any
+ * region changed (a build or sync failure) has nothing to roll back, so it
+ * ends there and frees its app and environment; one that failed mid-rollout
+ * keeps the lock and waits for a person to roll back or abort.
+ */
+export function hasEnded(r: Pick<Release, 'state' | 'batch' | 'progress'>): boolean {
+  return TERMINAL.has(r.state) || (r.state === 'failed' && !deployedAnywhere(r));
+}
+
 /** The steps that run on workers; pausing stops between them, resuming goes back to them. */
 export const WORK_STATES: ReadonlySet<ReleaseState> = new Set([
   'approved',
@@ -171,7 +186,8 @@ export function transition(
       },
     };
   };
-  if (TERMINAL.has(s)) return refuse(`${r.id} is already ${s}.`);
+  if (hasEnded(r))
+    return refuse(`${r.id} is already ${s}${s === 'failed' ? ' (nothing was deployed)' : ''}.`);
   switch (e.type) {
     case 'enqueue':
       return s === 'requested'

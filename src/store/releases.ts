@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { CommitResult, LockResult, ReleaseRepository } from '../domain/ports.ts';
 import {
   type AuditEntry,
+  hasEnded,
   holdsLock,
   type Release,
   type ReleaseEvent,
@@ -37,7 +38,8 @@ if ARGV[6] == '1' then
       handed = nxt[1]
     end
   end
-elseif ARGV[8] == '1' then
+elseif ARGV[8] == '1' and not redis.call('GET', KEYS[5]) then
+  -- never take a lock another release holds; only re-assert a free one
   redis.call('SET', KEYS[5], ARGV[7])
 end
 return {'ok', handed}
@@ -216,7 +218,7 @@ export class ReleaseStore implements ReleaseRepository {
     audit: AuditEntry,
   ): Promise<CommitResult | undefined> {
     const stored: Release = { ...next, rev: current.rev + 1 };
-    const terminal = TERMINAL.has(stored.state);
+    const terminal = hasEnded(stored);
     const res = (await this.redis.eval(
       COMMIT,
       6,
@@ -233,7 +235,7 @@ export class ReleaseStore implements ReleaseRepository {
       JSON.stringify(audit),
       terminal ? '1' : '0',
       current.id,
-      holdsLock(stored.state) ? '1' : '0',
+      !terminal && holdsLock(stored.state) ? '1' : '0',
     )) as [string, string];
     if (res[0] === 'conflict') return undefined;
     metrics.transitions.inc({ to: stored.state });
