@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ensureInfra,
+  INFRA_SH,
   type InfraInfo,
   kubectl,
   kubectlJson,
@@ -107,6 +108,21 @@ describe('local infrastructure', () => {
     const kubeconfig = readFileSync(info.kubernetes.kubeconfig, 'utf8');
     expect(kubeconfig).toContain('name: eu-west');
     expect(kubeconfig).toContain('name: us-east');
+  });
+
+  it('infra.sh env prints the export lines and check confirms every component runs', async () => {
+    const env = await run('bash', [INFRA_SH, 'env']);
+    expect(env.stdout).toContain('export REDIS_URL=redis://127.0.0.1:6390');
+    expect(env.stdout).toContain(`export KUBECONFIG=${info.kubernetes.kubeconfig}`);
+    expect(env.stdout).toContain('export FERRY_REGISTRY_PRIMARY=127.0.0.1:5000');
+    const check = await run('bash', [INFRA_SH, 'check', 'redis', 'registries', 'images', 'k8s'], {
+      allowFail: true,
+    });
+    expect(check.code).toBe(0);
+    const status = await run('bash', [INFRA_SH, 'status']);
+    for (const name of ['redis', 'registry-primary', 'kube-apiserver-eu-west', 'kubelet-us-east']) {
+      expect(status.stdout).toMatch(new RegExp(`^${name}\\s+\\d+\\s+running$`, 'm'));
+    }
   });
 
   it('Redis answers with AOF on and no eviction', async () => {
