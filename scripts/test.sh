@@ -22,5 +22,7 @@ if [[ "${CI:-}" == "true" || "${FERRY_INFRA_DOWN:-}" == "1" ]]; then
 fi
 
 echo "== tests" >&2
+# Ferry's own logs are JSON lines; in tests only warnings and errors are worth reading.
+export LOG_LEVEL="${LOG_LEVEL:-warn}"
 vitest run "$@"
 echo "test command took $(( $(date +%s) - started ))s" >&2

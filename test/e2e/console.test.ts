@@ -95,6 +95,19 @@ async function type(command: string): Promise<void> {
   await page.getByTestId('command-send').click();
 }
 
+/** The console re-renders a message when it is edited; take the shot once it holds still. */
+async function shot(locator: ReturnType<Page['locator']>, file: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await locator.screenshot({ path: join(SHOTS, file), timeout: 5000 });
+      return;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await page.waitForTimeout(300);
+    }
+  }
+}
+
 /** The card of a release: the channel message whose header is "<app> <version> → <env>". */
 function card(title: string) {
   return page
@@ -135,7 +148,7 @@ describe('a release from the chat console', () => {
     await expect
       .poll(() => prodCard.getByTestId('block-approvals').textContent(), { timeout: 60_000 })
       .toContain('Waiting for 1 approval');
-    await prodCard.screenshot({ path: join(SHOTS, 'card-before-approval.png') });
+    await shot(prodCard, 'card-before-approval.png');
 
     // alice asked for it, so her click is refused and changes nothing.
     await prodCard.getByTestId('button-approve').click();
@@ -156,7 +169,7 @@ describe('a release from the chat console', () => {
       .poll(() => prodCard.getByTestId('block-facts').textContent(), { timeout: 600_000, interval: 2000 })
       .toContain('succeeded');
     await page.screenshot({ path: join(SHOTS, 'console-after-approval.png'), fullPage: true });
-    await prodCard.screenshot({ path: join(SHOTS, 'card-after-approval.png') });
+    await shot(prodCard, 'card-after-approval.png');
 
     // What the card says is what the clusters run.
     const release = (await rt.releases.byApp('payments')).find((r) => r.environment === 'prod');
