@@ -41,7 +41,9 @@ export function kubeRunners(
         clients(region),
         cfg(),
         {
-          releaseId: release.id,
+          // The id on the cluster also carries the request time: release ids
+          // count per Redis, and a cluster outlives a test's (or a staging) Redis.
+          releaseId: `${release.id}.${release.requestedAt.toString(36)}`,
           app: release.app,
           environment: release.environment,
           version: release.version,

@@ -196,7 +196,9 @@ describe('rollout in exact batches (eu-west)', () => {
     };
     const byName = Object.fromEntries(deploys.items.map((d) => [d.metadata.name, d]));
     expect(byName[stable]?.status.readyReplicas).toBe(4);
-    expect(byName[stable]?.metadata.annotations['ferry.dev/release']).toBe(b.release.id);
+    expect(byName[stable]?.metadata.annotations['ferry.dev/release']).toBe(
+      `${b.release.id}.${b.release.requestedAt.toString(36)}`,
+    );
     expect(byName[stable]?.metadata.annotations['ferry.dev/role']).toBe('stable');
     expect(byName[TEST_APP]?.metadata.annotations['ferry.dev/role']).toBe('next');
 
