@@ -133,7 +133,8 @@ describe('a release from the chat console', () => {
     await testCard.waitFor({ timeout: 60_000 });
     await expect
       .poll(() => testCard.getByTestId('block-facts').textContent(), { timeout: 420_000, interval: 2000 })
-      .toContain('succeeded');
+      .toMatch(/succeeded|failed|rolled-back|aborted/);
+    expect(await testCard.getByTestId('block-facts').textContent()).toContain('succeeded');
     expect(
       await page
         .getByTestId('messages')
@@ -165,9 +166,11 @@ describe('a release from the chat console', () => {
     await expect
       .poll(() => prodCard.textContent(), { timeout: 300_000, interval: 1000 })
       .toMatch(/us-east batch \d\/3/);
+    // Wait for the end, whichever it is, then say which.
     await expect
       .poll(() => prodCard.getByTestId('block-facts').textContent(), { timeout: 600_000, interval: 2000 })
-      .toContain('succeeded');
+      .toMatch(/succeeded|failed|rolled-back|aborted/);
+    expect(await prodCard.getByTestId('block-facts').textContent()).toContain('succeeded');
     await page.screenshot({ path: join(SHOTS, 'console-after-approval.png'), fullPage: true });
     await shot(prodCard, 'card-after-approval.png');
 
