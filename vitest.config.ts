@@ -4,6 +4,10 @@ import { defineConfig } from 'vitest/config';
 // while the README's test command runs all of them against real services.
 export default defineConfig({
   test: {
+    // One test file at a time across all projects: the end-to-end files share
+    // two clusters and a 2-core machine, and timing-sensitive tests (crashes,
+    // gates) must not compete with each other for CPU.
+    fileParallelism: false,
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 20_000 } },
       {
