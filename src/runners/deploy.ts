@@ -13,6 +13,15 @@ import {
   verifyRegion,
 } from '../kube/rollout.ts';
 
+/**
+ * The release's id as recorded on the cluster's Deployments. It carries the
+ * request time too: release ids count per Redis, and a cluster outlives a
+ * test's (or a staging) Redis, so a new r2 must never resume an old r2.
+ */
+export function clusterReleaseId(release: Pick<Release, 'id' | 'requestedAt'>): string {
+  return `${release.id}.${release.requestedAt.toString(36)}`;
+}
+
 export interface KubeRunnerOptions extends KubeOptions, Omit<RolloutOptions, 'io'> {}
 
 export type KubeRunners = Pick<StepRunners, 'rollout' | 'verify'> & {
@@ -41,9 +50,7 @@ export function kubeRunners(
         clients(region),
         cfg(),
         {
-          // The id on the cluster also carries the request time: release ids
-          // count per Redis, and a cluster outlives a test's (or a staging) Redis.
-          releaseId: `${release.id}.${release.requestedAt.toString(36)}`,
+          releaseId: clusterReleaseId(release),
           app: release.app,
           environment: release.environment,
           version: release.version,
