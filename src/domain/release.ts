@@ -263,11 +263,6 @@ export function transition(
   }
 }
 
-/** Marks that the rollout waits at a manual promotion point (not a state change). */
-export function withAwaitingPromotion(r: Release, waiting: boolean): Release {
-  return { ...r, awaitingPromotion: waiting };
-}
-
 /** A release as one line for lists: "r12 payments v2 → prod: deploying (eu-west 2/3)". */
 export function oneLine(r: Release): string {
   const batch =

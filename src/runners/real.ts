@@ -7,6 +7,7 @@ import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
+import { TransientError } from '../domain/errors.ts';
 import type { BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import type { RegistryEndpoint } from '../registry/client.ts';
@@ -156,9 +157,7 @@ export function syncRunner(config: FerryConfig): StepRunners['sync'] {
     // tries back-to-source again and fails with the reason if it still cannot.
     if (failed.length === report.targets.length) {
       const reasons = report.targets.map((t) => `${t.target}: ${t.errors.join('; ')}`).concat(report.errors);
-      throw Object.assign(new Error(`sync failed for every region — ${reasons.join('; ')}`), {
-        transient: true,
-      });
+      throw new TransientError(`sync failed for every region — ${reasons.join('; ')}`);
     }
   };
 }
