@@ -24,5 +24,12 @@ fi
 echo "== tests" >&2
 # Ferry's own logs are JSON lines; in tests only warnings and errors are worth reading.
 export LOG_LEVEL="${LOG_LEVEL:-warn}"
-vitest run "$@"
+status=0
+vitest run --reporter=default --reporter=json --outputFile.json=test-results/vitest.json "$@" || status=$?
+# One plain closing line with the counts, whatever reads this log.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync("test-results/vitest.json", "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || true
 echo "test command took $(( $(date +%s) - started ))s" >&2
+exit "$status"
