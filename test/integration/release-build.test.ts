@@ -105,7 +105,14 @@ describe('the build step of a release', () => {
     const report = said.find((m) => m.text.startsWith('Build failed at STEP'));
     expect(report?.snippet).toContain('error: missing symbol');
     expect(report?.file?.text).toContain('error: missing symbol');
-    expect(said.some((m) => m.text.startsWith('build failed: build of payments broken-run'))).toBe(true);
+    // The failure is stored first and announced after: wait for the message.
+    await expect
+      .poll(async () =>
+        (await replies(failed.id)).some((m) =>
+          m.text.startsWith('build failed: build of payments broken-run'),
+        ),
+      )
+      .toBe(true);
     const res = await fetch(`${registry.url}/v2/${repositoryOf('payments')}/manifests/broken-run-test`);
     expect(res.status).toBe(404);
     // Nothing after the build ran.
