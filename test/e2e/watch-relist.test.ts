@@ -141,7 +141,8 @@ describe('list-watch under a misbehaving API server', () => {
     plan = []; // every watch: 200 and then nothing, forever
     const { lw, seen } = loop(300);
     lw.start();
-    await until(() => lists >= 3, 10_000);
+    // The server counts a list when it answers; the watch sees it a moment later.
+    await until(() => lists >= 3 && seen.filter((s) => s === 'LISTED:a').length >= 3, 10_000);
     lw.stop();
     expect(seen.filter((s) => s === 'LISTED:a').length).toBeGreaterThanOrEqual(3);
     expect(lw.stats.errors).toBe(0);
