@@ -124,7 +124,7 @@ describe('a release from the chat console', () => {
     // A typo gets an answer only alice sees, and nothing starts.
     await type('/release paymnts v2 to test');
     await expect
-      .poll(() => page.getByTestId('ephemeral').last().textContent())
+      .poll(() => page.getByTestId('ephemeral').last().textContent(), { timeout: 30_000 })
       .toContain('Did you mean "payments"?');
     expect(await rt.releases.active()).toEqual([]);
 
