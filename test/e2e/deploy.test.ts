@@ -539,11 +539,16 @@ describe('RBAC (deploy/rbac) is enough for a rollout, and no more', () => {
       byImage: { [regionRef('eu-west', v1)]: 2 },
       terminating: 0,
     });
-    expect(
-      await kube.verify({ app: TEST_APP, environment: 'kt' } as Release, 'eu-west', v1, undefined as never),
-    ).toEqual({
-      ok: true,
-    });
+    // rollback() returns once every pod is back on v1; readiness follows within the probe period.
+    await expect
+      .poll(
+        () => kube.verify({ app: TEST_APP, environment: 'kt' } as Release, 'eu-west', v1, undefined as never),
+        {
+          timeout: 60_000,
+          interval: 500,
+        },
+      )
+      .toEqual({ ok: true });
 
     const as = (args: string[]) =>
       run(infra().kubernetes.kubectl, ['--kubeconfig', file, '--context', 'eu-west', ...args], {
