@@ -142,68 +142,61 @@ export function startWatch(o: WatchOptions): WatchHandle {
       if (f) await report(f);
     };
 
+    /** One list+watch of a resource in this region; the lists differ only in which API call they make. */
+    const watch = <T>(spec: {
+      name: string;
+      path: string;
+      query?: Record<string, string>;
+      list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
+      onObject: (type: string, obj: T) => Promise<void>;
+    }) => {
+      watches.push(
+        new ListWatch<T>({
+          name: `${region}/${spec.name}`,
+          kc: reader.kc,
+          path: spec.path,
+          ...(spec.query ? { query: spec.query } : {}),
+          list: async () => {
+            const l = await spec.list();
+            return {
+              items: l.items,
+              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
+            };
+          },
+          onObject: spec.onObject,
+          log: o.log,
+          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
+        }).start() as ListWatch<unknown>,
+      );
+    };
+
     const clusterWide = namespaces.length > (o.clusterWideAbove ?? 50);
     const podScopes = clusterWide ? [undefined] : namespaces;
     for (const ns of podScopes) {
-      watches.push(
-        new ListWatch<V1Pod>({
-          name: `${region}/pods/${ns ?? '*'}`,
-          kc: reader.kc,
-          path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
-          list: async () => {
-            const l = ns
-              ? await reader.core.listNamespacedPod({ namespace: ns })
-              : await reader.core.listPodForAllNamespaces();
-            return {
-              items: l.items,
-              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
-            };
-          },
-          onObject: (type, pod) => onPod(type, pod),
-          log: o.log,
-          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
-        }).start() as ListWatch<unknown>,
-      );
-      watches.push(
-        new ListWatch<CoreV1Event>({
-          name: `${region}/events/${ns ?? '*'}`,
-          kc: reader.kc,
-          path: ns ? `/api/v1/namespaces/${ns}/events` : '/api/v1/events',
-          list: async () => {
-            const l = ns
-              ? await reader.core.listNamespacedEvent({ namespace: ns })
-              : await reader.core.listEventForAllNamespaces();
-            return {
-              items: l.items,
-              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
-            };
-          },
-          onObject: (type, ev) => onEvent(type, ev),
-          log: o.log,
-          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
-        }).start() as ListWatch<unknown>,
-      );
+      watch<V1Pod>({
+        name: `pods/${ns ?? '*'}`,
+        path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
+        list: () =>
+          ns ? reader.core.listNamespacedPod({ namespace: ns }) : reader.core.listPodForAllNamespaces(),
+        onObject: onPod,
+      });
+      watch<CoreV1Event>({
+        name: `events/${ns ?? '*'}`,
+        path: ns ? `/api/v1/namespaces/${ns}/events` : '/api/v1/events',
+        list: () =>
+          ns ? reader.core.listNamespacedEvent({ namespace: ns }) : reader.core.listEventForAllNamespaces(),
+        onObject: onEvent,
+      });
     }
     // kernel OOM events about nodes (SystemOOM from the kubelet, OOMKilling from node-problem-detector)
     const nodeQuery = { fieldSelector: 'involvedObject.kind=Node' };
-    watches.push(
-      new ListWatch<CoreV1Event>({
-        name: `${region}/node-events`,
-        kc: reader.kc,
-        path: '/api/v1/namespaces/default/events',
-        query: nodeQuery,
-        list: async () => {
-          const l = await reader.core.listNamespacedEvent({ namespace: 'default', ...nodeQuery });
-          return {
-            items: l.items,
-            ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
-          };
-        },
-        onObject: (type, ev) => onEvent(type, ev),
-        log: o.log,
-        ...(o.relistMs ? { relistMs: o.relistMs } : {}),
-      }).start() as ListWatch<unknown>,
-    );
+    watch<CoreV1Event>({
+      name: 'node-events',
+      path: '/api/v1/namespaces/default/events',
+      query: nodeQuery,
+      list: () => reader.core.listNamespacedEvent({ namespace: 'default', ...nodeQuery }),
+      onObject: onEvent,
+    });
   }
 
   const agentStarts: Promise<unknown>[] = [];
