@@ -72,7 +72,9 @@ async function rolloutRegion(
     const batch = batches[i] as (typeof batches)[number];
     const pods = podsAfterBatch(batch.size, replicas);
     if (!release.plan.skip.prewarm.value && rollout.prewarm) await rollout.prewarm(pods);
-    await rollout.applyBatch(pods, i + 1);
+    const deadlineMs = durationMs(release.plan.gate.progressDeadline.value);
+    const maxRestarts = release.plan.gate.maxRestarts.value;
+    const placed = (await rollout.applyBatch(pods, i + 1, { deadlineMs, maxRestarts })) ?? { ok: true };
     await ctx.lifecycle.report(releaseId, {
       type: 'batch',
       region,
@@ -81,12 +83,10 @@ async function rolloutRegion(
       pods,
       replicas,
     });
-    const gate = await rollout.gate(
-      pods,
-      durationMs(batch.pause),
-      release.plan.gate.maxRestarts.value,
-      durationMs(release.plan.gate.progressDeadline.value),
-    );
+    // New pods that never became Ready fail the batch like a failing gate.
+    const gate = placed.ok
+      ? await rollout.gate(pods, durationMs(batch.pause), maxRestarts, deadlineMs)
+      : placed;
     if (!gate.ok) {
       const reason = `${region} batch ${i + 1}/${batches.length}: ${gate.reason}`;
       if (release.plan.gate.onFailure.value === 'rollback') {

@@ -132,6 +132,139 @@ export const regionSchema = z.strictObject({
   context: z.string(),
 });
 
+/** A Kubernetes probe, as in a pod spec (httpGet, tcpSocket, exec or grpc, plus timing). */
+export const probeSchema = z.strictObject({
+  httpGet: z
+    .strictObject({
+      path: z.string().startsWith('/'),
+      port: z.union([z.number().int().min(1).max(65535), z.string()]),
+    })
+    .optional(),
+  tcpSocket: z.strictObject({ port: z.union([z.number().int().min(1).max(65535), z.string()]) }).optional(),
+  exec: z.strictObject({ command: z.array(z.string()).min(1) }).optional(),
+  grpc: z
+    .strictObject({ port: z.number().int().min(1).max(65535), service: z.string().optional() })
+    .optional(),
+  initialDelaySeconds: z.number().int().min(0).optional(),
+  periodSeconds: z.number().int().min(1).optional(),
+  timeoutSeconds: z.number().int().min(1).optional(),
+  failureThreshold: z.number().int().min(1).optional(),
+  successThreshold: z.number().int().min(1).optional(),
+});
+export type ProbeConfig = z.infer<typeof probeSchema>;
+
+const quantity = z
+  .union([
+    z.number().positive(),
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/, 'a Kubernetes quantity such as 250m, 512Mi or 2Gi'),
+  ])
+  .transform(String);
+const resourceList = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional() });
+
+/** One environment variable: a value, or a key of a Secret or ConfigMap in the app's namespace. */
+export const envValueSchema = z.union([
+  z.string(),
+  z.strictObject({ secret: z.string(), key: z.string(), optional: z.boolean().optional() }),
+  z.strictObject({ configMap: z.string(), key: z.string(), optional: z.boolean().optional() }),
+]);
+
+/**
+ * The app's workload in a cluster: what a team would otherwise write in its
+ * Deployment. Field names follow the pod spec, so a platform engineer can
+ * read it as one. Every field is optional here; `src/domain/workload.ts`
+ * merges Ferry's defaults, the app's `workload` and the environment's
+ * override, in that order.
+ */
+export const workloadSchema = z.strictObject({
+  /** Pods of the app in each region of the environment (ignored while an HPA owns the count). */
+  replicas: z.number().int().min(1).max(1000).optional(),
+  /** Extra pods a batch may start before it removes old ones: a count or a share of the replicas. */
+  surge: z
+    .union([z.number().int().min(1), z.string().regex(/^\d{1,3}%$/, 'a share such as 25%')])
+    .transform(String)
+    .optional(),
+  ports: z
+    .array(
+      z.strictObject({
+        name: z
+          .string()
+          .regex(
+            /^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/,
+            'a port name: up to 15 lower-case letters, digits and dashes',
+          ),
+        containerPort: z.number().int().min(1).max(65535),
+        protocol: z.enum(['TCP', 'UDP', 'SCTP']).optional(),
+      }),
+    )
+    .optional(),
+  probes: z
+    .strictObject({
+      startup: probeSchema.nullable().optional(),
+      readiness: probeSchema.nullable().optional(),
+      liveness: probeSchema.nullable().optional(),
+    })
+    .optional(),
+  resources: z
+    .strictObject({ requests: resourceList.optional(), limits: resourceList.optional() })
+    .optional(),
+  /** Values may use {memoryLimitMiB} or {memoryLimitMiB:75%}: e.g. JAVA_OPTS: "-Xmx{memoryLimitMiB:75%}m". */
+  env: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'an environment variable name'), envValueSchema)
+    .optional(),
+  /** Every key of these Secrets and ConfigMaps becomes an environment variable. */
+  envFrom: z
+    .array(
+      z.union([
+        z.strictObject({ secret: z.string(), optional: z.boolean().optional() }),
+        z.strictObject({ configMap: z.string(), optional: z.boolean().optional() }),
+      ]),
+    )
+    .optional(),
+  /** Volumes mounted into the app's container (emptyDir for log directories, Secrets, ConfigMaps). */
+  volumes: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a DNS-1123 label'),
+        mountPath: z.string().startsWith('/'),
+        readOnly: z.boolean().optional(),
+        emptyDir: z
+          .strictObject({ sizeLimit: quantity.optional(), medium: z.enum(['', 'Memory']).optional() })
+          .optional(),
+        secret: z.string().optional(),
+        configMap: z.string().optional(),
+        persistentVolumeClaim: z.string().optional(),
+      }),
+    )
+    .optional(),
+  serviceAccount: z.string().optional(),
+  nodeSelector: z.record(z.string(), z.string()).optional(),
+  tolerations: z
+    .array(
+      z.strictObject({
+        key: z.string().optional(),
+        operator: z.enum(['Exists', 'Equal']).optional(),
+        value: z.string().optional(),
+        effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+        tolerationSeconds: z.number().int().optional(),
+      }),
+    )
+    .optional(),
+  terminationGracePeriodSeconds: z.number().int().min(0).max(3600).optional(),
+  /** Extra labels and annotations on the pods (Ferry's own ferry.dev/* and app.kubernetes.io/* win). */
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type WorkloadConfig = z.infer<typeof workloadSchema>;
+
+/** Where an environment's workload lives: patterns with {app}, {env} and {region}. */
+export const placementSchema = z.strictObject({
+  namespace: z.string().optional(),
+  deployment: z.string().optional(),
+  workload: workloadSchema.optional(),
+});
+
 export const appSchema = z.strictObject({
   description: z.string().optional(),
   repo: z.string().min(1),
@@ -140,10 +273,16 @@ export const appSchema = z.strictObject({
   owners: z.array(nameSchema).default([]),
   channels: z.strictObject({ releases: z.string(), alerts: z.string() }),
   defaultEnvironment: nameSchema,
+  /** The namespace pattern ({app}, {env}, {region}); default `workloads.namespace`. */
   namespace: z.string().optional(),
+  /** The Deployment name pattern; default `workloads.deployment`. Environments never share one. */
   deployment: z.string().optional(),
   container: z.string().optional(),
   logFiles: z.record(nameSchema, z.string()).default({}),
+  /** The pod spec of every environment... */
+  workload: workloadSchema.optional(),
+  /** ...and what one environment changes: its placement and workload overrides. */
+  environments: z.record(nameSchema, placementSchema).optional(),
 });
 export type AppConfig = z.infer<typeof appSchema>;
 
@@ -194,6 +333,13 @@ export const configSchema = z.strictObject({
   groups: z.record(nameSchema, z.array(nameSchema)),
   rules: z.array(ruleSchema).min(1),
   sync: z.array(syncRuleSchema).default([]),
+  /** Default placement of every app's workload. `{env}` keeps environments apart. */
+  workloads: z
+    .strictObject({
+      namespace: z.string().default('{app}'),
+      deployment: z.string().default('{app}-{env}'),
+    })
+    .default({ namespace: '{app}', deployment: '{app}-{env}' }),
   build: z
     .strictObject({
       /** Buildah storage (the layer cache), build work dirs and logs. */

@@ -1,6 +1,7 @@
 // Cross-references in a parsed config: names that must point at something.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
+import { placementOf } from '../domain/workload.ts';
 import type { FerryConfig } from './schema.ts';
 
 export interface RefProblem {
@@ -97,6 +98,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       );
     });
   }
+  out.push(...placementProblems(c));
   for (const [name, f] of Object.entries(c.factors)) {
     check(
       !RESERVED_WORDS.has(name),
@@ -171,5 +173,60 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       check(wildcardOr(envs, e), ['sync', i, 'environments', j], `unknown environment "${e}"`);
     });
   });
+  return out;
+}
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * Every (app, environment, region) must get a workload of its own, with names
+ * Kubernetes accepts once the patterns are expanded. Two environments that
+ * resolve to one Deployment in one region would move each other's pods.
+ */
+function placementProblems(c: FerryConfig): RefProblem[] {
+  const out: RefProblem[] = [];
+  const taken = new Map<string, string>();
+  for (const [app, a] of Object.entries(c.apps)) {
+    for (const env of Object.keys(a.environments ?? {})) {
+      if (!Object.hasOwn(c.environments, env))
+        out.push({
+          path: ['apps', app, 'environments', env],
+          message: `unknown environment "${env}"; ${known('environments', Object.keys(c.environments))}`,
+        });
+    }
+    for (const [env, e] of Object.entries(c.environments)) {
+      const override = a.environments && Object.hasOwn(a.environments, env) ? a.environments[env] : undefined;
+      for (const region of e.regions) {
+        if (!Object.hasOwn(c.regions, region)) continue;
+        const p = placementOf(c, app, env, region);
+        const at = (field: 'namespace' | 'deployment'): (string | number)[] =>
+          override?.[field] !== undefined
+            ? ['apps', app, 'environments', env, field]
+            : a[field] !== undefined
+              ? ['apps', app, field]
+              : ['workloads', field];
+        for (const [field, value] of [
+          ['namespace', p.namespace],
+          ['deployment', p.name],
+        ] as const) {
+          // track b is <name>-b: the name needs room for it
+          const max = field === 'deployment' ? 61 : 63;
+          if (!DNS_LABEL.test(value) || value.length > max)
+            out.push({
+              path: at(field),
+              message: `${field} "${value}" (for ${app} in ${env}/${region}) is not a DNS-1123 label: lower-case letters, digits and dashes, starting and ending with a letter or digit, at most ${max} characters`,
+            });
+        }
+        const key = `${region}/${p.namespace}/${p.name}`;
+        const first = taken.get(key);
+        if (first && first !== `${app}/${env}`)
+          out.push({
+            path: at('deployment'),
+            message: `${app} in ${env} and ${first.replace('/', ' in ')} would share the Deployment ${p.namespace}/${p.name} in ${region}; environments never share a workload. Put {env} in the pattern (default "{app}-{env}") or set apps.${app}.environments.${env}.deployment`,
+          });
+        else taken.set(key, `${app}/${env}`);
+      }
+    }
+  }
   return out;
 }

@@ -86,8 +86,16 @@ export interface BuiltImage {
 export interface RegionRollout {
   /** Replicas of the app in this region, and the image it runs now (for rollback). */
   prepare(): Promise<{ replicas: number; previousImage: string | null }>;
-  /** Makes exactly `pods` pods run the new image (cumulative). Idempotent. */
-  applyBatch(pods: number, batchIndex: number): Promise<void>;
+  /**
+   * Makes exactly `pods` pods run the new image (cumulative), never with fewer
+   * Ready pods than the replica count. Idempotent. A failure result (new pods
+   * not Ready in time, crashing) is judged like a failing gate; void means done.
+   */
+  applyBatch(
+    pods: number,
+    batchIndex: number,
+    limits?: { deadlineMs?: number; maxRestarts?: number },
+  ): Promise<{ ok: true } | { ok: false; reason: string } | undefined | void>;
   /** Pulls the new image onto the nodes that will run the batch. */
   prewarm?(pods: number): Promise<void>;
   /** Watches the new pods for `pauseMs`: Ready, no restarts or OOM kills beyond the plan's limit. */

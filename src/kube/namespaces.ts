@@ -2,11 +2,12 @@
 // production a platform team creates namespaces (Ferry's RBAC cannot); the
 // local run and the tests use this with the admin kubeconfig.
 import type { FerryConfig } from '../config/schema.ts';
+import { managedNamespaces } from '../domain/workload.ts';
 import { kubeClients, statusOf } from './client.ts';
 
 export async function ensureNamespaces(config: FerryConfig): Promise<string[]> {
   const created: string[] = [];
-  const names = [...new Set(Object.entries(config.apps).map(([name, a]) => a.namespace ?? name))];
+  const names = managedNamespaces(config);
   for (const region of Object.keys(config.regions)) {
     const k = kubeClients(config, region);
     for (const name of names) {

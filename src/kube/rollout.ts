@@ -16,9 +16,10 @@
 //   next   ← new digest-pinned image, replicas p          (fieldManager ferry)
 //   stable ← unchanged template,      replicas total − p  (fieldManager ferry-scale)
 //
-// then waits until exactly p pods of the new image and total − p old pods
-// exist (no terminating leftovers). Scale-up happens before scale-down, so the
-// app never drops below its replica count. Both writes are declarative
+// in steps of at most `surge` pods: the next track grows, its new pods must be
+// Ready, and only then does the stable track shrink by as many (see
+// `applyBatch`). Ready pods never fall below the replica count, and there are
+// never more than replicas + surge pods. Both writes are declarative
 // server-side applies, so applying a batch twice changes nothing and a job
 // killed between the two writes completes the batch when it runs again.
 // When p reaches total the roles swap in the same apply: the next track is
@@ -36,15 +37,26 @@
 // batches grow the app from 0 to its replica count and rollback scales it to
 // 0. A Deployment <name> that Ferry did not create (its selector lacks
 // ferry.dev/track) is refused with an explanation: its selector is immutable
-// and would overlap the other track's pods.
+// and would overlap the other track's pods. A Deployment of another
+// environment (its ferry.dev/environment label) is refused too: environments
+// never share a workload, even when a config names the same Deployment twice.
 //
-// The pod template is generated from config + release (see `podTemplate`):
-// one container (name = apps[app].container ?? app) on port 8080, readiness
-// probe GET /ready, memory limit, env FERRY_ENV/FERRY_APP/FERRY_VERSION.
+// The pod template is generated from the app's workload in the config (see
+// `podTemplate` and src/domain/workload.ts): ports, probes, resources, env
+// (values, Secrets, ConfigMaps), volumes, service account, scheduling, grace
+// period, labels and annotations, plus FERRY_ENV/FERRY_APP/FERRY_VERSION.
 import { createHash } from 'node:crypto';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { FerryConfig } from '../config/schema.ts';
 import type { BuiltImage, RegionRollout, StepIO } from '../domain/ports.ts';
+import {
+  expandEnvValue,
+  type Placement,
+  placementOf,
+  surgePods,
+  type Workload,
+  workloadOf,
+} from '../domain/workload.ts';
 import { parseReference } from '../registry/reference.ts';
 import {
   type ApplyObject,
@@ -63,6 +75,8 @@ export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
 export const LABEL_TRACK = 'ferry.dev/track';
 export const LABEL_PREWARM = 'ferry.dev/prewarm';
+export const LABEL_APP = 'ferry.dev/app';
+export const LABEL_ENV = 'ferry.dev/environment';
 export const ANN = {
   role: 'ferry.dev/role',
   release: 'ferry.dev/release',
@@ -75,27 +89,14 @@ export const ANN = {
 
 export type Track = 'a' | 'b';
 
-export interface AppTarget {
-  app: string;
-  region: string;
-  environment: string;
-  namespace: string;
-  /** Deployment name of track a; track b is `<name>-b`. */
-  name: string;
-  container: string;
-}
+/** One environment's workload in one region: namespace, Deployment name (track a; track b is `<name>-b`), container. */
+export type AppTarget = Placement;
 
-export function appTarget(config: FerryConfig, app: string, environment: string, region: string): AppTarget {
-  const a = config.apps[app];
-  if (!a) throw new Error(`unknown app ${app}`);
-  return {
-    app,
-    region,
-    environment,
-    namespace: a.namespace ?? app,
-    name: a.deployment ?? app,
-    container: a.container ?? app,
-  };
+export const appTarget = placementOf;
+
+/** Labels every pod and Deployment of a target carries: the Service selects on the name. */
+function targetLabels(t: AppTarget): Record<string, string> {
+  return { [LABEL_NAME]: t.name, [LABEL_MANAGED]: 'ferry', [LABEL_APP]: t.app, [LABEL_ENV]: t.environment };
 }
 
 export function trackName(t: AppTarget, track: Track): string {
@@ -115,22 +116,26 @@ export function regionImageRef(
   return `${host}/${ref.repository}@${image.digest}`;
 }
 
-export interface PodDefaults {
-  memoryLimit: string;
-  memoryRequest: string;
-  cpuRequest: string;
-  terminationGracePeriodSeconds: number;
-  /** Extra environment for every pod (after FERRY_*). */
-  env: Record<string, string>;
+type Probe = NonNullable<Workload['probes']['readiness']>;
+
+function probeSpec(p: Probe): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined));
 }
 
-export const POD_DEFAULTS: PodDefaults = {
-  memoryLimit: '128Mi',
-  memoryRequest: '32Mi',
-  cpuRequest: '10m',
-  terminationGracePeriodSeconds: 5,
-  env: {},
-};
+function envVar(name: string, value: Workload['env'][string], w: Workload): Record<string, unknown> {
+  if (typeof value === 'string') return { name, value: expandEnvValue(value, w) };
+  if ('secret' in value)
+    return {
+      name,
+      valueFrom: { secretKeyRef: { name: value.secret, key: value.key, optional: value.optional ?? false } },
+    };
+  return {
+    name,
+    valueFrom: {
+      configMapKeyRef: { name: value.configMap, key: value.key, optional: value.optional ?? false },
+    },
+  };
+}
 
 /**
  * The pod template for one track. Deterministic in its inputs (no release id
@@ -141,41 +146,68 @@ export function podTemplate(
   track: Track,
   ref: string,
   version: string,
-  pod: PodDefaults = POD_DEFAULTS,
+  w: Workload,
 ): Record<string, unknown> {
+  const ferryEnv = { FERRY_ENV: t.environment, FERRY_APP: t.app, FERRY_VERSION: version };
+  const env = [
+    ...Object.entries(ferryEnv).map(([name, value]) => ({ name, value })),
+    ...Object.entries(w.env)
+      .filter(([name]) => !Object.hasOwn(ferryEnv, name))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, value]) => envVar(name, value, w)),
+  ];
+  const resources: Record<string, Record<string, string>> = {};
+  for (const kind of ['requests', 'limits'] as const) {
+    const list = Object.fromEntries(Object.entries(w.resources[kind]).filter(([, v]) => v !== undefined));
+    if (Object.keys(list).length) resources[kind] = list as Record<string, string>;
+  }
+  const container: Record<string, unknown> = {
+    name: t.container,
+    image: ref,
+    imagePullPolicy: 'IfNotPresent',
+    ports: w.ports.map((p) => ({ ...p, protocol: p.protocol ?? 'TCP' })),
+    env,
+    resources,
+  };
+  if (w.envFrom.length)
+    container.envFrom = w.envFrom.map((e) =>
+      'secret' in e
+        ? { secretRef: { name: e.secret, optional: e.optional ?? false } }
+        : { configMapRef: { name: e.configMap, optional: e.optional ?? false } },
+    );
+  if (w.probes.startup) container.startupProbe = probeSpec(w.probes.startup);
+  if (w.probes.readiness) container.readinessProbe = probeSpec(w.probes.readiness);
+  if (w.probes.liveness) container.livenessProbe = probeSpec(w.probes.liveness);
+  if (w.volumes.length)
+    container.volumeMounts = w.volumes.map((v) => ({
+      name: v.name,
+      mountPath: v.mountPath,
+      ...(v.readOnly ? { readOnly: true } : {}),
+    }));
+  const spec: Record<string, unknown> = {
+    terminationGracePeriodSeconds: w.terminationGracePeriodSeconds,
+    containers: [container],
+  };
+  if (w.volumes.length)
+    spec.volumes = w.volumes.map((v) =>
+      v.secret
+        ? { name: v.name, secret: { secretName: v.secret } }
+        : v.configMap
+          ? { name: v.name, configMap: { name: v.configMap } }
+          : v.persistentVolumeClaim
+            ? { name: v.name, persistentVolumeClaim: { claimName: v.persistentVolumeClaim } }
+            : { name: v.name, emptyDir: v.emptyDir ?? {} },
+    );
+  if (w.serviceAccount) spec.serviceAccountName = w.serviceAccount;
+  if (Object.keys(w.nodeSelector).length) spec.nodeSelector = w.nodeSelector;
+  if (w.tolerations.length) spec.tolerations = w.tolerations;
   return {
     metadata: {
-      labels: { [LABEL_NAME]: t.name, [LABEL_MANAGED]: 'ferry', [LABEL_TRACK]: track },
-      annotations: { [ANN.version]: version },
+      // The team's labels first: Ferry's own (selector, environment) cannot be overridden.
+      labels: { ...w.labels, ...targetLabels(t), [LABEL_TRACK]: track },
+      annotations: { ...w.annotations, [ANN.version]: version },
     },
-    spec: {
-      terminationGracePeriodSeconds: pod.terminationGracePeriodSeconds,
-      containers: [
-        {
-          name: t.container,
-          image: ref,
-          imagePullPolicy: 'IfNotPresent',
-          ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
-          env: [
-            { name: 'FERRY_ENV', value: t.environment },
-            { name: 'FERRY_APP', value: t.app },
-            { name: 'FERRY_VERSION', value: version },
-            ...Object.entries(pod.env).map(([name, value]) => ({ name, value })),
-          ],
-          readinessProbe: {
-            httpGet: { path: '/ready', port: 8080 },
-            periodSeconds: 2,
-            timeoutSeconds: 2,
-            failureThreshold: 2,
-            successThreshold: 1,
-          },
-          resources: {
-            requests: { cpu: pod.cpuRequest, memory: pod.memoryRequest },
-            limits: { memory: pod.memoryLimit },
-          },
-        },
-      ],
-    },
+    spec,
   };
 }
 
@@ -192,7 +224,7 @@ function deploymentObject(
     metadata: {
       name: trackName(t, track),
       namespace: t.namespace,
-      labels: { [LABEL_NAME]: t.name, [LABEL_MANAGED]: 'ferry', [LABEL_TRACK]: track },
+      labels: { ...targetLabels(t), [LABEL_TRACK]: track },
       annotations,
     },
     spec: {
@@ -241,6 +273,12 @@ export async function readTracks(k: KubeClients, t: AppTarget): Promise<Tracks> 
         `deployment ${t.namespace}/${d.metadata?.name} in ${t.region} was not created by Ferry (its selector ${JSON.stringify(
           d.spec?.selector?.matchLabels ?? {},
         )} lacks ${LABEL_TRACK}=${tr}); Ferry rolls out with two tracks (${trackName(t, 'a')}, ${trackName(t, 'b')}) and cannot share an immutable foreign selector. Rename or delete it, or set apps.${t.app}.deployment to a new name.`,
+      );
+    }
+    const owner = d?.metadata?.labels?.[LABEL_ENV];
+    if (d && owner && owner !== t.environment) {
+      throw new Error(
+        `deployment ${t.namespace}/${d.metadata?.name} in ${t.region} belongs to environment ${owner}; a ${t.environment} release never touches it. Give ${t.environment} its own Deployment: a pattern with {env} in apps.${t.app}.deployment (default "{app}-{env}").`,
       );
     }
   }
@@ -333,10 +371,9 @@ export interface RolloutSpec {
 }
 
 export interface RolloutOptions {
-  /** Replicas of an app that has no Deployment yet. Default 2. */
+  /** Replicas of an app that has no Deployment yet and no `replicas` in its workload. Default 2. */
   defaultReplicas?: number;
-  pod?: Partial<PodDefaults>;
-  /** How long applyBatch waits for the exact pod counts. Default 120 s. */
+  /** How long applyBatch waits for the exact pod counts after a scale-down. Default 120 s. */
   applyTimeoutMs?: number;
   /** Check that the region registry has the image before rolling out. Default true. */
   checkRegistry?: boolean;
@@ -395,6 +432,13 @@ export async function checkRegionImage(
 
 type GateResult = { ok: true } | { ok: false; reason: string };
 
+export interface BatchLimits {
+  /** How long new pods may take to become Ready (the plan's progress deadline). */
+  deadlineMs?: number;
+  /** Restarts of a new pod that fail the batch (the plan's gate). */
+  maxRestarts?: number;
+}
+
 export class KubeRollout implements RegionRollout {
   readonly k: KubeClients;
   readonly config: FerryConfig;
@@ -402,7 +446,7 @@ export class KubeRollout implements RegionRollout {
   readonly target: AppTarget;
   readonly ref: string;
   private readonly opts: RolloutOptions;
-  private readonly pod: PodDefaults;
+  readonly workload: Workload;
   /** Set by prepare(). */
   newTrack: Track = 'a';
   replicas = 0;
@@ -417,7 +461,7 @@ export class KubeRollout implements RegionRollout {
     this.opts = opts;
     this.target = appTarget(config, spec.app, spec.environment, spec.region);
     this.ref = regionImageRef(config, spec.region, spec.image);
-    this.pod = { ...POD_DEFAULTS, ...opts.pod, env: { ...POD_DEFAULTS.env, ...opts.pod?.env } };
+    this.workload = workloadOf(config, spec.app, spec.environment);
   }
 
   private get signal(): AbortSignal | undefined {
@@ -451,12 +495,12 @@ export class KubeRollout implements RegionRollout {
     this.previousImage = trackImage(old, t.container) ?? null;
     const recorded = Number(ann(tracks[this.newTrack], ANN.replicas));
     const sum = (tracks.a?.spec?.replicas ?? 0) + (tracks.b?.spec?.replicas ?? 0);
+    // A rollout in flight keeps the total it started with; otherwise the
+    // config decides, then what runs, then Ferry's default.
     this.replicas =
       mine && Number.isInteger(recorded) && recorded > 0
         ? recorded
-        : sum > 0
-          ? sum
-          : (this.opts.defaultReplicas ?? 2);
+        : (this.workload.replicas ?? (sum > 0 ? sum : (this.opts.defaultReplicas ?? 2)));
     // Before the first batch only: a rollout in flight (or its rollback) has
     // the image on the nodes already and must not be blocked by the registry.
     if (!mine && this.opts.checkRegistry !== false)
@@ -469,28 +513,93 @@ export class KubeRollout implements RegionRollout {
     if (!this.prepared) await this.prepare();
   }
 
-  async applyBatch(pods: number, batchIndex: number): Promise<void> {
+  /**
+   * Moves the batch to `pods` new pods without a dip: the next track grows by
+   * at most `surge` pods, those pods must be Ready, and only then does the
+   * stable track shrink by as many. Idempotent: a re-run reads how far the
+   * next track got and goes on from there. When new pods do not become Ready
+   * within the deadline (or crash), the old pods are left as they are and the
+   * failure is returned for the gate's on-failure rule.
+   */
+  async applyBatch(pods: number, batchIndex: number, limits: BatchLimits = {}): Promise<GateResult> {
     await this.ensurePrepared();
-    const t = this.target;
     const total = this.replicas;
     const p = Math.max(0, Math.min(total, pods));
-    const done = p >= total;
-    const template = podTemplate(t, this.newTrack, this.ref, this.spec.version, this.pod);
+    const tracks = await readTracks(this.k, this.target);
+    const next = tracks[this.newTrack];
+    const ours =
+      ann(next, ANN.release) === this.spec.releaseId && ann(next, ANN.digest) === this.spec.image.digest;
+    let current = ours ? Math.min(next?.spec?.replicas ?? 0, p) : 0;
+    if (!this.oldExists) {
+      // The app's first release: nothing to protect, grow straight to p.
+      await this.applyNext(p, p >= total, batchIndex);
+      const ready = await this.waitNewReady(p, limits);
+      if (!ready.ok) return ready;
+      await this.waitExact(p, 0);
+      return { ok: true };
+    }
+    const step = surgePods(this.workload.surge, total);
+    do {
+      const target = Math.min(p, current + step);
+      await this.applyNext(target, target >= total, batchIndex);
+      const ready = await this.waitNewReady(target, limits);
+      if (!ready.ok) return ready;
+      await scaleTrack(
+        this.k,
+        this.target,
+        other(this.newTrack),
+        total - target,
+        target >= total ? 'next' : 'stable',
+      );
+      await this.waitExact(target, total - target);
+      current = target;
+    } while (current < p);
+    return { ok: true };
+  }
+
+  private async applyNext(replicas: number, done: boolean, batchIndex: number): Promise<void> {
+    const template = podTemplate(this.target, this.newTrack, this.ref, this.spec.version, this.workload);
     await applyDeployment(
       this.k,
-      deploymentObject(t, this.newTrack, p, template, {
+      deploymentObject(this.target, this.newTrack, replicas, template, {
         [ANN.role]: done ? 'stable' : 'next',
         [ANN.release]: this.spec.releaseId,
         [ANN.version]: this.spec.version,
         [ANN.digest]: this.spec.image.digest,
         [ANN.image]: this.spec.image.image,
         [ANN.batch]: String(batchIndex),
-        [ANN.replicas]: String(total),
+        [ANN.replicas]: String(this.replicas),
       }),
     );
-    if (this.oldExists)
-      await scaleTrack(this.k, t, other(this.newTrack), total - p, done ? 'next' : 'stable');
-    await this.waitExact(p, this.oldExists ? total - p : 0);
+  }
+
+  /** Waits until `n` live pods run the new image and are Ready; a crash or the deadline ends the wait. */
+  private async waitNewReady(n: number, limits: BatchLimits): Promise<GateResult> {
+    const t = this.target;
+    const deadlineMs = limits.deadlineMs ?? this.opts.applyTimeoutMs ?? 120_000;
+    const until = Date.now() + deadlineMs;
+    for (;;) {
+      this.checkStopped();
+      const pods = await this.pollPods();
+      if (pods) {
+        const fresh = pods.filter(
+          (p) =>
+            !isTerminating(p) &&
+            p.metadata?.labels?.[LABEL_TRACK] === this.newTrack &&
+            podImage(p, t.container) === this.ref,
+        );
+        for (const p of fresh) {
+          const bad = this.hardFailure(p, limits.maxRestarts ?? Number.POSITIVE_INFINITY);
+          if (bad) return { ok: false, reason: bad };
+        }
+        if (fresh.filter(isReady).length >= n) return { ok: true };
+        if (Date.now() > until)
+          return { ok: false, reason: await this.describeNotReady(fresh, n, deadlineMs) };
+      } else if (Date.now() > until) {
+        throw new Error(`${t.region}: the API server did not answer in time`);
+      }
+      await sleep(this.opts.pollMs ?? 300, this.signal);
+    }
   }
 
   /**
@@ -689,7 +798,7 @@ export class KubeRollout implements RegionRollout {
     const oom =
       cs.lastState?.terminated?.reason === 'OOMKilled' || cs.state?.terminated?.reason === 'OOMKilled';
     if (oom)
-      return `pod ${name} was OOMKilled (memory limit ${this.pod.memoryLimit}, ${cs.restartCount} restarts)`;
+      return `pod ${name} was OOMKilled (memory limit ${this.workload.resources.limits.memory ?? 'none'}, ${cs.restartCount} restarts)`;
     if (cs.restartCount > maxRestarts) {
       const last = cs.lastState?.terminated;
       return `pod ${name} restarted ${cs.restartCount} times (limit ${maxRestarts})${last ? `; last exit ${last.exitCode} ${last.reason ?? ''}`.trimEnd() : ''}${cs.state?.waiting?.reason ? `, now ${cs.state.waiting.reason}` : ''}`;
@@ -754,22 +863,39 @@ export class KubeRollout implements RegionRollout {
       (['a', 'b'] as const).find(
         (tr) => tr !== this.newTrack && trackImage(tracks[tr], t.container) === prev,
       ) ?? (['a', 'b'] as const).find((tr) => trackImage(tracks[tr], t.container) === prev);
+    // The previous image's pods come back (and are Ready) before the new
+    // ones go: a rollback must not dip below the replica count either.
+    const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
+    let leaving: Track;
     if (holder) {
       await scaleTrack(this.k, t, holder, total, 'stable');
-      if (tracks[other(holder)]) await scaleTrack(this.k, t, other(holder), 0, 'next');
+      leaving = other(holder);
     } else {
       // Nobody runs the previous image any more: put it on the old track.
       const old = other(this.newTrack);
       const version = ann(tracks[old], ANN.version) ?? 'previous';
       await applyDeployment(
         this.k,
-        deploymentObject(t, old, total, podTemplate(t, old, prev, version, this.pod), {
+        deploymentObject(t, old, total, podTemplate(t, old, prev, version, this.workload), {
           [ANN.role]: 'stable',
         }),
       );
-      if (tracks[this.newTrack]) await scaleTrack(this.k, t, this.newTrack, 0, 'next');
+      leaving = this.newTrack;
     }
-    const until = Date.now() + (this.opts.applyTimeoutMs ?? 120_000);
+    for (;;) {
+      this.checkStopped();
+      const all = await this.pollPods();
+      const ready = (all ?? []).filter(
+        (p) => !isTerminating(p) && isReady(p) && podImage(p, t.container) === prev,
+      );
+      if (ready.length >= total) break;
+      if (Date.now() > until)
+        throw new Error(
+          `${t.region}: rollback could not bring ${total} Ready pods back on ${prev} in time (${ready.length}/${total} Ready); the new pods were left running`,
+        );
+      await sleep(this.opts.pollMs ?? 300, this.signal);
+    }
+    if (tracks[leaving]) await scaleTrack(this.k, t, leaving, 0, 'next');
     for (;;) {
       this.checkStopped();
       const all = await this.pollPods();

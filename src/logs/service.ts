@@ -12,6 +12,7 @@ import { parseDuration } from '../domain/duration.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import { placementOf } from '../domain/workload.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
@@ -114,8 +115,7 @@ export class KubeLogService implements LogService {
     const regionConfig = config.regions[region];
     if (!regionConfig) throw new Refusal(`Ferry does not know the region "${region}".`);
     const reader = (this.deps.cluster ?? clusterReader)(regionConfig.context);
-    const namespace = app.namespace ?? cmd.app;
-    const deployment = app.deployment ?? cmd.app;
+    const { namespace, name: deployment } = placementOf(config, cmd.app, env, region);
 
     let pod: V1Pod | undefined;
     if (cmd.pod) {

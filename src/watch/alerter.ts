@@ -7,6 +7,7 @@ import type { FerryConfig } from '../config/schema.ts';
 import { durationMs, formatDuration } from '../domain/duration.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import { ownerOfWorkload } from '../domain/workload.ts';
 import type { ClusterReader } from '../kube/logs.ts';
 import type { Logger } from '../logging.ts';
 import { snippetOf } from '../logs/collect.ts';
@@ -44,19 +45,12 @@ export function workloadOf(f: Pick<OomFinding, 'region' | 'namespace' | 'owner' 
   return `${f.region}/${f.namespace}/${f.owner}/${f.container}`;
 }
 
-/** The app a pod belongs to, by its namespace (and, where apps share one, its labels or owner). */
+/** The app a pod belongs to: its Ferry labels, else the placement of its namespace and owner. */
 export function appOf(
   config: FerryConfig,
-  f: Pick<OomFinding, 'namespace' | 'owner' | 'labels'>,
+  f: Pick<OomFinding, 'namespace' | 'owner' | 'labels'> & { region?: string },
 ): string | undefined {
-  const candidates = Object.entries(config.apps).filter(([name, a]) => (a.namespace ?? name) === f.namespace);
-  if (candidates.length <= 1) return candidates[0]?.[0];
-  const label = f.labels?.['ferry.dev/app'];
-  return (
-    candidates.find(([name]) => name === label)?.[0] ??
-    candidates.find(([name, a]) => (a.deployment ?? name) === f.owner)?.[0] ??
-    candidates[0]?.[0]
-  );
+  return ownerOfWorkload(config, f)?.app;
 }
 
 export class Alerter {

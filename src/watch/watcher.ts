@@ -5,6 +5,7 @@ import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from '../config/schema.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
+import { managedNamespaces } from '../domain/workload.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import type { Logger } from '../logging.ts';
 import { Alerter, type AlerterDeps, type AlertOutcome } from './alerter.ts';
@@ -56,10 +57,8 @@ export interface WatchHandle {
   stop(): Promise<void>;
 }
 
-/** Namespaces of the managed apps (app.namespace, else the app's name). */
-export function managedNamespaces(config: FerryConfig): string[] {
-  return [...new Set(Object.entries(config.apps).map(([name, a]) => a.namespace ?? name))].sort();
-}
+/** Namespaces of the managed apps: every environment's placement (src/domain/workload.ts). */
+export { managedNamespaces };
 
 export function startWatch(o: WatchOptions): WatchHandle {
   const config = o.config();

@@ -24,7 +24,7 @@ describe('ferry config check', () => {
   it('accepts the example config', () => {
     const c = capture();
     expect(configCheck(EXAMPLE_CONFIG_PATH, c.io)).toBe(0);
-    expect(c.out[0]).toContain('ok — 3 apps, 2 environments, 2 regions');
+    expect(c.out[0]).toContain('ok — 4 apps, 2 environments, 2 regions');
   });
 
   it('reports three planted mistakes, each with its file, line and path', () => {

@@ -160,10 +160,15 @@ describe('OOM sources', () => {
 
   it('finds the app of a namespace, and by owner where apps share one', () => {
     const c = exampleConfig();
-    expect(appOf(c, { namespace: 'payments', owner: 'payments' })).toBe('payments');
+    expect(appOf(c, { namespace: 'payments', owner: 'payments-prod' })).toBe('payments');
     expect(appOf(c, { namespace: 'nobody', owner: 'x' })).toBeUndefined();
     (c.apps.ledger as FerryConfig['apps'][string]).namespace = 'payments';
-    expect(appOf(c, { namespace: 'payments', owner: 'ledger' })).toBe('ledger');
+    expect(appOf(c, { namespace: 'payments', owner: 'ledger-test' })).toBe('ledger');
+    expect(appOf(c, { namespace: 'payments', owner: 'ledger-prod-b' })).toBe('ledger');
+    // apps sharing a namespace, an owner that is neither: not guessed
+    expect(appOf(c, { namespace: 'payments', owner: 'someone-else' })).toBeUndefined();
+    // Ferry's labels say it outright
+    expect(appOf(c, { namespace: 'payments', owner: 'x', labels: { 'ferry.dev/app': 'ledger' } })).toBe('ledger');
   });
 });
 

@@ -27,6 +27,7 @@ import type { CommandServices } from '../../../commands/handler.ts';
 import { parseCommand } from '../../../commands/index.ts';
 import { durationMs } from '../../domain/duration.ts';
 import { may, mayApprove } from '../../domain/policy.ts';
+import { ownerOfWorkload } from '../../domain/workload.ts';
 import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
@@ -341,10 +342,13 @@ export function createBotApp(opts: BotOptions): App {
     const user = args.body.user.id;
     // Silence keys name the workload (oom/<region>/<namespace>/<owner>/<container>): the app is
     // the one deployed in that namespace; the person must be allowed to silence its alerts.
-    const namespace = key.split('/')[2];
-    const owning = Object.entries(config.apps)
-      .filter(([name, a]) => (a.namespace ?? name) === namespace)
-      .map(([name]) => name);
+    const [, region, namespace = '', owner] = key.split('/');
+    const found = ownerOfWorkload(config, {
+      ...(region ? { region } : {}),
+      namespace,
+      ...(owner ? { owner } : {}),
+    });
+    const owning = found ? [found.app] : [];
     const apps = owning.length ? owning : Object.keys(config.apps);
     const envs = Object.keys(config.environments);
     const allowed = apps.some((a) => envs.some((e) => may(config, user, 'silence', a, e).ok));
