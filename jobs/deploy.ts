@@ -74,7 +74,7 @@ async function rolloutRegion(
     if (!release.plan.skip.prewarm.value && rollout.prewarm) await rollout.prewarm(pods);
     const deadlineMs = durationMs(release.plan.gate.progressDeadline.value);
     const maxRestarts = release.plan.gate.maxRestarts.value;
-    const placed = (await rollout.applyBatch(pods, i + 1, { deadlineMs, maxRestarts })) ?? { ok: true };
+    const placed = await rollout.applyBatch(pods, i + 1, { deadlineMs, maxRestarts });
     await ctx.lifecycle.report(releaseId, {
       type: 'batch',
       region,

@@ -89,13 +89,13 @@ export interface RegionRollout {
   /**
    * Makes exactly `pods` pods run the new image (cumulative), never with fewer
    * Ready pods than the replica count. Idempotent. A failure result (new pods
-   * not Ready in time, crashing) is judged like a failing gate; void means done.
+   * not Ready in time, crashing) is judged like a failing gate.
    */
   applyBatch(
     pods: number,
     batchIndex: number,
     limits?: { deadlineMs?: number; maxRestarts?: number },
-  ): Promise<{ ok: true } | { ok: false; reason: string } | undefined | void>;
+  ): Promise<{ ok: true } | { ok: false; reason: string }>;
   /** Pulls the new image onto the nodes that will run the batch. */
   prewarm?(pods: number): Promise<void>;
   /** Watches the new pods for `pauseMs`: Ready, no restarts or OOM kills beyond the plan's limit. */

@@ -98,6 +98,7 @@ export class RecordingRunners implements StepRunners {
         await this.pause(io.signal);
         await this.effect(release, `deploy:${region}:batch${index}`, String(pods));
         await this.redis.set(key, String(pods));
+        return { ok: true };
       },
       gate: async (_pods, pauseMs) => {
         await this.pause(io.signal, Math.min(pauseMs, this.opts.stepMs));

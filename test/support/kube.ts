@@ -235,10 +235,11 @@ export function tapRollout(
 ): RegionRollout {
   return {
     prepare: () => r.prepare(),
-    applyBatch: async (pods, batch) => {
+    applyBatch: async (pods, batch, limits) => {
       await hooks.beforeApply?.(pods, batch);
-      await r.applyBatch(pods, batch);
+      const placed = await r.applyBatch(pods, batch, limits);
       await hooks.afterApply?.(pods, batch);
+      return placed;
     },
     ...(r.prewarm
       ? { prewarm: (pods: number) => (r.prewarm as (p: number) => Promise<void>).call(r, pods) }

@@ -168,7 +168,9 @@ describe('OOM sources', () => {
     // apps sharing a namespace, an owner that is neither: not guessed
     expect(appOf(c, { namespace: 'payments', owner: 'someone-else' })).toBeUndefined();
     // Ferry's labels say it outright
-    expect(appOf(c, { namespace: 'payments', owner: 'x', labels: { 'ferry.dev/app': 'ledger' } })).toBe('ledger');
+    expect(appOf(c, { namespace: 'payments', owner: 'x', labels: { 'ferry.dev/app': 'ledger' } })).toBe(
+      'ledger',
+    );
   });
 });
 
