@@ -168,6 +168,38 @@ describe('factors and their authority', () => {
   });
 });
 
+describe('the release window', () => {
+  it('is refused naming the rule, and opened only by a factor with its authority approving', async () => {
+    // A window that is never open.
+    const closed = harness(
+      redis.url,
+      fastConfig((c) => {
+        (c.environments.prod as { releaseWindows: object[] }).releaseWindows = [
+          { days: ['mon'], from: '00:00', to: '00:00' },
+        ];
+      }),
+    );
+    try {
+      await closed.rt.versions.recordPassed('checkout', 'v1', 'test');
+      const refused = await closed.rt.lifecycle.request(
+        { app: 'checkout', version: 'v1', environment: 'prod', factors: ['degraded'] },
+        ERIN,
+      );
+      expect(refused.ok).toBe(false);
+      expect(refused.text).toContain('the release window');
+      expect(refused.text).not.toMatch(/emergency|degraded|freeze-exception/);
+      const r = await closed.rt.lifecycle.request(
+        { app: 'checkout', version: 'v1', environment: 'prod', factors: ['freeze-exception'] },
+        CAROL,
+      );
+      expect(r.ok, r.text).toBe(true);
+      expect(r.text).toContain('waits for 1 approval from approvers and 1 from platform');
+    } finally {
+      await closed.close();
+    }
+  });
+});
+
 type Step =
   | { kind: 'approve'; who: string }
   | { kind: 'reject'; who: string }
