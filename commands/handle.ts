@@ -1,8 +1,10 @@
 // The handler of every command: parse errors and refusals come back as
 // replies; nothing is stored or queued for them.
+
+import { countApprovals } from '../src/domain/approvals.ts';
 import { formatDuration } from '../src/domain/duration.ts';
-import { explainPlan, planRelease } from '../src/domain/plan.ts';
-import { type AuditEntry, oneLine, type Release } from '../src/domain/release.ts';
+import { approvalRequirements, explainPlan, planRelease } from '../src/domain/plan.ts';
+import { type AuditEntry, hasEnded, oneLine, type Release } from '../src/domain/release.ts';
 import { type Actor, type CommandReply, type CommandServices, ephemeral } from './handler.ts';
 import { COMMANDS, type Command, parseCommand, usageLines } from './index.ts';
 
@@ -56,7 +58,8 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
         return ephemeral(true, describeRelease(r));
       }
       const active = (await s.releases.active()).filter((r) => !cmd.app || r.app === cmd.app);
-      if (active.length === 0)
+      const locks = await lockLines(s, active, cmd.app);
+      if (active.length === 0 && locks.length === 0)
         return ephemeral(
           true,
           cmd.app ? `No release of ${cmd.app} is in flight.` : 'No release is in flight.',
@@ -64,6 +67,7 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       const inFlight = active.filter((r) => r.state !== 'queued' && r.state !== 'requested');
       const waiting = active.filter((r) => r.state === 'queued' || r.state === 'requested');
       const lines = ['*In flight*', ...inFlight.map((r) => `• ${oneLine(r)}`)];
+      if (locks.length) lines.push('*Locks*', ...locks);
       if (waiting.length) {
         lines.push('*In line*');
         for (const r of waiting) {
@@ -124,6 +128,44 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
   }
 }
 
+/**
+ * Who holds each app and environment's lock, since when, and what frees it:
+ * a lock is held from the start of a release until it ends, and by a release
+ * that failed after changing a region until a person rolls it back or aborts it.
+ */
+async function lockLines(s: CommandServices, active: Release[], app?: string): Promise<string[]> {
+  const config = s.config();
+  const pairs = new Map<string, [string, string]>();
+  for (const a of Object.keys(config.apps))
+    for (const e of Object.keys(config.environments)) pairs.set(`${a}\u0000${e}`, [a, e]);
+  for (const r of active) pairs.set(`${r.app}\u0000${r.environment}`, [r.app, r.environment]);
+  const lines: string[] = [];
+  for (const [a, e] of pairs.values()) {
+    if (app && a !== app) continue;
+    const lock = await s.releases.lockInfo(a, e);
+    if (!lock) continue;
+    const holder = await s.releases.get(lock.holder);
+    const since =
+      lock.since !== undefined
+        ? ` since ${when(lock.since)} (${formatDuration(Date.now() - lock.since)})`
+        : '';
+    let line = `• ${a} → ${e}: held by ${lock.holder}`;
+    if (!holder)
+      line += `${since}, which no longer exists; the next release of ${a} to ${e} takes the lock over`;
+    else if (hasEnded(holder))
+      line += `${since}, which has ended (${holder.state}); the next release of ${a} to ${e} takes the lock over`;
+    else {
+      line += ` (${holder.state}, requested by <@${holder.requestedBy}>)${since}`;
+      if (holder.state === 'failed')
+        line += ` — it changed ${a} in ${e} before failing; roll it back or \`/release abort ${holder.id}\` to free it`;
+      else if (holder.state === 'paused')
+        line += ` — \`/release resume ${holder.id}\` or \`/release abort ${holder.id}\``;
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
 export function describeRelease(r: Release): string {
   const p = r.plan;
   const lines = [
@@ -131,11 +173,16 @@ export function describeRelease(r: Release): string {
     `requested by <@${r.requestedBy}> at ${when(r.requestedAt)}; ${r.state} for ${formatDuration(Date.now() - r.stateSince)}`,
     `regions: ${r.regions.join(' → ')}; batches: ${p.batches.value.map((b) => b.size).join(', ')}`,
   ];
-  if (p.approvals.required.value > 0) {
+  const requirements = approvalRequirements(p);
+  const counted = countApprovals(p, r.approvals).counted;
+  requirements.forEach((q, i) => {
+    if (q.required.value === 0) return;
+    const by = counted[i] ?? [];
+    const at = (id: string) => r.approvals.find((a) => a.by === id)?.at ?? 0;
     lines.push(
-      `approvals: ${r.approvals.length}/${p.approvals.required.value} from ${p.approvals.group.value}${r.approvals.length ? ` (${r.approvals.map((a) => `<@${a.by}> ${when(a.at)}`).join(', ')})` : ''}`,
+      `approvals${q.factor ? ` for ${q.factor}` : ''}: ${by.length}/${q.required.value} from ${q.group.value}${by.length ? ` (${by.map((id) => `<@${id}> ${when(at(id))}`).join(', ')})` : ''}`,
     );
-  }
+  });
   if (r.rejection) lines.push(`rejected by <@${r.rejection.by}>: ${r.rejection.reason}`);
   if (r.error) lines.push(`error: ${r.error}`);
   return lines.join('\n');

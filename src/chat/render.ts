@@ -5,7 +5,8 @@
 // text, 50 blocks a message, 75 chars a button label, 2,000 a button value,
 // 150 a header), so a long log or a long history can never make a post fail.
 // Block Kit is plain JSON; no Slack SDK types are needed here.
-import type { Plan, Setting } from '../domain/plan.ts';
+import { countApprovals } from '../domain/approvals.ts';
+import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../domain/plan.ts';
 import type { Outbound } from '../domain/ports.ts';
 import { oneLine, type Release, type ReleaseState } from '../domain/release.ts';
 
@@ -236,11 +237,7 @@ const LABEL: Record<ActionId, [string, ('primary' | 'danger')?]> = {
 
 /** The plan in one line: approvals, batches, gate. */
 export function planSummary(plan: Plan): string {
-  const a = plan.approvals;
-  const approvals =
-    a.required.value === 0
-      ? 'no approval'
-      : `${a.required.value} approval${a.required.value === 1 ? '' : 's'} from *${a.group.value}*`;
+  const approvals = describeRequirements(approvalRequirements(plan), (g) => `*${g}*`);
   const b = plan.batches.value;
   const batches = `${b.length} batch${b.length === 1 ? '' : 'es'} (${b.map((x) => `${x.size}${x.manualPromotion ? ' ✋' : ''}`).join(' → ')})`;
   const gate = `gate ${plan.gate.pause.value}, ≤${plan.gate.maxRestarts.value} restart${plan.gate.maxRestarts.value === 1 ? '' : 's'}, then ${plan.gate.onFailure.value === 'rollback' ? 'roll back' : 'wait'} on failure`;
@@ -252,8 +249,14 @@ export function planSummary(plan: Plan): string {
 export function planSources(plan: Plan): string {
   const settings: [string, Setting<unknown>][] = [
     ['regions', plan.regions],
-    ['approvals', plan.approvals.required],
-    ['approval group', plan.approvals.group],
+    ...approvalRequirements(plan).flatMap((r): [string, Setting<unknown>][] =>
+      r.factor
+        ? [[`approval by ${r.group.value}`, r.required]]
+        : [
+            ['approvals', r.required],
+            ['approval group', r.group],
+          ],
+    ),
     ['self-approval', plan.approvals.allowSelfApproval],
     ['expiry', plan.approvals.expiresAfter],
     ['batches', plan.batches],
@@ -314,17 +317,27 @@ export function renderCard(r: Release): Rendered {
       ),
     );
   }
-  const need = r.plan.approvals.required.value;
+  const requirements = approvalRequirements(r.plan);
+  const need = requirements.reduce((n, q) => n + q.required.value, 0);
   if (need > 0) {
-    const lines = r.approvals.map((a) => `:white_check_mark: Approved by <@${a.by}> at ${slackDate(a.at)}`);
-    if (r.state === 'awaiting-approval') {
-      const left = need - r.approvals.length;
-      lines.push(
-        `Waiting for ${left} approval${left === 1 ? '' : 's'} from *${r.plan.approvals.group.value}*.`,
-      );
+    // Each approval under the requirement it counts toward.
+    const count = countApprovals(r.plan, r.approvals);
+    const at = new Map(r.approvals.map((a) => [a.by, a.at]));
+    const lines = requirements.flatMap((q, i) =>
+      (count.counted[i] ?? []).map(
+        (by) =>
+          `:white_check_mark: Approved by <@${by}> at ${slackDate(at.get(by) ?? 0)}${requirements.length > 1 ? ` (for *${q.group.value}*)` : ''}`,
+      ),
+    );
+    if (r.state === 'awaiting-approval' && count.missing.length) {
+      const left = count.missing.map((m) => ({
+        ...m.requirement,
+        required: { ...m.requirement.required, value: m.count },
+      }));
+      lines.push(`Waiting for ${describeRequirements(left, (g) => `*${g}*`)}.`);
     }
     if (lines.length)
-      blocks.push(section(`*Approvals* ${r.approvals.length}/${need}\n${lines.join('\n')}`, 'approvals'));
+      blocks.push(section(`*Approvals* ${count.total}/${need}\n${lines.join('\n')}`, 'approvals'));
   }
   if (r.rejection) {
     blocks.push(

@@ -65,6 +65,16 @@ export const planSettingsSchema = z.strictObject({
 });
 export type PlanSettings = z.infer<typeof planSettingsSchema>;
 
+export const factorAuthoritySchema = z.strictObject({
+  /** The group whose members may ask for the factor; unset means anyone allowed to release the app there. */
+  request: nameSchema.optional(),
+  /** The group that must approve a release using the factor, besides the environment's approvers. */
+  approve: nameSchema,
+  /** How many distinct members of `approve` must approve. */
+  approvals: z.number().int().min(1).default(1),
+});
+export type FactorAuthority = z.infer<typeof factorAuthoritySchema>;
+
 export const factorSchema = z.strictObject({
   description: z.string(),
   /** Higher precedence is applied later and so wins where two factors set the same thing. */
@@ -73,6 +83,14 @@ export const factorSchema = z.strictObject({
   excludes: z.array(nameSchema).default([]),
   /** Who may request a release with this factor (a group); unset means anyone allowed to release. */
   requestGroup: nameSchema.optional(),
+  /**
+   * Who vouches for a factor that relaxes a rule (skips the promotion rule,
+   * bypasses the release window, lowers the approvals, skips sync
+   * verification): who may ask for it and which group must approve it, on
+   * top of the environment's own approvers. `ferry config check` refuses a
+   * relaxing factor without one (see relaxedRules in domain/factors.ts).
+   */
+  authority: factorAuthoritySchema.optional(),
   effects: planSettingsSchema,
 });
 export type FactorConfig = z.infer<typeof factorSchema>;

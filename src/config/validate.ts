@@ -1,5 +1,6 @@
 // Cross-references in a parsed config: names that must point at something.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { relaxedRules } from '../domain/plan.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
 import { placementOf } from '../domain/workload.ts';
 import type { FerryConfig } from './schema.ts';
@@ -117,9 +118,33 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
         `unknown factor "${x}"; ${known('factors', Object.keys(c.factors))}`,
       );
     });
+    // A factor that relaxes a rule must say who vouches for it. Refused here
+    // rather than quietly treated as not relaxing: the file would otherwise
+    // say one thing and Ferry do another.
+    const relaxes = relaxedRules(f, c);
+    check(
+      relaxes.length === 0 || f.authority !== undefined,
+      ['factors', name],
+      `relaxes ${relaxes.join(' and ')} but declares no authority; add \`authority: { request: <group>, approve: <group>, approvals: 1 }\` (who may ask for it, and who must approve it besides the environment's approvers)`,
+    );
+    check(
+      !(f.requestGroup && f.authority?.request),
+      ['factors', name, 'requestGroup'],
+      'both requestGroup and authority.request say who may use this factor; keep authority.request',
+    );
     // Built-in factors may name groups a config does not define; the planner
-    // then falls back to the environment's group and says so.
+    // then refuses the factor (with an authority) or falls back to the
+    // environment's group (approvals effect), and says so.
     if (DEFAULT_FACTORS[name] === f) continue;
+    for (const key of ['request', 'approve'] as const) {
+      const group = f.authority?.[key];
+      if (group)
+        check(
+          inList(groups, group),
+          ['factors', name, 'authority', key],
+          `unknown group "${group}"; ${known('groups', groups)}`,
+        );
+    }
     const g = f.effects.approvals?.group;
     if (g)
       check(

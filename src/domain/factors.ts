@@ -6,11 +6,14 @@ import type { FactorConfig } from '../config/schema.ts';
 export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
   emergency: {
     description:
-      'Production is broken and this release fixes it: one approval from the on-call group, all at once, first in the queue.',
+      'Production is broken and this release fixes it: all at once, first in the queue, without waiting for the promotion rule or the release window — and so only with an approval from the emergency group as well as the usual one.',
     precedence: 90,
     excludes: ['canary'],
+    // Skipping the promotion rule and the release window is vouched for by
+    // emergency-approvers, on top of the environment's approvers.
+    authority: { approve: 'emergency-approvers', approvals: 1 },
     effects: {
-      approvals: { required: 1, group: 'emergency-approvers', allowSelfApproval: false, expiresAfter: '30m' },
+      approvals: { allowSelfApproval: false, expiresAfter: '30m' },
       batches: [{ size: '100%', pause: '30s' }],
       gate: { onFailure: 'rollback' },
       skip: { prewarm: true },
@@ -21,9 +24,10 @@ export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
   },
   degraded: {
     description:
-      'The service is already degraded and this release is the fix: it jumps the queue and skips the promotion rule, goes out in two halves, and a failing gate waits for a person instead of rolling back to the degraded version.',
+      'The service is already degraded and this release is the fix: it jumps the queue, goes out in two halves, and a failing gate waits for a person instead of rolling back to the degraded version. It keeps the promotion rule and the release window.',
     precedence: 70,
     excludes: [],
+    // Slows a release down and relaxes no rule, so it needs no authority of its own.
     effects: {
       batches: [
         { size: '50%', pause: '1m' },
@@ -31,8 +35,6 @@ export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
       ],
       gate: { onFailure: 'wait' },
       priority: 2,
-      releaseWindowBypass: true,
-      promotionRule: false,
     },
   },
   canary: {

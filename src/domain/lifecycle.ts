@@ -3,9 +3,17 @@
 // worker reports progress. It checks policy, applies the transition through
 // the repository (stored atomically, with the audit entry), then announces.
 import type { FerryConfig } from '../config/schema.ts';
+import { countApprovals } from './approvals.ts';
 import { formatDuration } from './duration.ts';
-import { type Plan, type PlanRequest, planRelease } from './plan.ts';
-import { approvalDeadline, may, mayApprove, mayRequest } from './policy.ts';
+import {
+  approvalRequirements,
+  describeRequirements,
+  type Plan,
+  type PlanRequest,
+  planRelease,
+  RULES,
+} from './plan.ts';
+import { approvalDeadline, approverGroups, may, mayApprove, mayReject, mayRequest } from './policy.ts';
 import type { Announcer, CommitResult, ReleaseRepository, VersionLookup, WorkScheduler } from './ports.ts';
 import { hasEnded, oneLine, type Release, type ReleaseEvent } from './release.ts';
 
@@ -112,25 +120,23 @@ export class Lifecycle {
     return { ok: true, releaseId: release.id, text: started };
   }
 
-  /** The promotion rule and release windows, checked when a release is requested. */
+  /**
+   * The promotion rule and release windows, checked when a release is
+   * requested. A refusal names the rule it enforces and how to satisfy it,
+   * never the factor words that would get around it.
+   */
   private async preconditions(plan: Plan): Promise<string | undefined> {
     const env = this.config.environments[plan.environment];
-    const bypassers = (pick: (p: NonNullable<FerryConfig['factors'][string]['effects']>) => unknown) =>
-      Object.entries(this.config.factors)
-        .filter(([, f]) => pick(f.effects) !== undefined)
-        .map(([n]) => n);
     if (plan.promotionRule.value.applies && plan.promotionRule.value.requiresPassed) {
       const need = plan.promotionRule.value.requiresPassed;
       const record = await this.deps.versions.get(plan.app, plan.version);
       if (!record?.passed[need]) {
-        const skip = bypassers((e) => (e.promotionRule === false ? true : undefined));
-        return `${plan.app} ${plan.version} has not succeeded in ${need} yet, and ${plan.environment} takes only versions that have. Release it to ${need} first (\`/release ${plan.app} ${plan.version} to ${need}\`)${skip.length ? `, or add a factor that skips the rule: ${skip.join(', ')}` : ''}.`;
+        return `${plan.app} ${plan.version} has not succeeded in ${need} yet, and ${plan.environment} takes only versions that have (${RULES.promotionRule}). Release it to ${need} first (\`/release ${plan.app} ${plan.version} to ${need}\`).`;
       }
     }
     if (env && !plan.releaseWindowBypass.value && !insideWindow(env.releaseWindows, new Date(this.now()))) {
       const windows = env.releaseWindows.map((w) => `${w.days.join(',')} ${w.from}–${w.to} UTC`).join('; ');
-      const skip = bypassers((e) => (e.releaseWindowBypass ? true : undefined));
-      return `${plan.environment} takes releases only in its windows (${windows}).${skip.length ? ` A factor can bypass them: ${skip.join(', ')}.` : ''}`;
+      return `${plan.environment} takes releases only in its windows (${RULES.releaseWindow}: ${windows}). Request it again inside a window.`;
     }
     return undefined;
   }
@@ -143,12 +149,12 @@ export class Lifecycle {
     if (rel.state === 'awaiting-approval') {
       const at = approvalDeadline(rel);
       await this.deps.scheduler.scheduleExpiry(rel, at);
-      const need = rel.plan.approvals.required.value;
+      const need = describeRequirements(approvalRequirements(rel.plan));
       await this.announceTransition(
         r,
-        `Waiting for ${need} approval${need === 1 ? '' : 's'} from ${rel.plan.approvals.group.value} (expires in ${formatDuration(at - this.now())}).`,
+        `Waiting for ${need} (expires in ${formatDuration(at - this.now())}).`,
       );
-      return `${rel.id}: ${rel.app} ${rel.version} → ${rel.environment} waits for ${need} approval${need === 1 ? '' : 's'} from ${rel.plan.approvals.group.value}.`;
+      return `${rel.id}: ${rel.app} ${rel.version} → ${rel.environment} waits for ${need}.`;
     }
     await this.announceTransition(r, 'No approval needed: starting.');
     await this.deps.scheduler.startFlow(rel);
@@ -160,28 +166,46 @@ export class Lifecycle {
     if (!rel) return { ok: false, text: `There is no release ${id}. See \`/release status\`.` };
     if (rel.state !== 'awaiting-approval')
       return { ok: false, text: `${id} is not waiting for approval (it is ${rel.state}).` };
-    const allowed = mayApprove(this.config, rel, userId);
+    const config = this.config;
+    const allowed = mayApprove(config, rel, userId);
     if (!allowed.ok) return { ok: false, text: allowed.reason };
-    const r = await this.deps.releases.apply(id, { type: 'approve', by: userId });
+    // The store checks the approval again on the release as stored, on every
+    // attempt: two clicks by one person at once still count once.
+    const r = await this.deps.releases.apply(
+      id,
+      { type: 'approve', by: userId, groups: approverGroups(config, rel, userId) },
+      undefined,
+      undefined,
+      (current) => mayApprove(config, current, userId),
+    );
     if (!r.ok) return { ok: false, text: r.reason };
-    const need = r.release.plan.approvals.required.value - r.release.approvals.length;
+    const missing = countApprovals(r.release.plan, r.release.approvals).missing;
+    const need = describeRequirements(
+      missing.map((m) => ({ ...m.requirement, required: { ...m.requirement.required, value: m.count } })),
+    );
     if (r.release.state === 'approved') {
       await this.announceTransition(r, `Approved by <@${userId}>.`);
       await this.deps.scheduler.startFlow(r.release);
       return { ok: true, releaseId: id, text: `You approved ${id}; it is starting.` };
     }
-    await this.announceTransition(r, `Approved by <@${userId}>; ${need} more needed.`);
-    return { ok: true, releaseId: id, text: `You approved ${id}; it needs ${need} more.` };
+    await this.announceTransition(r, `Approved by <@${userId}>; still needed: ${need}.`);
+    return { ok: true, releaseId: id, text: `You approved ${id}; it still needs ${need}.` };
   }
 
   async reject(id: string, userId: string, reason: string): Promise<Reply> {
     const rel = await this.deps.releases.get(id);
     if (!rel) return { ok: false, text: `There is no release ${id}.` };
-    const allowed = mayApprove(this.config, rel, userId);
+    const config = this.config;
     // The requester may always withdraw their own release.
-    if (!allowed.ok && rel.requestedBy !== userId)
-      return { ok: false, text: allowed.reason.replace('Approvals for', 'Rejections of') };
-    const r = await this.deps.releases.apply(id, { type: 'reject', by: userId, reason });
+    const allowed = mayReject(config, rel, userId);
+    if (!allowed.ok) return { ok: false, text: allowed.reason };
+    const r = await this.deps.releases.apply(
+      id,
+      { type: 'reject', by: userId, reason },
+      undefined,
+      undefined,
+      (current) => mayReject(config, current, userId),
+    );
     if (!r.ok) return { ok: false, text: r.reason };
     await this.announceTransition(r, `Rejected by <@${userId}>: ${reason}`);
     return { ok: true, releaseId: id, text: `You rejected ${id}.` };
@@ -215,7 +239,10 @@ export class Lifecycle {
     await this.announceTransition(r, `${said} by <@${userId}>.`);
     if (
       event.type === 'abort' &&
-      (rel.state === 'deploying' || rel.state === 'verifying' || rel.state === 'paused')
+      (rel.state === 'deploying' ||
+        rel.state === 'verifying' ||
+        rel.state === 'paused' ||
+        r.release.state === 'rolling-back')
     ) {
       await this.deps.scheduler.startRollback(r.release, `aborted by <@${userId}>`);
     }

@@ -21,6 +21,26 @@ export interface Setting<T> {
   source: Source;
 }
 
+/**
+ * A number of approvals from one group. A plan needs every requirement met,
+ * each by different people: one approval counts toward one requirement only.
+ */
+export interface ApprovalRequirement {
+  group: Setting<string>;
+  required: Setting<number>;
+  /** The factor whose authority asks for this requirement; unset for the environment's own approvers. */
+  factor?: string;
+}
+
+/** What a factor of the plan relaxes, and who vouches for it. */
+export interface FactorUse {
+  factor: string;
+  /** The rules it relaxes, as a person names them; empty when it only changes how the release goes out. */
+  relaxes: string[];
+  /** The group whose members may ask for it; null: anyone who may release the app there. */
+  requestGroup: string | null;
+}
+
 export interface Plan {
   app: string;
   version: string;
@@ -28,11 +48,13 @@ export interface Plan {
   regions: Setting<string[]>;
   factors: string[];
   approvals: {
-    required: Setting<number>;
-    group: Setting<string>;
+    /** The environment's requirement first, then one per factor authority. */
+    requirements: ApprovalRequirement[];
     allowSelfApproval: Setting<boolean>;
     expiresAfter: Setting<string>;
   };
+  /** Each factor of the plan: what it relaxes and who may use it. */
+  factorUses: FactorUse[];
   batches: Setting<Batch[]>;
   gate: {
     pause: Setting<string>;
@@ -65,7 +87,8 @@ export type PlanError =
   | { code: 'unknown-environment'; message: string; suggestions: string[] }
   | { code: 'unknown-factor'; message: string; suggestions: string[] }
   | { code: 'unknown-region'; message: string; suggestions: string[] }
-  | { code: 'exclusive-factors'; message: string; suggestions: string[] };
+  | { code: 'exclusive-factors'; message: string; suggestions: string[] }
+  | { code: 'factor-without-authority'; message: string; suggestions: string[] };
 
 export type PlanResult = { ok: true; plan: Plan } | { ok: false; error: PlanError };
 
@@ -81,6 +104,67 @@ export const DEFAULT_SETTINGS = {
   regions: { order: 'sequential', continueOnFailure: false },
   whenBusy: 'queue',
 } satisfies PlanSettings;
+
+/** The rules a factor can relax, as the refusals and the plan name them. */
+export const RULES = {
+  promotionRule: 'the promotion rule',
+  releaseWindow: 'the release window',
+  approvals: 'the approval rule',
+  syncVerification: 'sync verification',
+} as const;
+
+/**
+ * The rules a factor relaxes. Decided from its effects alone, so that
+ * `ferry config check` can demand an authority for it: skipping the
+ * promotion rule, bypassing the release window, skipping sync verification,
+ * asking fewer approvals than some environment, choosing other approvers or
+ * allowing self-approval.
+ */
+export function relaxedRules(factor: FactorConfig, config: Pick<FerryConfig, 'environments'>): string[] {
+  const e = factor.effects;
+  const out: string[] = [];
+  if (e.promotionRule === false) out.push(RULES.promotionRule);
+  if (e.releaseWindowBypass === true) out.push(RULES.releaseWindow);
+  const a = e.approvals;
+  if (a) {
+    const envRequired = Object.values(config.environments).map(
+      (env) => env.plan.approvals?.required ?? DEFAULT_SETTINGS.approvals.required,
+    );
+    const fewer =
+      a.required !== undefined && envRequired.some((n) => a.required !== undefined && a.required < n);
+    if (fewer || a.group !== undefined || a.allowSelfApproval === true) out.push(RULES.approvals);
+  }
+  if (e.skip?.syncVerification === true) out.push(RULES.syncVerification);
+  return out;
+}
+
+/** All approvals a plan needs, over every requirement. */
+export function totalRequired(plan: Plan): number {
+  return approvalRequirements(plan).reduce((n, r) => n + r.required.value, 0);
+}
+
+/**
+ * The plan's approval requirements. A release stored before requirements
+ * existed has one group and one count; it reads as a single requirement.
+ */
+export function approvalRequirements(plan: Plan): ApprovalRequirement[] {
+  if (Array.isArray(plan.approvals.requirements)) return plan.approvals.requirements;
+  const legacy = plan.approvals as unknown as { required: Setting<number>; group: Setting<string> };
+  return [{ group: legacy.group, required: legacy.required }];
+}
+
+/** "1 approval from approvers" or "1 approval from approvers and 1 from emergency-approvers". */
+export function describeRequirements(requirements: ApprovalRequirement[], mark = (g: string) => g): string {
+  const wanted = requirements.filter((r) => r.required.value > 0);
+  if (wanted.length === 0) return 'no approval';
+  return wanted
+    .map((r, i) =>
+      i === 0
+        ? `${r.required.value} approval${r.required.value === 1 ? '' : 's'} from ${mark(r.group.value)}`
+        : `${r.required.value} from ${mark(r.group.value)}`,
+    )
+    .join(' and ');
+}
 
 type Leaves = Map<string, Setting<unknown>>;
 
@@ -167,6 +251,21 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
       }
     }
   }
+  // A factor that relaxes a rule is usable only with its authority, and only
+  // when the group that must approve it exists: never silently without it.
+  for (const name of factorNames) {
+    const factor = config.factors[name] as FactorConfig;
+    const relaxes = relaxedRules(factor, config);
+    const approver = factor.authority?.approve;
+    const problem =
+      relaxes.length > 0 && !factor.authority
+        ? `"${name}" relaxes ${relaxes.join(' and ')} but the config names nobody to authorise it, so it cannot be used. Ask the platform team to give it an authority in ferry.yaml.`
+        : approver && !(approver in config.groups)
+          ? `"${name}" must be approved by group "${approver}", which this config does not define, so it cannot be used. Ask the platform team to add the group to ferry.yaml.`
+          : undefined;
+    if (problem)
+      return { ok: false, error: { code: 'factor-without-authority', message: problem, suggestions: [] } };
+  }
   let regions: Setting<string[]> = { value: [...env.regions], source: `environment ${envName}` };
   if (req.regions && req.regions.length > 0) {
     for (const r of req.regions) {
@@ -220,13 +319,32 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
     value: { applies: rule.value && Boolean(env.requiresPassed), requiresPassed: env.requiresPassed ?? null },
     source: env.requiresPassed ? rule.source : `environment ${envName}`,
   };
-  const required = leaf<number>(leaves, 'approvals.required');
-  if (required.value > 0) {
-    const group = leaf<string>(leaves, 'approvals.group').value;
-    const size = config.groups[group]?.length ?? 0;
-    if (size < required.value) {
+  const requirements: ApprovalRequirement[] = [
+    { group: leaf(leaves, 'approvals.group'), required: leaf(leaves, 'approvals.required') },
+  ];
+  const factorUses: FactorUse[] = [];
+  for (const name of factorNames) {
+    const factor = config.factors[name] as FactorConfig;
+    const authority = factor.authority;
+    factorUses.push({
+      factor: name,
+      relaxes: relaxedRules(factor, config),
+      requestGroup: authority?.request ?? factor.requestGroup ?? null,
+    });
+    if (authority) {
+      requirements.push({
+        group: { value: authority.approve, source: `factor ${name}` },
+        required: { value: authority.approvals, source: `factor ${name}` },
+        factor: name,
+      });
+    }
+  }
+  for (const r of requirements) {
+    if (r.required.value === 0) continue;
+    const size = config.groups[r.group.value]?.length ?? 0;
+    if (size < r.required.value) {
       notes.push(
-        `${required.value} approvals are needed but group "${group}" has ${size} member${size === 1 ? '' : 's'}: this release cannot be approved until the group grows.`,
+        `${r.required.value} approvals are needed from group "${r.group.value}", which has ${size} member${size === 1 ? '' : 's'}: this release cannot be approved until the group grows.`,
       );
     }
   }
@@ -240,8 +358,7 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
       regions,
       factors: factorNames,
       approvals: {
-        required,
-        group: leaf(leaves, 'approvals.group'),
+        requirements,
         allowSelfApproval: leaf(leaves, 'approvals.allowSelfApproval'),
         expiresAfter: leaf(leaves, 'approvals.expiresAfter'),
       },
@@ -262,6 +379,7 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
       regionOrder: leaf(leaves, 'regions.order'),
       continueOnRegionFailure: leaf(leaves, 'regions.continueOnFailure'),
       whenBusy: leaf(leaves, 'whenBusy'),
+      factorUses,
       notes,
     },
   };
@@ -285,9 +403,16 @@ export function explainPlan(plan: Plan): string[] {
     `regions: ${plan.regions.value.join(' → ')} ${by(plan.regions)}`,
     `region order: ${plan.regionOrder.value} ${by(plan.regionOrder)}`,
     `on a region failing: ${plan.continueOnRegionFailure.value ? 'the other regions go on' : 'the regions after it stop'} ${by(plan.continueOnRegionFailure)}`,
-    a.required.value === 0
-      ? `approvals: none ${by(a.required)}`
-      : `approvals: ${a.required.value} ${by(a.required)} from group ${a.group.value} ${by(a.group)}`,
+    ...approvalRequirements(plan).map((r) =>
+      r.factor
+        ? `approvals for ${r.factor}: ${r.required.value} from group ${r.group.value}, besides the others ${by(r.required)}`
+        : r.required.value === 0
+          ? `approvals: none ${by(r.required)}`
+          : `approvals: ${r.required.value} ${by(r.required)} from group ${r.group.value} ${by(r.group)}`,
+    ),
+    ...(approvalRequirements(plan).length > 1
+      ? ['each approver counts once, toward one group (default)']
+      : []),
     `self-approval: ${a.allowSelfApproval.value ? 'allowed' : 'not allowed'} ${by(a.allowSelfApproval)}`,
     `approvals expire after: ${a.expiresAfter.value} ${by(a.expiresAfter)}`,
     `batches: ${plan.batches.value.length} ${by(plan.batches)}`,
@@ -307,5 +432,16 @@ export function explainPlan(plan: Plan): string[] {
       : `promotion rule: none for ${plan.environment} ${by(plan.promotionRule)}`,
     `if another release of ${plan.app} to ${plan.environment} is running: ${plan.whenBusy.value === 'queue' ? 'wait in line' : 'refuse'} ${by(plan.whenBusy)}`,
   ];
-  return [...lines, ...plan.notes.map((n) => `note: ${n}`)];
+  const uses = (plan.factorUses ?? []).map((u) => {
+    const approval = approvalRequirements(plan).find((r) => r.factor === u.factor);
+    const who = u.requestGroup
+      ? `may be used by members of ${u.requestGroup}`
+      : `may be used by anyone who may release ${plan.app} to ${plan.environment}`;
+    const relaxes = u.relaxes.length ? `; relaxes ${u.relaxes.join(', ')}` : '; relaxes no rule';
+    const approved = approval
+      ? `; must be approved by ${approval.required.value} of ${approval.group.value}`
+      : '';
+    return `factor ${u.factor}: ${who}${relaxes}${approved} (factor ${u.factor})`;
+  });
+  return [...lines, ...uses, ...plan.notes.map((n) => `note: ${n}`)];
 }

@@ -2,7 +2,9 @@
 // environments to groups; approvals come from the plan's approval group.
 // Every refusal says why and what would make it allowed.
 import type { Action, FerryConfig } from '../config/schema.ts';
+import { countApprovals } from './approvals.ts';
 import { durationMs } from './duration.ts';
+import { approvalRequirements, describeRequirements } from './plan.ts';
 import type { Release } from './release.ts';
 
 export type Decision = { ok: true } | { ok: false; reason: string };
@@ -79,7 +81,8 @@ export function mayRequest(
   if (!base.ok) return base;
   const groups = groupsOf(config, userId);
   for (const f of factors) {
-    const group = config.factors[f]?.requestGroup;
+    const factor = config.factors[f];
+    const group = factor?.authority?.request ?? factor?.requestGroup;
     if (group && !groups.includes(group)) {
       return { ok: false, reason: `Only members of ${group} may release with "${f}".` };
     }
@@ -87,15 +90,30 @@ export function mayRequest(
   return allow;
 }
 
-export function mayApprove(config: FerryConfig, release: Release, userId: string): Decision {
-  const group = release.plan.approvals.group.value;
+/** The groups among the release's approval requirements that a chat user belongs to (now, in this config). */
+export function approverGroups(config: FerryConfig, release: Release, userId: string): string[] {
   const person = personOf(config, userId);
-  const members = config.groups[group] ?? [];
-  if (!person || !members.includes(person)) {
-    return {
-      ok: false,
-      reason: `Approvals for ${release.id} come from group ${group} (${release.plan.approvals.group.source}): ${members.join(', ') || 'nobody'}.`,
-    };
+  if (!person) return [];
+  const wanted = approvalRequirements(release.plan)
+    .filter((r) => r.required.value > 0)
+    .map((r) => r.group.value);
+  return [...new Set(wanted)].filter((g) => (config.groups[g] ?? []).includes(person));
+}
+
+/**
+ * Whether this person's approval would count now. The store re-checks it
+ * against the release as stored on every commit attempt, so it holds under
+ * concurrent approvals too.
+ */
+export function mayApprove(config: FerryConfig, release: Release, userId: string): Decision {
+  const requirements = approvalRequirements(release.plan).filter((r) => r.required.value > 0);
+  const groups = approverGroups(config, release, userId);
+  if (groups.length === 0) {
+    const who = requirements.map(
+      (r) =>
+        `group ${r.group.value} (${r.group.source}): ${(config.groups[r.group.value] ?? []).join(', ') || 'nobody'}`,
+    );
+    return { ok: false, reason: `Approvals for ${release.id} come from ${who.join('; ') || 'nobody'}.` };
   }
   if (userId === release.requestedBy && !release.plan.approvals.allowSelfApproval.value) {
     return {
@@ -103,11 +121,37 @@ export function mayApprove(config: FerryConfig, release: Release, userId: string
       reason: `You requested ${release.id}, and ${release.environment} needs someone else to approve it.`,
     };
   }
+  const before = countApprovals(release.plan, release.approvals);
+  const still = before.missing.map((m) => ({
+    ...m.requirement,
+    required: { ...m.requirement.required, value: m.count },
+  }));
   if (release.approvals.some((a) => a.by === userId)) {
-    const need = release.plan.approvals.required.value - release.approvals.length;
-    return { ok: false, reason: `You already approved ${release.id}; it needs ${need} more from ${group}.` };
+    return {
+      ok: false,
+      reason: `You already approved ${release.id}; it needs ${describeRequirements(still)} more, from someone else.`,
+    };
+  }
+  const after = countApprovals(release.plan, [...release.approvals, { by: userId, groups }]);
+  if (after.total === before.total) {
+    return {
+      ok: false,
+      reason: `Your approval would not count for ${release.id}: it still needs ${describeRequirements(still)}, and those who approved already fill what your groups (${groups.join(', ')}) can give.`,
+    };
   }
   return allow;
+}
+
+/** Who may reject: the requester (withdrawing it), or anyone whose approval the release asks for. */
+export function mayReject(config: FerryConfig, release: Release, userId: string): Decision {
+  if (userId === release.requestedBy || approverGroups(config, release, userId).length > 0) return allow;
+  const groups = approvalRequirements(release.plan)
+    .filter((r) => r.required.value > 0)
+    .map((r) => r.group.value);
+  return {
+    ok: false,
+    reason: `Rejections of ${release.id} come from ${groups.length ? `group ${[...new Set(groups)].join(', ')}` : 'nobody'} or its requester.`,
+  };
 }
 
 /** When a release waiting for approval gives up. */

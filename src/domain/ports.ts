@@ -9,6 +9,18 @@ export type CommitResult =
 
 export type LockResult = { acquired: true } | { acquired: false; position: number; holder: string };
 
+/** Who holds an app and environment's lock, and since when (ms). */
+export interface LockInfo {
+  holder: string;
+  since?: number;
+}
+
+/**
+ * A permission check the store runs on the release as freshly read, before
+ * each commit attempt: an event allowed on one revision may not be on the next.
+ */
+export type CommitGuard = (current: Release) => { ok: true } | { ok: false; reason: string };
+
 export interface ReleaseRepository {
   nextId(): Promise<string>;
   create(release: Release, actor: string): Promise<AuditEntry>;
@@ -16,10 +28,17 @@ export interface ReleaseRepository {
   active(): Promise<Release[]>;
   byApp(app: string, limit?: number): Promise<Release[]>;
   audit(id: string): Promise<AuditEntry[]>;
-  apply(id: string, event: ReleaseEvent, actor?: string, now?: number): Promise<CommitResult>;
+  apply(
+    id: string,
+    event: ReleaseEvent,
+    actor?: string,
+    now?: number,
+    guard?: CommitGuard,
+  ): Promise<CommitResult>;
   patch(id: string, change: (r: Release) => Release): Promise<Release | undefined>;
   acquire(release: Release): Promise<LockResult>;
   lockHolder(app: string, env: string): Promise<string | null>;
+  lockInfo(app: string, env: string): Promise<LockInfo | null>;
   waiting(app: string, env: string): Promise<string[]>;
   once(key: string, ttlSeconds?: number): Promise<boolean>;
 }

@@ -2,7 +2,8 @@
 // the events that leave it, and where they lead. The store applies these
 // transitions atomically and keeps the audit trail; nothing here knows about
 // Redis, Slack or Kubernetes.
-import type { Plan } from './plan.ts';
+import { countApprovals } from './approvals.ts';
+import { approvalRequirements, describeRequirements, type Plan, totalRequired } from './plan.ts';
 
 export const STATES = [
   'requested',
@@ -65,7 +66,8 @@ export const WORK_STATES: ReadonlySet<ReleaseState> = new Set([
 export type ReleaseEvent =
   | { type: 'enqueue'; position: number }
   | { type: 'start' }
-  | { type: 'approve'; by: string }
+  /** `groups`: the plan's approval groups the approver is a member of, read from the config when approving. */
+  | { type: 'approve'; by: string; groups: string[] }
   | { type: 'reject'; by: string; reason: string }
   | { type: 'expire' }
   | { type: 'step'; to: 'building' | 'syncing' | 'deploying' | 'verifying' }
@@ -82,6 +84,8 @@ export type ReleaseEvent =
 export interface Approval {
   by: string;
   at: number;
+  /** The plan's approval groups the approver was in when approving: what this approval can count toward. */
+  groups?: string[];
 }
 
 export interface BatchProgress {
@@ -195,12 +199,39 @@ export function transition(
         : refuse(`${r.id} is ${s}; only a new release can wait in line.`);
     case 'start':
       if (s !== 'requested' && s !== 'queued') return refuse(`${r.id} has already started (${s}).`);
-      return r.plan.approvals.required.value === 0 ? to('approved') : to('awaiting-approval');
+      return totalRequired(r.plan) === 0 ? to('approved') : to('awaiting-approval');
     case 'approve': {
+      // Checked here, on the release as stored, so that retries and
+      // concurrent clicks can never count one person twice.
       if (s !== 'awaiting-approval') return refuse(`${r.id} is not waiting for approval (it is ${s}).`);
-      const approvals = [...r.approvals, { by: e.by, at: now }];
-      const done = approvals.length >= r.plan.approvals.required.value;
-      return done ? to('approved', { approvals }) : to('awaiting-approval', { approvals });
+      if (e.by === r.requestedBy && !r.plan.approvals.allowSelfApproval.value)
+        return refuse(`${r.id}: you requested it, and ${r.environment} needs someone else to approve it.`);
+      if (r.approvals.some((a) => a.by === e.by)) return refuse(`${r.id}: you already approved it.`);
+      const wanted = new Set(
+        approvalRequirements(r.plan)
+          .filter((q) => q.required.value > 0)
+          .map((q) => q.group.value),
+      );
+      const groups = e.groups.filter((g) => wanted.has(g));
+      const before = countApprovals(r.plan, r.approvals);
+      const approvals = [...r.approvals, { by: e.by, at: now, groups }];
+      const after = countApprovals(r.plan, approvals);
+      if (after.total === before.total) {
+        const still = describeRequirements(
+          before.missing.map((m) => ({
+            ...m.requirement,
+            required: { ...m.requirement.required, value: m.count },
+          })),
+        );
+        return refuse(
+          groups.length === 0
+            ? `${r.id}: approvals come from ${describeRequirements(approvalRequirements(r.plan))}; you are in none of those groups.`
+            : `${r.id}: your approval would not count; it still needs ${still}, from people other than those who approved.`,
+        );
+      }
+      return after.missing.length === 0
+        ? to('approved', { approvals })
+        : to('awaiting-approval', { approvals });
     }
     case 'reject':
       if (s !== 'awaiting-approval' && s !== 'queued')
@@ -251,6 +282,10 @@ export function transition(
       return to('deploying', { awaitingPromotion: false });
     case 'abort':
       if (s === 'rolling-back') return refuse(`${r.id} is already rolling back.`);
+      // A failed release that changed some region keeps its lock until what
+      // it changed is rolled back: the next release must not start from a
+      // mixed state. Aborting it rolls back first; rolled-back frees the lock.
+      if (s === 'failed' && deployedAnywhere(r)) return to('rolling-back');
       return to('aborted');
     case 'rollback-start':
       if (s === 'rolling-back') return refuse(`${r.id} is already rolling back.`);

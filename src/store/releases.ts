@@ -3,7 +3,7 @@
 // state, the audit entry, and the lock hand-over to the next release in line
 // happen together or not at all — and only then announced.
 import type { Redis } from 'ioredis';
-import type { CommitResult, LockResult, ReleaseRepository } from '../domain/ports.ts';
+import type { CommitGuard, CommitResult, LockInfo, LockResult, ReleaseRepository } from '../domain/ports.ts';
 import {
   type AuditEntry,
   hasEnded,
@@ -17,12 +17,17 @@ import { metrics } from '../metrics.ts';
 
 const TERMINAL_LIST = [...TERMINAL].join(',');
 
-// KEYS: release, audit list, audit stream, active set, lock, wait zset
-// ARGV: expected rev, data, new rev, state, audit json, terminal?, release id, holds-lock?
+// KEYS: release, audit list, audit stream, active set, lock, wait zset, lock info, approvers set
+// ARGV: expected rev, data, new rev, state, audit json, ended?, release id, holds-lock?, now, approver
+// The lock info hash says who holds the lock and since when, for status.
+// An approval is committed only if the approver was not yet in the release's
+// approvers set: the domain refuses a second approval too, and this makes it
+// hold even against a caller that skips the domain.
 const COMMIT = `
 local cur = redis.call('HGET', KEYS[1], 'rev')
 if cur ~= ARGV[1] then return {'conflict', cur or ''} end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3], 'state', ARGV[4])
+if ARGV[10] ~= '' and redis.call('SADD', KEYS[8], ARGV[10]) == 0 then return {'duplicate', ARGV[10]} end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3], 'state', ARGV[4], 'ended', ARGV[6])
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5])
 local handed = ''
@@ -30,17 +35,19 @@ if ARGV[6] == '1' then
   redis.call('SREM', KEYS[4], ARGV[7])
   redis.call('ZREM', KEYS[6], ARGV[7])
   if redis.call('GET', KEYS[5]) == ARGV[7] then
-    redis.call('DEL', KEYS[5])
+    redis.call('DEL', KEYS[5], KEYS[7])
     local nxt = redis.call('ZRANGE', KEYS[6], 0, 0)
     if nxt[1] then
       redis.call('ZREM', KEYS[6], nxt[1])
       redis.call('SET', KEYS[5], nxt[1])
+      redis.call('HSET', KEYS[7], 'holder', nxt[1], 'since', ARGV[9])
       handed = nxt[1]
     end
   end
 elseif ARGV[8] == '1' and not redis.call('GET', KEYS[5]) then
   -- never take a lock another release holds; only re-assert a free one
   redis.call('SET', KEYS[5], ARGV[7])
+  redis.call('HSET', KEYS[7], 'holder', ARGV[7], 'since', ARGV[9])
 end
 return {'ok', handed}
 `;
@@ -57,15 +64,16 @@ redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
 return 1
 `;
 
-// Takes the lock or joins the line. A lock whose holder has ended (or
-// vanished) is stale — e.g. its process crashed between commit and
-// hand-over — and is taken over rather than waited on forever.
-// KEYS: lock, wait zset   ARGV: id, score, release key prefix, terminal states
+// Takes the lock or joins the line. A lock whose holder has ended (a final
+// state, or failed before changing anything) or vanished is stale — e.g. its
+// process crashed between commit and hand-over — and is taken over rather
+// than waited on forever. A holder that failed half-way keeps the lock.
+// KEYS: lock, wait zset, lock info   ARGV: id, score, release key prefix, terminal states, now
 const ACQUIRE = `
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
   local st = redis.call('HGET', ARGV[3] .. holder, 'state')
-  local ended = (not st)
+  local ended = (not st) or redis.call('HGET', ARGV[3] .. holder, 'ended') == '1'
   if st then
     for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ended = true end end
   end
@@ -79,10 +87,14 @@ if (not holder or holder ~= ARGV[1]) and first[1] and first[1] ~= ARGV[1] then
   -- someone was already in line: the lock goes to them, this one waits
   redis.call('ZREM', KEYS[2], first[1])
   redis.call('SET', KEYS[1], first[1])
+  redis.call('HSET', KEYS[3], 'holder', first[1], 'since', ARGV[5])
   redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
   return {'waiting', redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, first[1]}
 end
-redis.call('SET', KEYS[1], ARGV[1])
+if holder ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'since', ARGV[5])
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return {'acquired', 0, ''}
 `;
@@ -102,6 +114,10 @@ export class ReleaseStore implements ReleaseRepository {
 
   lockKey(app: string, env: string): string {
     return this.k('lock', app, env);
+  }
+
+  private lockInfoKey(app: string, env: string): string {
+    return this.k('lock-info', app, env);
   }
 
   private waitKey(app: string, env: string): string {
@@ -180,13 +196,24 @@ export class ReleaseStore implements ReleaseRepository {
    * Applies an event with optimistic concurrency: read, decide in the domain,
    * commit if nobody else committed in between, else try again.
    */
-  async apply(id: string, event: ReleaseEvent, actor?: string, now = Date.now()): Promise<CommitResult> {
+  async apply(
+    id: string,
+    event: ReleaseEvent,
+    actor?: string,
+    now = Date.now(),
+    guard?: CommitGuard,
+  ): Promise<CommitResult> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const current = await this.get(id);
       if (!current) return { ok: false, reason: `There is no release ${id}.` };
+      // Permission is decided on the release as it is now, on every attempt:
+      // a conflicting commit may have changed what this event is allowed to do.
+      const allowed = guard?.(current);
+      if (allowed && !allowed.ok) return allowed;
       const t = transition(current, event, now, actor);
       if (!t.ok) return t;
-      const result = await this.commit(current, t.release, t.audit);
+      const result = await this.commit(current, t.release, t.audit, now, event);
+      if (result === 'duplicate') return { ok: false, reason: `${id}: you already approved it.` };
       if (result) return result;
     }
     return { ok: false, reason: `${id} is changing too fast to update; try again.` };
@@ -216,18 +243,22 @@ export class ReleaseStore implements ReleaseRepository {
     current: Release,
     next: Release,
     audit: AuditEntry,
-  ): Promise<CommitResult | undefined> {
+    now: number,
+    event: ReleaseEvent,
+  ): Promise<CommitResult | 'duplicate' | undefined> {
     const stored: Release = { ...next, rev: current.rev + 1 };
     const terminal = hasEnded(stored);
     const res = (await this.redis.eval(
       COMMIT,
-      6,
+      8,
       this.k('release', current.id),
       this.k('audit', current.id),
       this.k('audit'),
       this.k('active'),
       this.lockKey(current.app, current.environment),
       this.waitKey(current.app, current.environment),
+      this.lockInfoKey(current.app, current.environment),
+      this.k('approvers', current.id),
       String(current.rev),
       JSON.stringify(stored),
       String(stored.rev),
@@ -236,25 +267,30 @@ export class ReleaseStore implements ReleaseRepository {
       terminal ? '1' : '0',
       current.id,
       !terminal && holdsLock(stored.state) ? '1' : '0',
+      String(now),
+      event.type === 'approve' ? event.by : '',
     )) as [string, string];
     if (res[0] === 'conflict') return undefined;
+    if (res[0] === 'duplicate') return 'duplicate';
     metrics.transitions.inc({ to: stored.state });
     return { ok: true, release: stored, audit, ...(res[1] ? { handedTo: res[1] } : {}) };
   }
 
   /** Priority first (1 is most urgent), then arrival. */
-  async acquire(release: Release): Promise<LockResult> {
+  async acquire(release: Release, now = Date.now()): Promise<LockResult> {
     const seq = Number(release.id.slice(1));
     const score = release.plan.priority.value * 1e12 + seq;
     const res = (await this.redis.eval(
       ACQUIRE,
-      2,
+      3,
       this.lockKey(release.app, release.environment),
       this.waitKey(release.app, release.environment),
+      this.lockInfoKey(release.app, release.environment),
       release.id,
       String(score),
       this.k('release', ''),
       TERMINAL_LIST,
+      String(now),
     )) as [string, number, string];
     return res[0] === 'acquired'
       ? { acquired: true }
@@ -263,6 +299,16 @@ export class ReleaseStore implements ReleaseRepository {
 
   async lockHolder(app: string, env: string): Promise<string | null> {
     return this.redis.get(this.lockKey(app, env));
+  }
+
+  /** Who holds the lock and since when; `since` is unknown for a lock written before it was recorded. */
+  async lockInfo(app: string, env: string): Promise<LockInfo | null> {
+    const [holder, info] = await Promise.all([
+      this.redis.get(this.lockKey(app, env)),
+      this.redis.hgetall(this.lockInfoKey(app, env)),
+    ]);
+    if (!holder) return null;
+    return info.holder === holder && info.since ? { holder, since: Number(info.since) } : { holder };
   }
 
   async waiting(app: string, env: string): Promise<string[]> {

@@ -10,6 +10,7 @@ const BOB = 'U_BOB'; // approver
 const CAROL = 'U_CAROL'; // approver, platform, emergency approver
 const DAVE = 'U_DAVE'; // payments developer
 const ERIN = 'U_ERIN'; // checkout developer
+const FRANK = 'U_FRANK'; // platform, emergency approver
 
 let redis: TestRedis;
 let h: Harness;
@@ -131,14 +132,22 @@ describe('a release through its lifecycle', () => {
       CAROL,
     );
     expect(r.ok, r.text).toBe(true);
+    expect(r.text).toContain('waits for 1 approval from approvers and 1 from platform');
     const id = r.releaseId as string;
-    // carol requested, so only bob of "platform" can approve; the second approval never comes.
+    // carol requested; bob is in both groups and counts once; frank of platform completes it.
     expect(await h.rt.lifecycle.approve(id, BOB)).toMatchObject({
       ok: true,
-      text: `You approved ${id}; it needs 1 more.`,
+      text: `You approved ${id}; it still needs 1 approval from platform.`,
     });
     expect((await h.rt.lifecycle.approve(id, BOB)).text).toContain('already approved');
     expect((await h.rt.releases.get(id))?.state).toBe('awaiting-approval');
+    expect(await h.rt.lifecycle.approve(id, FRANK)).toMatchObject({
+      ok: true,
+      text: expect.stringContaining('starting'),
+    });
+    const done = await h.rt.releases.get(id);
+    expect(done?.state).toBe('approved');
+    expect(done?.approvals.map((a) => a.by)).toEqual([BOB, FRANK]);
     // ERIN is not in platform and may not even ask for this factor.
     const refused = await h.rt.lifecycle.request(
       { app: 'checkout', version: 'v3', factors: ['freeze-exception'] },

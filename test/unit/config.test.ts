@@ -57,6 +57,29 @@ describe('ferry config check', () => {
     ]);
   });
 
+  it('refuses a factor that relaxes a rule without an authority, at its line', () => {
+    const broken = example.replace(
+      '    authority: { request: platform, approve: platform, approvals: 1 }\n',
+      '    requestGroup: platform\n',
+    );
+    expect(broken).not.toBe(example);
+    const r = parseConfig(broken, 'ferry.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems).toEqual([
+      {
+        file: 'ferry.yaml',
+        // The factor's node starts at its first key.
+        line: lineOf(broken, 'A release during the change freeze'),
+        path: 'factors.freeze-exception',
+        message: expect.stringMatching(/^relaxes the release window but declares no authority/),
+      },
+    ]);
+    const unknownGroup = example.replace('approve: platform', 'approve: leads');
+    const r2 = parseConfig(unknownGroup, 'ferry.yaml');
+    expect(!r2.ok && r2.problems.map((p) => p.path)).toEqual(['factors.freeze-exception.authority.approve']);
+  });
+
   it('lists all three at once when they are all the same kind', () => {
     const broken = example
       .replace(

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import type { FactorConfig } from '../../src/config/schema.ts';
 import { DEFAULT_FACTORS } from '../../src/domain/factors.ts';
-import { explainPlan, type Plan, planRelease, podsAfterBatch } from '../../src/domain/plan.ts';
+import {
+  explainPlan,
+  type Plan,
+  planRelease,
+  podsAfterBatch,
+  relaxedRules,
+  totalRequired,
+} from '../../src/domain/plan.ts';
 import { exampleConfig } from '../support/config.ts';
 
 const config = exampleConfig();
@@ -14,7 +22,9 @@ function plan(factors: string[], environment = 'prod'): Plan {
 /** The settings a person cares about, with who set them, as one flat row. */
 function row(p: Plan) {
   return {
-    approvals: `${p.approvals.required.value}/${p.approvals.group.value} <${p.approvals.required.source}|${p.approvals.group.source}>`,
+    approvals: p.approvals.requirements
+      .map((r) => `${r.required.value}/${r.group.value} <${r.required.source}|${r.group.source}>`)
+      .join(' + '),
     batches: `${p.batches.value.map((b) => b.size + (b.manualPromotion ? '!' : '')).join(',')} <${p.batches.source}>`,
     onFailure: `${p.gate.onFailure.value} <${p.gate.onFailure.source}>`,
     prewarm: `${!p.skip.prewarm.value} <${p.skip.prewarm.source}>`,
@@ -43,7 +53,9 @@ describe('each default factor alone (prod)', () => {
     [
       'emergency',
       {
-        approvals: '1/emergency-approvers <factor emergency|factor emergency>',
+        // The environment's approvers, and the emergency group's authority besides.
+        approvals:
+          '1/approvers <environment prod|environment prod> + 1/emergency-approvers <factor emergency|factor emergency>',
         batches: '100% <factor emergency>',
         onFailure: 'rollback <factor emergency>',
         prewarm: 'false <factor emergency>',
@@ -61,8 +73,9 @@ describe('each default factor alone (prod)', () => {
         onFailure: 'wait <factor degraded>',
         prewarm: 'true <default>',
         priority: '2 <factor degraded>',
-        window: 'bypass <factor degraded>',
-        promotion: 'false <factor degraded>',
+        // degraded slows a release down; it relaxes no rule by default.
+        window: 'respect <default>',
+        promotion: 'true <default>',
         regions: 'sequential <default>',
       },
     ],
@@ -160,24 +173,82 @@ describe('every pair of default factors', () => {
 describe('plan details', () => {
   it('the test environment needs no approval and goes out in one batch', () => {
     const p = plan([], 'test');
-    expect(p.approvals.required).toEqual({ value: 0, source: 'environment test' });
+    expect(p.approvals.requirements).toEqual([
+      {
+        required: { value: 0, source: 'environment test' },
+        group: { value: 'approvers', source: 'default' },
+      },
+    ]);
     expect(p.batches.value).toEqual([{ size: '100%', pause: '5s', manualPromotion: false }]);
     expect(p.promotionRule.value).toEqual({ applies: false, requiresPassed: null });
   });
 
-  it('a user factor from the config applies like a built-in one', () => {
+  it('a user factor that relaxes a rule needs its authority on top of the environment approvers', () => {
     const p = plan(['freeze-exception']);
-    expect(p.approvals.required).toEqual({ value: 2, source: 'factor freeze-exception' });
-    expect(p.approvals.group).toEqual({ value: 'platform', source: 'factor freeze-exception' });
+    expect(p.approvals.requirements).toEqual([
+      {
+        required: { value: 1, source: 'environment prod' },
+        group: { value: 'approvers', source: 'environment prod' },
+      },
+      {
+        required: { value: 1, source: 'factor freeze-exception' },
+        group: { value: 'platform', source: 'factor freeze-exception' },
+        factor: 'freeze-exception',
+      },
+    ]);
+    expect(p.factorUses).toEqual([
+      { factor: 'freeze-exception', relaxes: ['the release window'], requestGroup: 'platform' },
+    ]);
+    expect(p.releaseWindowBypass).toEqual({ value: true, source: 'factor freeze-exception' });
   });
 
-  it('falls back to the environment group when a built-in factor names a group the config lacks', () => {
+  it('emergency needs the emergency group even where the environment needs no approval', () => {
+    const p = plan(['emergency'], 'test');
+    expect(totalRequired(p)).toBe(1);
+    expect(p.approvals.requirements[1]?.group.value).toBe('emergency-approvers');
+  });
+
+  it('refuses a factor whose approving group the config lacks, instead of dropping the approval', () => {
     const c = exampleConfig();
     delete c.groups['emergency-approvers'];
     const r = planRelease({ app: 'payments', version: 'v2', factors: ['emergency'] }, c);
-    if (!r.ok) throw new Error(r.error.message);
-    expect(r.plan.approvals.group.value).toBe('approvers');
-    expect(r.plan.notes.join()).toContain('emergency-approvers');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.code).toBe('factor-without-authority');
+    expect(r.error.message).toContain('emergency-approvers');
+  });
+
+  it('refuses a relaxing factor without an authority even in a config that skipped the check', () => {
+    const c = exampleConfig();
+    c.factors['quick'] = {
+      description: 'skip the line',
+      precedence: 50,
+      excludes: [],
+      effects: { promotionRule: false },
+    };
+    const r = planRelease({ app: 'payments', version: 'v2', factors: ['quick'] }, c);
+    expect(!r.ok && r.error.message).toMatch(/relaxes the promotion rule but the config names nobody/);
+  });
+
+  it('names what each factor relaxes', () => {
+    const c = exampleConfig();
+    const rules = (effects: FactorConfig['effects']) =>
+      relaxedRules({ description: '', precedence: 1, excludes: [], effects }, c);
+    expect(rules({ promotionRule: false })).toEqual(['the promotion rule']);
+    expect(rules({ promotionRule: true, releaseWindowBypass: false })).toEqual([]);
+    expect(rules({ releaseWindowBypass: true })).toEqual(['the release window']);
+    expect(rules({ skip: { syncVerification: true } })).toEqual(['sync verification']);
+    expect(rules({ skip: { prewarm: true } })).toEqual([]);
+    // prod needs 1: asking for 0 is fewer; asking for 2 is not.
+    expect(rules({ approvals: { required: 0 } })).toEqual(['the approval rule']);
+    expect(rules({ approvals: { required: 2 } })).toEqual([]);
+    expect(rules({ approvals: { group: 'platform' } })).toEqual(['the approval rule']);
+    expect(rules({ approvals: { allowSelfApproval: true } })).toEqual(['the approval rule']);
+    expect(rules({ approvals: { expiresAfter: '30m' } })).toEqual([]);
+    for (const [name, f] of Object.entries(DEFAULT_FACTORS)) {
+      if (relaxedRules(f, c).length) expect(f.authority, name).toBeDefined();
+    }
+    expect(relaxedRules(DEFAULT_FACTORS.degraded as FactorConfig, c)).toEqual([]);
   });
 
   it('keeps the environment order of regions named in the command', () => {
@@ -188,6 +259,19 @@ describe('plan details', () => {
     expect(r.ok && r.plan.regions).toEqual({ value: ['eu-west', 'us-east'], source: 'command (in …)' });
     const bad = planRelease({ app: 'checkout', version: 'v2', regions: ['us-east'], factors: [] }, config);
     expect(!bad.ok && bad.error.message).toBe('test does not run in us-east. test runs in: eu-west.');
+  });
+
+  it('says who may use each factor and who must approve it', () => {
+    const lines = explainPlan(plan(['freeze-exception', 'canary']));
+    expect(lines).toContain(
+      'approvals for freeze-exception: 1 from group platform, besides the others (factor freeze-exception)',
+    );
+    expect(lines).toContain(
+      'factor freeze-exception: may be used by members of platform; relaxes the release window; must be approved by 1 of platform (factor freeze-exception)',
+    );
+    expect(lines).toContain(
+      'factor canary: may be used by anyone who may release payments to prod; relaxes no rule (factor canary)',
+    );
   });
 
   it('explains every setting with the layer behind it', () => {

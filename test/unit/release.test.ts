@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { countApprovals } from '../../src/domain/approvals.ts';
 import { planRelease } from '../../src/domain/plan.ts';
 import {
   hasEnded,
@@ -34,7 +35,7 @@ const at = (state: ReleaseState, patch: Partial<Release> = {}): Release => ({ ..
 const events: ReleaseEvent[] = [
   { type: 'enqueue', position: 1 },
   { type: 'start' },
-  { type: 'approve', by: 'U_BOB' },
+  { type: 'approve', by: 'U_BOB', groups: ['approvers'] },
   { type: 'reject', by: 'U_BOB', reason: 'no' },
   { type: 'expire' },
   { type: 'step', to: 'building' },
@@ -58,7 +59,7 @@ describe('the release state machine', () => {
     const path: ReleaseState[] = [];
     for (const e of [
       { type: 'start' },
-      { type: 'approve', by: 'U_BOB' },
+      { type: 'approve', by: 'U_BOB', groups: ['approvers'] },
       { type: 'step', to: 'building' },
       { type: 'step', to: 'syncing' },
       { type: 'step', to: 'deploying' },
@@ -117,6 +118,19 @@ describe('the release state machine', () => {
     });
   });
 
+  it('aborting a failed release that changed a region rolls it back before freeing the lock', () => {
+    const midRollout = at('failed', { progress: { 'eu-west': 2 } });
+    expect(transition(midRollout, { type: 'abort', by: 'U_DAVE' }, 1)).toMatchObject({
+      ok: true,
+      release: { state: 'rolling-back' },
+    });
+    // A release that has not touched anything simply ends.
+    expect(transition(at('paused'), { type: 'abort', by: 'U_DAVE' }, 1)).toMatchObject({
+      ok: true,
+      release: { state: 'aborted' },
+    });
+  });
+
   it('pauses from a working state and resumes to it', () => {
     const paused = transition(at('syncing'), { type: 'pause', by: 'U_DAVE' }, 1);
     if (!paused.ok) throw new Error(paused.reason);
@@ -137,5 +151,52 @@ describe('the release state machine', () => {
     expect(
       transition(r, { type: 'batch', region: 'eu-west', index: 3, total: 3, pods: 4, replicas: 4 }, 1),
     ).toMatchObject({ ok: true });
+  });
+});
+
+describe('approvals in the state machine', () => {
+  const emergency = planRelease({ app: 'payments', version: 'v2', factors: ['emergency'] }, exampleConfig());
+  if (!emergency.ok) throw new Error('plan');
+  const waiting = (plan = base.plan): Release => ({ ...base, plan, state: 'awaiting-approval' });
+  const approve = (r: Release, by: string, groups: string[]) =>
+    transition(r, { type: 'approve', by, groups }, 7);
+
+  it('counts a person once, never the requester, never someone outside the groups', () => {
+    const r = waiting(emergency.plan);
+    const once = approve(r, 'U_CAROL', ['approvers', 'emergency-approvers']);
+    if (!once.ok) throw new Error(once.reason);
+    expect(once.release.state).toBe('awaiting-approval');
+    expect(approve(once.release, 'U_CAROL', ['approvers', 'emergency-approvers'])).toEqual({
+      ok: false,
+      reason: 'r1: you already approved it.',
+    });
+    expect(approve(r, 'U_ALICE', ['approvers'])).toMatchObject({ ok: false, reason: /you requested it/ });
+    expect(approve(r, 'U_DAVE', ['payments-devs'])).toMatchObject({
+      ok: false,
+      reason: /you are in none of those groups/,
+    });
+  });
+
+  it('moves an approval to the requirement only it can fill, so one person in two groups does not block', () => {
+    // carol (approvers + emergency) first, then bob (approvers only): carol counts for emergency.
+    const first = approve(waiting(emergency.plan), 'U_CAROL', ['approvers', 'emergency-approvers']);
+    if (!first.ok) throw new Error(first.reason);
+    const second = approve(first.release, 'U_BOB', ['approvers']);
+    if (!second.ok) throw new Error(second.reason);
+    expect(second.release.state).toBe('approved');
+    expect(countApprovals(emergency.plan, second.release.approvals).counted).toEqual([
+      ['U_BOB'],
+      ['U_CAROL'],
+    ]);
+  });
+
+  it('refuses an approval that cannot count toward what is still missing', () => {
+    // bob fills the environment requirement; another approver-only person would add nothing.
+    const first = approve(waiting(emergency.plan), 'U_BOB', ['approvers']);
+    if (!first.ok) throw new Error(first.reason);
+    expect(approve(first.release, 'U_OTHER', ['approvers'])).toMatchObject({
+      ok: false,
+      reason: /would not count; it still needs 1 approval from emergency-approvers/,
+    });
   });
 });

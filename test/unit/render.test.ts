@@ -209,6 +209,21 @@ describe('renderCard', () => {
     expect(r.blocks[0]).toMatchObject({ type: 'header' });
   });
 
+  it('shows each approval requirement of a factor with an authority, and who counted where', () => {
+    const at = Date.UTC(2026, 0, 2, 11, 30);
+    const r = renderCard(
+      release({ approvals: [{ by: 'U_CAROL', at, groups: ['approvers', 'emergency-approvers'] }] }, [
+        'emergency',
+      ]),
+    );
+    expectPostable(r.blocks);
+    const all = texts(r.blocks).join('\n');
+    expect(all).toContain('1 approval from *approvers* and 1 from *emergency-approvers*');
+    expect(all).toContain('*Approvals* 1/2');
+    expect(all).toMatch(/Approved by <@U_CAROL> at .* \(for \*approvers\*\)/);
+    expect(all).toContain('Waiting for 1 approval from *emergency-approvers*.');
+  });
+
   it('names the factor that set a setting', () => {
     const r = renderCard(release({}, ['degraded']));
     expect(texts(r.blocks).join('\n')).toMatch(/factor degraded/);
