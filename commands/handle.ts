@@ -123,6 +123,10 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       return s.syncs
         ? s.syncs.request(cmd, actor)
         : ephemeral(false, 'Image sync is not set up in this installation.');
+    case 'adopt':
+      return s.adoptions
+        ? s.adoptions.request(cmd, actor)
+        : ephemeral(false, 'Adoption is not set up in this installation.');
     case 'help':
       return ephemeral(true, helpText(cmd.topic, s));
   }

@@ -6,6 +6,7 @@ import type { FerryConfig } from '../src/config/schema.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type { Announcer, ReleaseRepository } from '../src/domain/ports.ts';
 import type { VersionRepository } from '../src/domain/version.ts';
+import type { AdoptCommand } from './adopt.ts';
 import type { LogsCommand } from './logs.ts';
 import type { RollbackCommand } from './rollback.ts';
 import type { SyncCommand } from './sync.ts';
@@ -33,6 +34,9 @@ export interface LogService {
 export interface SyncService {
   request(cmd: SyncCommand, actor: Actor): Promise<CommandReply>;
 }
+export interface AdoptionService {
+  request(cmd: AdoptCommand, actor: Actor): Promise<CommandReply>;
+}
 
 export interface CommandServices {
   config: () => FerryConfig;
@@ -43,6 +47,7 @@ export interface CommandServices {
   rollbacks?: RollbackService;
   logs?: LogService;
   syncs?: SyncService;
+  adoptions?: AdoptionService;
 }
 
 export const ephemeral = (ok: boolean, text: string, releaseId?: string): CommandReply => ({

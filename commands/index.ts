@@ -4,6 +4,7 @@
 import type { CommandError, CommandSpec, GrammarContext, Parsed } from '../src/domain/grammar.ts';
 import { fail, stripSlashCommand, tokenize, unknownCommandHint } from '../src/domain/grammar.ts';
 import { abort } from './abort.ts';
+import { adopt } from './adopt.ts';
 import { approve } from './approve.ts';
 import { help } from './help.ts';
 import { history } from './history.ts';
@@ -18,6 +19,7 @@ import { status } from './status.ts';
 import { sync } from './sync.ts';
 import { versions } from './versions.ts';
 
+export type { AdoptCommand } from './adopt.ts';
 export type { ApproveCommand } from './approve.ts';
 export type { HelpCommand } from './help.ts';
 export type { HistoryCommand } from './history.ts';
@@ -44,6 +46,7 @@ export const COMMANDS = {
   abort,
   sync,
   versions,
+  adopt,
   help,
 } as const;
 

@@ -106,13 +106,19 @@ export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
 export async function commandServices(
   rt: Runtime,
 ): Promise<import('../commands/handler.ts').CommandServices> {
-  const [{ KubeRollbackService }, { kubeClients }, { KubeLogService }, { RegistrySyncService }] =
-    await Promise.all([
-      import('./kube/rollback-service.ts'),
-      import('./kube/client.ts'),
-      import('./logs/service.ts'),
-      import('./runners/sync-service.ts'),
-    ]);
+  const [
+    { KubeRollbackService },
+    { kubeClients },
+    { KubeLogService },
+    { RegistrySyncService },
+    { KubeAdoptionService },
+  ] = await Promise.all([
+    import('./kube/rollback-service.ts'),
+    import('./kube/client.ts'),
+    import('./logs/service.ts'),
+    import('./runners/sync-service.ts'),
+    import('./kube/adopt.ts'),
+  ]);
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
@@ -128,5 +134,10 @@ export async function commandServices(
     }),
     logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
     syncs: new RegistrySyncService(rt.config, rt.versions, rt.announcer),
+    adoptions: new KubeAdoptionService({
+      config: rt.config,
+      releases: rt.releases,
+      clients: (region) => kubeClients(rt.config(), region),
+    }),
   };
 }

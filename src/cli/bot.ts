@@ -25,7 +25,12 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const services = await commandServices(rt);
   const bot = await startBot({
     runtime: rt,
-    services: { rollbacks: services.rollbacks, logs: services.logs, syncs: services.syncs },
+    services: {
+      rollbacks: services.rollbacks,
+      logs: services.logs,
+      syncs: services.syncs,
+      adoptions: services.adoptions,
+    },
     token,
     signingSecret: signingSecret ?? '',
     ...(appToken ? { appToken } : {}),

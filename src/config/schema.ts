@@ -321,6 +321,7 @@ export const actionSchema = z.enum([
   'logs',
   'sync',
   'silence',
+  'adopt',
 ]);
 export type Action = z.infer<typeof actionSchema>;
 

@@ -36,6 +36,7 @@ const VERB: Record<Action, string> = {
   logs: 'read the logs of',
   sync: 'sync images of',
   silence: 'silence alerts of',
+  adopt: 'adopt the Deployments of',
 };
 
 export function may(

@@ -14,6 +14,7 @@ export const SUBCOMMANDS = [
   'abort',
   'sync',
   'versions',
+  'adopt',
   'help',
 ] as const;
 export type Subcommand = (typeof SUBCOMMANDS)[number];

@@ -85,6 +85,10 @@ export const ANN = {
   image: 'ferry.dev/image',
   batch: 'ferry.dev/batch',
   replicas: 'ferry.dev/replicas',
+  /** On a Deployment Ferry did not create but took over (`/release adopt`): it plays track a. */
+  adopted: 'ferry.dev/adopted',
+  /** The labels the team's Service selects on (the adopted Deployment's selector), kept on every track's pods. */
+  serviceLabels: 'ferry.dev/service-labels',
 } as const;
 
 export type Track = 'a' | 'b';
@@ -254,7 +258,34 @@ async function scaleTrack(k: KubeClients, t: AppTarget, track: Track, replicas: 
 export interface Tracks {
   a?: V1Deployment;
   b?: V1Deployment;
+  /** Track a is a Deployment Ferry adopted: its own selector, its own pod labels. */
+  adopted?: true;
 }
+
+/** The Deployment's selector labels, when it is a foreign Deployment Ferry adopted. */
+export function adoptedSelector(d: V1Deployment | undefined): Record<string, string> | undefined {
+  if (!d || ann(d, ANN.adopted) !== 'true') return undefined;
+  if (d.spec?.selector?.matchLabels?.[LABEL_TRACK]) return undefined;
+  return d.spec?.selector?.matchLabels ?? {};
+}
+
+/** Labels the team's Service selects on, recorded at adoption and carried by every track. */
+export function serviceLabels(tracks: Tracks): Record<string, string> {
+  for (const d of [tracks.a, tracks.b]) {
+    const raw = ann(d, ANN.serviceLabels);
+    if (!raw) continue;
+    try {
+      const parsed = JSON.parse(raw) as unknown;
+      if (parsed && typeof parsed === 'object') return parsed as Record<string, string>;
+    } catch {
+      // a hand-edited annotation: ignore it rather than fail the rollout
+    }
+  }
+  return {};
+}
+
+const matches = (labels: Record<string, string> | undefined, selector: Record<string, string>) =>
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
 export async function readTracks(k: KubeClients, t: AppTarget): Promise<Tracks> {
   const [a, b] = await Promise.all(
@@ -268,11 +299,12 @@ export async function readTracks(k: KubeClients, t: AppTarget): Promise<Tracks> 
     ['a', a],
     ['b', b],
   ] as const) {
-    if (d && d.spec?.selector?.matchLabels?.[LABEL_TRACK] !== tr) {
+    const adopted = tr === 'a' && adoptedSelector(d) !== undefined;
+    if (d && !adopted && d.spec?.selector?.matchLabels?.[LABEL_TRACK] !== tr) {
       throw new Error(
         `deployment ${t.namespace}/${d.metadata?.name} in ${t.region} was not created by Ferry (its selector ${JSON.stringify(
           d.spec?.selector?.matchLabels ?? {},
-        )} lacks ${LABEL_TRACK}=${tr}); Ferry rolls out with two tracks (${trackName(t, 'a')}, ${trackName(t, 'b')}) and cannot share an immutable foreign selector. Rename or delete it, or set apps.${t.app}.deployment to a new name.`,
+        )} lacks ${LABEL_TRACK}=${tr}). Take it over without a restart with \`/release adopt ${t.app} to ${t.environment}\`, or set apps.${t.app}.deployment to a new name.`,
       );
     }
     const owner = d?.metadata?.labels?.[LABEL_ENV];
@@ -282,7 +314,11 @@ export async function readTracks(k: KubeClients, t: AppTarget): Promise<Tracks> 
       );
     }
   }
-  return { ...(a ? { a } : {}), ...(b ? { b } : {}) };
+  return {
+    ...(a ? { a } : {}),
+    ...(b ? { b } : {}),
+    ...(adoptedSelector(a) ? { adopted: true as const } : {}),
+  };
 }
 
 const other = (tr: Track): Track => (tr === 'a' ? 'b' : 'a');
@@ -453,6 +489,10 @@ export class KubeRollout implements RegionRollout {
   previousImage: string | null = null;
   private prepared = false;
   private oldExists = false;
+  /** Selector of an adopted foreign Deployment playing track a, if any. */
+  private adopted: Record<string, string> | undefined;
+  /** Labels the team's Service selects on, kept on every pod Ferry makes. */
+  private serviceLabels: Record<string, string> = {};
 
   constructor(k: KubeClients, config: FerryConfig, spec: RolloutSpec, opts: RolloutOptions = {}) {
     this.k = k;
@@ -492,6 +532,8 @@ export class KubeRollout implements RegionRollout {
     }
     const old = tracks[other(this.newTrack)];
     this.oldExists = !!old;
+    this.adopted = adoptedSelector(tracks.a);
+    this.serviceLabels = serviceLabels(tracks);
     this.previousImage = trackImage(old, t.container) ?? null;
     const recorded = Number(ann(tracks[this.newTrack], ANN.replicas));
     const sum = (tracks.a?.spec?.replicas ?? 0) + (tracks.b?.spec?.replicas ?? 0);
@@ -525,7 +567,8 @@ export class KubeRollout implements RegionRollout {
     await this.ensurePrepared();
     const total = this.replicas;
     const p = Math.max(0, Math.min(total, pods));
-    const tracks = await readTracks(this.k, this.target);
+    let tracks = await readTracks(this.k, this.target);
+    if (this.newTrack === 'a' && tracks.adopted) tracks = await this.retireAdopted(tracks);
     const next = tracks[this.newTrack];
     const ours =
       ann(next, ANN.release) === this.spec.releaseId && ann(next, ANN.digest) === this.spec.image.digest;
@@ -557,8 +600,36 @@ export class KubeRollout implements RegionRollout {
     return { ok: true };
   }
 
+  /**
+   * The adopted Deployment handed all its pods to track b in an earlier
+   * release and stayed at 0 as that release's rollback target; now track a is
+   * needed again, so it goes (its selector cannot become Ferry's).
+   */
+  private async retireAdopted(tracks: Tracks): Promise<Tracks> {
+    const t = this.target;
+    const replicas = tracks.a?.spec?.replicas ?? 0;
+    if (replicas > 0)
+      throw new Error(
+        `${t.region}: the adopted deployment ${t.namespace}/${t.name} still runs ${replicas} pods while ${trackName(t, 'b')} is stable; scale one of them to 0 first`,
+      );
+    await this.k.apps.deleteNamespacedDeployment({
+      name: t.name,
+      namespace: t.namespace,
+      propagationPolicy: 'Background',
+    });
+    this.adopted = undefined;
+    this.oldExists = !!tracks.b;
+    const { a: _retired, adopted: _was, ...rest } = tracks;
+    return rest;
+  }
+
+  private templateFor(track: Track, image: string, version: string): Record<string, unknown> {
+    const w = { ...this.workload, labels: { ...this.serviceLabels, ...this.workload.labels } };
+    return podTemplate(this.target, track, image, version, w);
+  }
+
   private async applyNext(replicas: number, done: boolean, batchIndex: number): Promise<void> {
-    const template = podTemplate(this.target, this.newTrack, this.ref, this.spec.version, this.workload);
+    const template = this.templateFor(this.newTrack, this.ref, this.spec.version);
     await applyDeployment(
       this.k,
       deploymentObject(this.target, this.newTrack, replicas, template, {
@@ -569,6 +640,9 @@ export class KubeRollout implements RegionRollout {
         [ANN.image]: this.spec.image.image,
         [ANN.batch]: String(batchIndex),
         [ANN.replicas]: String(this.replicas),
+        ...(Object.keys(this.serviceLabels).length
+          ? { [ANN.serviceLabels]: JSON.stringify(this.serviceLabels) }
+          : {}),
       }),
     );
   }
@@ -609,12 +683,33 @@ export class KubeRollout implements RegionRollout {
    */
   private async pollPods(): Promise<V1Pod[] | undefined> {
     try {
-      return await appPods(this.k, this.target);
+      const own = await appPods(this.k, this.target);
+      if (!this.adopted) return own;
+      // the adopted Deployment's pods carry the team's labels, not Ferry's
+      const selector = Object.entries(this.adopted)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
+      const theirs = await this.k.core.listNamespacedPod({
+        namespace: this.target.namespace,
+        labelSelector: selector,
+      });
+      const seen = new Set(own.map((p) => p.metadata?.uid));
+      return [...own, ...theirs.items.filter((p) => !seen.has(p.metadata?.uid))];
     } catch (err) {
       const code = statusOf(err);
       if (code !== undefined && code < 500 && code !== 429) throw err;
       return undefined;
     }
+  }
+
+  /** A pod of the adopted Deployment (playing the old track a). */
+  private isAdoptedPod(p: V1Pod): boolean {
+    return (
+      !!this.adopted &&
+      this.newTrack === 'b' &&
+      !p.metadata?.labels?.[LABEL_TRACK] &&
+      matches(p.metadata?.labels, this.adopted)
+    );
   }
 
   /** Waits until exactly `fresh` pods of the new image and `old` pods of the old track exist, nothing else. */
@@ -645,7 +740,7 @@ export class KubeRollout implements RegionRollout {
         }
         const tr = p.metadata?.labels?.[LABEL_TRACK];
         if (tr === this.newTrack && podImage(p, t.container) === this.ref) nNew++;
-        else if (tr === other(this.newTrack)) nOld++;
+        else if (tr === other(this.newTrack) || this.isAdoptedPod(p)) nOld++;
         else stray++;
       }
       if (nNew === fresh && nOld === old && stray === 0 && terminating === 0) return;
@@ -876,7 +971,7 @@ export class KubeRollout implements RegionRollout {
       const version = ann(tracks[old], ANN.version) ?? 'previous';
       await applyDeployment(
         this.k,
-        deploymentObject(t, old, total, podTemplate(t, old, prev, version, this.workload), {
+        deploymentObject(t, old, total, this.templateFor(old, prev, version), {
           [ANN.role]: 'stable',
         }),
       );

@@ -258,3 +258,30 @@ describe('grammar properties', () => {
     );
   });
 });
+
+describe('/release adopt', () => {
+  it('is a dry run unless "confirm" follows', () => {
+    expect(parse('/release adopt payments to prod')).toEqual({
+      ok: true,
+      command: { kind: 'adopt', app: 'payments', environment: 'prod', confirm: false },
+    });
+    expect(parse('/release adopt payments confirm')).toEqual({
+      ok: true,
+      command: { kind: 'adopt', app: 'payments', confirm: true },
+    });
+    expect(formatCommand({ kind: 'adopt', app: 'ledger', environment: 'test', confirm: true })).toBe(
+      '/release adopt ledger to test confirm',
+    );
+  });
+
+  it('says what is wrong with a bad adopt, and what would be right', () => {
+    expect(expectError('/release adopt payments to prod now').message).toContain('only "confirm" may follow');
+    expect(expectError('/release adopt payments confirm confirm').message).toContain(
+      'only "confirm" may follow',
+    );
+    expect(expectError('/release adopt paymnts').message).toContain('Did you mean "payments"');
+    expect(expectError('/release adopt payments to staging').usage).toBe(
+      '/release adopt <app> [to <env>] [confirm]',
+    );
+  });
+});

@@ -52,7 +52,7 @@ export interface BotOptions {
   /** Run the notify queue consumer in this process (default true). */
   notifier?: boolean;
   /** Optional command services (rollback, logs, sync) on top of the lifecycle. */
-  services?: Pick<CommandServices, 'rollbacks' | 'logs' | 'syncs'>;
+  services?: Pick<CommandServices, 'rollbacks' | 'logs' | 'syncs' | 'adoptions'>;
   logLevel?: LogLevel;
   /** Commands worked on at once after their ack (default 16). */
   workConcurrency?: number;
