@@ -5,13 +5,14 @@
 import { randomUUID } from 'node:crypto';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handleText } from '../../commands/handle.ts';
 import { deployJob } from '../../jobs/deploy.ts';
 import type { FerryConfig, WorkloadConfig } from '../../src/config/schema.ts';
 import type { BuiltImage } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { KubeRollout } from '../../src/kube/rollout.ts';
 import { clusterReleaseId } from '../../src/runners/deploy.ts';
-import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
+import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
   ensureInfra,
   infra,
@@ -295,3 +296,121 @@ describe('the workload from config', () => {
     expect(await sh('ls /usr/local/tomcat/logs')).toMatch(/\S/);
   }, 600_000);
 });
+
+describe('adopting an existing Deployment', () => {
+  it('takes over a kubectl-made Deployment without a restart, then releases v2 without a dip', async () => {
+    const ns = await namespace('wl-adopt');
+    const replicas = 4;
+    await kubectl('eu-west', [
+      '-n',
+      ns,
+      'create',
+      'deployment',
+      TEST_APP,
+      `--image=${ref(v1)}`,
+      `--replicas=${replicas}`,
+      '--port=8080',
+    ]);
+    await kubectl('eu-west', ['-n', ns, 'rollout', 'status', `deployment/${TEST_APP}`, '--timeout=180s'], {
+      timeoutMs: 200_000,
+    });
+    type Deploy = {
+      metadata: { generation: number; annotations?: Record<string, string> };
+      spec: { replicas: number };
+    };
+    const before = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
+    const podsBefore = await teamPods(ns);
+    expect(podsBefore.ready).toBe(replicas);
+
+    // kubeTestConfig names the Deployment "hello", as the team did
+    const config = kubeTestConfig(ns, { batches: [{ size: '1' }, { size: '50%' }, { size: '100%' }] });
+    const rt = runtime(config);
+    const services = await commandServices(rt);
+    const alice = { userId: 'U_ALICE', channel: 'C_RELEASES' };
+
+    // Before adoption a release is refused, and says how to adopt.
+    const refused = await deploy(rt, 'v2', v2, 'kt').catch((e: Error) => e);
+    expect(String(refused)).toContain(`/release adopt ${TEST_APP} to kt`);
+
+    const dry = await handleText(`/release adopt ${TEST_APP} to kt`, alice, services);
+    expect(dry.ok).toBe(true);
+    expect(dry.text).toContain(`${replicas} replicas`);
+    expect(dry.text).toContain('no pod restarts');
+    expect(dry.text).toContain(`/release adopt ${TEST_APP} to kt confirm`);
+    const afterDry = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
+    expect(afterDry.metadata.annotations?.['ferry.dev/adopted']).toBeUndefined();
+
+    const done = await handleText(`/release adopt ${TEST_APP} to kt confirm`, alice, services);
+    expect(done).toMatchObject({ ok: true, visibility: 'channel' });
+    const adopted = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
+    // metadata only: the pod template (and so the generation) is untouched, and the very same pods run
+    expect(adopted.metadata.generation).toBe(before.metadata.generation);
+    expect(adopted.metadata.annotations?.['ferry.dev/adopted']).toBe('true');
+    expect((await teamPods(ns)).uids).toEqual(podsBefore.uids);
+
+    // v2 through Ferry, sampling what the team's Service would select (app=hello) all along.
+    const samples: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push((await teamPods(ns)).ready);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    const release = await deploy(rt, 'v2', v2, 'kt').finally(() => {
+      sampling = false;
+    });
+    await sampler;
+    expect(release.state).not.toBe('failed');
+    expect(samples.length).toBeGreaterThan(10);
+    expect(Math.min(...samples)).toBeGreaterThanOrEqual(replicas);
+    const end = await teamPods(ns);
+    expect(end.images).toEqual({ [ref(v2)]: replicas });
+    const old = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
+    expect(old.spec.replicas).toBe(0);
+
+    // The release after retires the adopted Deployment: track a is Ferry's own again.
+    await deploy(rt, 'v1', v1, 'kt');
+    const a = await kubectlJson<{ spec: { selector: { matchLabels: Record<string, string> } } }>('eu-west', [
+      '-n',
+      ns,
+      'get',
+      'deployment',
+      TEST_APP,
+    ]);
+    expect(a.spec.selector.matchLabels['ferry.dev/track']).toBe('a');
+    expect((await teamPods(ns)).images).toEqual({ [ref(v1)]: replicas });
+  }, 900_000);
+});
+
+/** The pods a Service selecting the team's own label (app=hello) would see. */
+async function teamPods(
+  ns: string,
+): Promise<{ ready: number; uids: string[]; images: Record<string, number> }> {
+  type P = {
+    metadata: { uid: string; deletionTimestamp?: string };
+    spec: { containers: { image: string }[] };
+    status: { conditions?: { type: string; status: string }[] };
+  };
+  const list = await kubectlJson<{ items: P[] }>('eu-west', [
+    '-n',
+    ns,
+    'get',
+    'pods',
+    '-l',
+    `app=${TEST_APP}`,
+  ]);
+  const live = list.items.filter((p) => !p.metadata.deletionTimestamp);
+  const images: Record<string, number> = {};
+  for (const p of live) {
+    const img = p.spec.containers[0]?.image ?? '?';
+    images[img] = (images[img] ?? 0) + 1;
+  }
+  return {
+    ready: live.filter((p) =>
+      (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    ).length,
+    uids: live.map((p) => p.metadata.uid).sort(),
+    images,
+  };
+}

@@ -66,7 +66,7 @@ export function kubeTestConfig(ns: string, o: KubeTestConfigOptions = {}): Ferry
     groups: ['payments-devs'],
     apps: [TEST_APP],
     environments: ['*'],
-    actions: ['request', 'pause', 'resume', 'abort', 'rollback', 'logs', 'sync', 'silence'],
+    actions: ['request', 'pause', 'resume', 'abort', 'rollback', 'logs', 'sync', 'silence', 'adopt'],
   });
   return c;
 }
