@@ -318,8 +318,8 @@ describe('adopting an existing Deployment', () => {
       metadata: { generation: number; annotations?: Record<string, string> };
       spec: { replicas: number };
     };
-    const before = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
     const podsBefore = await teamPods(ns);
+    const rsBefore = await replicaSets(ns);
     expect(podsBefore.ready).toBe(replicas);
 
     // kubeTestConfig names the Deployment "hello", as the team did
@@ -331,8 +331,12 @@ describe('adopting an existing Deployment', () => {
     // Before adoption a release is refused, and says how to adopt.
     const refused = await deploy(rt, 'v2', v2, 'kt').catch((e: Error) => e);
     expect(String(refused)).toContain(`/release adopt ${TEST_APP} to kt`);
+    // the worker fails a release whose step throws; it changed nothing, so it frees the lock
+    for (const r of await rt.releases.active())
+      await rt.lifecycle.report(r.id, { type: 'fail', reason: String(refused) });
 
     const dry = await handleText(`/release adopt ${TEST_APP} to kt`, alice, services);
+    expect(dry.text).not.toMatch(/may not|in flight|Nothing to adopt/);
     expect(dry.ok).toBe(true);
     expect(dry.text).toContain(`${replicas} replicas`);
     expect(dry.text).toContain('no pod restarts');
@@ -343,8 +347,8 @@ describe('adopting an existing Deployment', () => {
     const done = await handleText(`/release adopt ${TEST_APP} to kt confirm`, alice, services);
     expect(done).toMatchObject({ ok: true, visibility: 'channel' });
     const adopted = await kubectlJson<Deploy>('eu-west', ['-n', ns, 'get', 'deployment', TEST_APP]);
-    // metadata only: the pod template (and so the generation) is untouched, and the very same pods run
-    expect(adopted.metadata.generation).toBe(before.metadata.generation);
+    // metadata only: no new ReplicaSet (the pod template is untouched), and the very same pods run
+    expect(await replicaSets(ns)).toEqual(rsBefore);
     expect(adopted.metadata.annotations?.['ferry.dev/adopted']).toBe('true');
     expect((await teamPods(ns)).uids).toEqual(podsBefore.uids);
 
@@ -382,6 +386,13 @@ describe('adopting an existing Deployment', () => {
     expect((await teamPods(ns)).images).toEqual({ [ref(v1)]: replicas });
   }, 900_000);
 });
+
+async function replicaSets(ns: string): Promise<string[]> {
+  return (await kubectl('eu-west', ['-n', ns, 'get', 'rs', '-l', `app=${TEST_APP}`, '-o', 'name']))
+    .trim()
+    .split('\n')
+    .sort();
+}
 
 /** The pods a Service selecting the team's own label (app=hello) would see. */
 async function teamPods(
