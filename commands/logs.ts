@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { parseDuration } from '../src/domain/duration.ts';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkApp, checkEnvironment, checkRegions, fail, quote, readOptions } from '../src/domain/grammar.ts';
+import { lookup } from '../src/domain/lookup.ts';
+import { echo } from '../src/domain/text.ts';
 
 export const MAX_LOG_LINES = 5000;
 
@@ -50,16 +52,16 @@ export const logs: CommandSpec<LogsCommand> = {
     if (v.has('pod')) command.pod = v.get('pod') as string;
     if (v.has('file')) {
       const file = (v.get('file') as string).toLowerCase();
-      const a = ctx.config.apps[app.command];
+      const a = lookup(ctx.config.apps, app.command);
       const offered = {
-        ...(a ? ctx.config.stacks[a.stack]?.logFiles : {}),
+        ...(a ? lookup(ctx.config.stacks, a.stack)?.logFiles : {}),
         ...(a?.logFiles ?? {}),
       };
       const names = ['stdout', ...Object.keys(offered)];
       if (!names.includes(file)) {
         return fail(
           'bad-value',
-          `${app.command} has no log file "${file}". Files: ${names.join(', ')}.`,
+          `${app.command} has no log file ${echo(file)}. Files: ${names.join(', ')}.`,
           USAGE,
         );
       }
@@ -70,7 +72,7 @@ export const logs: CommandSpec<LogsCommand> = {
       if (!Number.isInteger(n) || n < 1 || n > MAX_LOG_LINES) {
         return fail(
           'bad-value',
-          `"lines" takes a whole number from 1 to ${MAX_LOG_LINES}, not "${v.get('lines')}".`,
+          `"lines" takes a whole number from 1 to ${MAX_LOG_LINES}, not ${echo(v.get('lines') as string)}.`,
           USAGE,
         );
       }
@@ -79,7 +81,11 @@ export const logs: CommandSpec<LogsCommand> = {
     if (v.has('since')) {
       const since = v.get('since') as string;
       if (parseDuration(since) === undefined) {
-        return fail('bad-value', `"since" takes a duration such as 30s, 15m or 2h, not "${since}".`, USAGE);
+        return fail(
+          'bad-value',
+          `"since" takes a duration such as 30s, 15m or 2h, not ${echo(since)}.`,
+          USAGE,
+        );
       }
       command.since = since;
     }

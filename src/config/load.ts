@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { nullPrototype } from '../domain/lookup.ts';
 import { configSchema, type FerryConfig } from './schema.ts';
 import { crossReferenceProblems } from './validate.ts';
 
@@ -99,7 +100,8 @@ export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
 
 /** Built-in factors first; a factor of the same name in the file replaces the built-in one. */
 export function withDefaultFactors(config: FerryConfig): FerryConfig {
-  return { ...config, factors: { ...DEFAULT_FACTORS, ...config.factors } };
+  // Without a prototype, like every other name map of the config (see nameMap in schema.ts).
+  return { ...config, factors: nullPrototype({ ...DEFAULT_FACTORS, ...config.factors }) };
 }
 
 /** Loads a config or throws an error listing every problem (for processes that cannot start without one). */

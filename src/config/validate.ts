@@ -1,5 +1,6 @@
 // Cross-references in a parsed config: names that must point at something.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { defines, lookup } from '../domain/lookup.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
 import type { FerryConfig } from './schema.ts';
 
@@ -56,7 +57,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   for (const start of envs) {
     const seen = new Set<string>();
     let cur: string | undefined = start;
-    while (cur && c.environments[cur]) {
+    while (cur && defines(c.environments, cur)) {
       if (seen.has(cur)) {
         out.push({
           path: ['environments', start, 'requiresPassed'],
@@ -65,7 +66,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
         break;
       }
       seen.add(cur);
-      cur = c.environments[cur]?.requiresPassed;
+      cur = lookup(c.environments, cur)?.requiresPassed;
     }
   }
   for (const [name, app] of Object.entries(c.apps)) {
@@ -80,7 +81,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       `"${name}" looks like a release id (r<number>) and cannot name an app`,
     );
     check(
-      app.stack in c.stacks,
+      defines(c.stacks, app.stack),
       ['apps', name, 'stack'],
       `unknown stack "${app.stack}"; ${known('stacks', Object.keys(c.stacks))}`,
     );
@@ -91,7 +92,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     );
     app.owners.forEach((o, i) => {
       check(
-        o in c.groups || o in c.people,
+        defines(c.groups, o) || defines(c.people, o),
         ['apps', name, 'owners', i],
         `"${o}" is neither a group nor a person`,
       );
@@ -104,20 +105,20 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       `"${name}" is a word of the command grammar and cannot name a factor`,
     );
     check(
-      !(name in c.environments),
+      !defines(c.environments, name),
       ['factors', name],
       `"${name}" is also an environment; a word must mean one thing`,
     );
     f.excludes.forEach((x, i) => {
       check(
-        x in c.factors,
+        defines(c.factors, x),
         ['factors', name, 'excludes', i],
         `unknown factor "${x}"; ${known('factors', Object.keys(c.factors))}`,
       );
     });
     // Built-in factors may name groups a config does not define; the planner
     // then falls back to the environment's group and says so.
-    if (DEFAULT_FACTORS[name] === f) continue;
+    if (lookup(DEFAULT_FACTORS, name) === f) continue;
     const g = f.effects.approvals?.group;
     if (g)
       check(
@@ -135,7 +136,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   for (const [name, members] of Object.entries(c.groups)) {
     members.forEach((m, i) => {
       check(
-        m in c.people,
+        defines(c.people, m),
         ['groups', name, i],
         `unknown person "${m}"; ${known('people', Object.keys(c.people))}`,
       );

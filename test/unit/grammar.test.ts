@@ -57,7 +57,8 @@ describe('the command grammar on examples a person would type', () => {
   it('shows the usage line when the version is missing', () => {
     const e = expectError('/release payments');
     expect(e.message).toContain('Which version of payments?');
-    expect(e.message).toContain('Usage: /release <app> <version>');
+    // The usage line is literal text in a message: its <app> is escaped, not read as a Slack link.
+    expect(e.message).toContain('Usage: /release &lt;app&gt; &lt;version&gt;');
   });
 
   it('refuses a subcommand word as an app name and says why', () => {
