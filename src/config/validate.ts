@@ -14,6 +14,21 @@ function known(kind: string, names: Iterable<string>): string {
   return list.length ? `known ${kind}: ${list.join(', ')}` : `no ${kind} are defined`;
 }
 
+/** A DNS-1123 label: what Kubernetes takes as a namespace, a container or a label value. */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * Why `value` is no DNS-1123 label Kubernetes would take (lower-case letters, digits and '-',
+ * starting and ending with a letter or digit, at most `max` characters), or undefined when it is one.
+ */
+export function dnsLabelProblem(value: string, max = 63): string | undefined {
+  if (value.length === 0) return 'is empty';
+  if (value.length > max) return `is ${value.length} characters long; at most ${max}`;
+  if (!DNS_LABEL.test(value))
+    return "must be lower-case letters, digits and '-', starting and ending with a letter or digit";
+  return undefined;
+}
+
 export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   const out: RefProblem[] = [];
   const regions = Object.keys(c.regions);
@@ -80,6 +95,23 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       ['apps', name],
       `"${name}" looks like a release id (r<number>) and cannot name an app`,
     );
+    // The names Ferry gives Kubernetes: checked here, where the file and line are known, rather than
+    // refused by the API server in the middle of a rollout (or, worse, read as a path: "a/../b").
+    const kubeNames: [string, string | undefined, (string | number)[], number][] = [
+      ['app name', name, ['apps', name], 63],
+      ['namespace', app.namespace, ['apps', name, 'namespace'], 63],
+      // Ferry's second track is the Deployment "<name>-b", which must fit too.
+      ['deployment', app.deployment, ['apps', name, 'deployment'], 61],
+      ['container', app.container, ['apps', name, 'container'], 63],
+    ];
+    for (const [what, value, path, max] of kubeNames) {
+      const problem = value === undefined ? undefined : dnsLabelProblem(value, max);
+      check(
+        problem === undefined,
+        path,
+        `${what} "${value}" ${problem}: Kubernetes takes only DNS-1123 labels`,
+      );
+    }
     check(
       defines(c.stacks, app.stack),
       ['apps', name, 'stack'],
