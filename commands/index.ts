@@ -4,7 +4,7 @@
 import type { CommandError, CommandSpec, GrammarContext, Parsed } from '../src/domain/grammar.ts';
 import { fail, stripSlashCommand, tokenize, unknownCommandHint } from '../src/domain/grammar.ts';
 import { defines } from '../src/domain/lookup.ts';
-import { echo } from '../src/domain/text.ts';
+import { echo, literal } from '../src/domain/text.ts';
 import { abort } from './abort.ts';
 import { approve } from './approve.ts';
 import { help } from './help.ts';
@@ -98,7 +98,7 @@ export function formatCommand(command: Command): string {
 }
 
 export function usageLines(): string[] {
-  return Object.values(COMMANDS).map((c) => `\`${c.usage}\` — ${c.summary}`);
+  return Object.values(COMMANDS).map((c) => `\`${literal(c.usage)}\` — ${c.summary}`);
 }
 
 export type { CommandError };

@@ -8,6 +8,7 @@ import { type Plan, type PlanRequest, planRelease } from './plan.ts';
 import { approvalDeadline, may, mayApprove, mayRequest } from './policy.ts';
 import type { Announcer, CommitResult, ReleaseRepository, VersionLookup, WorkScheduler } from './ports.ts';
 import { hasEnded, oneLine, type Release, type ReleaseEvent } from './release.ts';
+import { literal } from './text.ts';
 
 export interface Reply {
   ok: boolean;
@@ -183,7 +184,7 @@ export class Lifecycle {
       return { ok: false, text: allowed.reason.replace('Approvals for', 'Rejections of') };
     const r = await this.deps.releases.apply(id, { type: 'reject', by: userId, reason });
     if (!r.ok) return { ok: false, text: r.reason };
-    await this.announceTransition(r, `Rejected by <@${userId}>: ${reason}`);
+    await this.announceTransition(r, `Rejected by <@${userId}>: ${literal(reason)}`);
     return { ok: true, releaseId: id, text: `You rejected ${id}.` };
   }
 

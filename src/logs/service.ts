@@ -9,9 +9,11 @@ import { ephemeral } from '../../commands/handler.ts';
 import type { LogsCommand } from '../../commands/logs.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { parseDuration } from '../domain/duration.ts';
+import { lookup } from '../domain/lookup.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import { echo, literal } from '../domain/text.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
@@ -60,8 +62,8 @@ export class KubeLogService implements LogService {
 
   async read(cmd: LogsCommand, actor: Actor, ctx: LogContext = {}): Promise<CommandReply> {
     const config = this.deps.config();
-    const app = config.apps[cmd.app];
-    if (!app) return ephemeral(false, `Ferry does not know the app "${cmd.app}".`);
+    const app = lookup(config.apps, cmd.app);
+    if (!app) return ephemeral(false, `Ferry does not know the app ${echo(cmd.app)}.`);
     const environment = cmd.environment ?? app.defaultEnvironment;
     const allowed = may(config, actor.userId, 'logs', cmd.app, environment);
     if (!allowed.ok) return ephemeral(false, allowed.reason);
@@ -70,10 +72,10 @@ export class KubeLogService implements LogService {
       report = await this.collect(cmd, environment);
     } catch (err) {
       if (err instanceof Refusal) return ephemeral(false, err.message);
-      return ephemeral(false, `Could not read the logs of ${cmd.app}: ${(err as Error).message}`);
+      return ephemeral(false, `Could not read the logs of ${cmd.app}: ${literal((err as Error).message)}`);
     }
     const release = await this.threadRelease(cmd.app, environment, actor, ctx);
-    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing "${cmd.grep}"` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
+    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing ${echo(cmd.grep, 200)}` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
     const fileName = `${report.app}-${report.environment}-${report.region}-${report.pod}-${report.file}.log`;
     const body = {
       text: head,
@@ -100,19 +102,19 @@ export class KubeLogService implements LogService {
   /** Reads and redacts, without posting anything. */
   async collect(cmd: LogsCommand, environment = cmd.environment): Promise<LogReport> {
     const config = this.deps.config();
-    const app = config.apps[cmd.app];
-    if (!app) throw new Refusal(`Ferry does not know the app "${cmd.app}".`);
+    const app = lookup(config.apps, cmd.app);
+    if (!app) throw new Refusal(`Ferry does not know the app ${echo(cmd.app)}.`);
     const env = environment ?? app.defaultEnvironment;
-    const envConfig = config.environments[env];
-    if (!envConfig) throw new Refusal(`Ferry does not know the environment "${env}".`);
+    const envConfig = lookup(config.environments, env);
+    if (!envConfig) throw new Refusal(`Ferry does not know the environment ${echo(env)}.`);
     const region = cmd.region ?? envConfig.regions[0];
     if (!region || !envConfig.regions.includes(region)) {
       throw new Refusal(
-        `${env} does not run in ${cmd.region}; its regions: ${envConfig.regions.join(', ')}.`,
+        `${env} does not run in ${echo(cmd.region ?? '')}; its regions: ${envConfig.regions.join(', ')}.`,
       );
     }
-    const regionConfig = config.regions[region];
-    if (!regionConfig) throw new Refusal(`Ferry does not know the region "${region}".`);
+    const regionConfig = lookup(config.regions, region);
+    if (!regionConfig) throw new Refusal(`Ferry does not know the region ${echo(region)}.`);
     const reader = (this.deps.cluster ?? clusterReader)(regionConfig.context);
     const namespace = app.namespace ?? cmd.app;
     const deployment = app.deployment ?? cmd.app;
@@ -138,11 +140,11 @@ export class KubeLogService implements LogService {
     if (!container) throw new Refusal(`Pod ${podName} has no containers.`);
 
     const file = cmd.file ?? 'stdout';
-    const files = { ...(config.stacks[app.stack]?.logFiles ?? {}), ...app.logFiles };
-    const path = file === 'stdout' ? undefined : files[file];
+    const files = { ...(lookup(config.stacks, app.stack)?.logFiles ?? {}), ...app.logFiles };
+    const path = file === 'stdout' ? undefined : lookup(files, file);
     if (file !== 'stdout' && !path) {
       throw new Refusal(
-        `${cmd.app} has no log file "${file}". Files: ${['stdout', ...Object.keys(files)].join(', ')}.`,
+        `${cmd.app} has no log file ${echo(file)}. Files: ${['stdout', ...Object.keys(files)].join(', ')}.`,
       );
     }
     const lines = cmd.lines ?? config.limits.logLines;
@@ -189,7 +191,9 @@ export class KubeLogService implements LogService {
     }
     const cur = await readLog(reader, { ...base, ...(path ? { path } : {}) });
     if (path && cur.lines.length === 0 && cur.stderr) {
-      throw new Refusal(`Could not read ${path} in ${podName}: ${cur.stderr.split('\n')[0]}`);
+      throw new Refusal(
+        `Could not read ${literal(path)} in ${podName}: ${literal(cur.stderr.split('\n')[0] ?? '')}`,
+      );
     }
     sections.push(...cur.lines);
     total += cur.lines.length;

@@ -17,7 +17,7 @@ const OPTION_LIKE = ['--x', '-h', '--help', '--config=/etc/passwd', '-rf', '--',
 const MARKUP = ['<!channel>', '<!here>', '<https://evil.example|the runbook>', '<@U_BOB>', '&amp;', '*bold*'];
 
 /** Words that hide the defects the readability check looks for, so an echo of them is no false alarm. */
-const CHECKED_WORDS = /undefined|\[object|\bat\s|Error/i;
+const CHECKED_WORDS = /undefined|\[object|\bat\s|Error|NaN|is not a function|Cannot read/i;
 
 export function hostileWord(config: FerryConfig): fc.Arbitrary<string> {
   const real = [
