@@ -2,7 +2,15 @@
 import { z } from 'zod';
 import { parseDuration } from '../src/domain/duration.ts';
 import type { CommandSpec } from '../src/domain/grammar.ts';
-import { checkApp, checkEnvironment, checkRegions, fail, quote, readOptions } from '../src/domain/grammar.ts';
+import {
+  checkApp,
+  checkEnvironment,
+  checkRegions,
+  fail,
+  isPodName,
+  quote,
+  readOptions,
+} from '../src/domain/grammar.ts';
 import { lookup } from '../src/domain/lookup.ts';
 import { echo } from '../src/domain/text.ts';
 
@@ -49,7 +57,18 @@ export const logs: CommandSpec<LogsCommand> = {
       if (r.command.length !== 1) return fail('usage', 'logs reads one region at a time.', USAGE);
       command.region = r.command[0] as string;
     }
-    if (v.has('pod')) command.pod = v.get('pod') as string;
+    if (v.has('pod')) {
+      const pod = v.get('pod') as string;
+      // Checked here so that nothing but a pod name reaches the Kubernetes API (no paths, no ';').
+      if (!isPodName(pod)) {
+        return fail(
+          'bad-value',
+          `${echo(pod)} is not a pod name: pod names are lower-case letters, digits, '-' and '.'. Leave out \`pod\` to read the newest pod of ${app.command}.`,
+          USAGE,
+        );
+      }
+      command.pod = pod;
+    }
     if (v.has('file')) {
       const file = (v.get('file') as string).toLowerCase();
       const a = lookup(ctx.config.apps, app.command);

@@ -67,6 +67,11 @@ export function quote(word: string): string {
   return word;
 }
 
+/** What Kubernetes takes as a pod name: a DNS-1123 subdomain of at most 253 characters. */
+export function isPodName(name: string): boolean {
+  return name.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name);
+}
+
 export const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** What a command may look up in the config while parsing. */

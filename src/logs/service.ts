@@ -9,6 +9,7 @@ import { ephemeral } from '../../commands/handler.ts';
 import type { LogsCommand } from '../../commands/logs.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { parseDuration } from '../domain/duration.ts';
+import { isPodName } from '../domain/grammar.ts';
 import { lookup } from '../domain/lookup.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
@@ -17,7 +18,7 @@ import { echo, literal } from '../domain/text.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
-import { newestPod, podsOfApp, readLog } from './read.ts';
+import { newestPod, notAppPod, podsOfApp, readLog } from './read.ts';
 
 export interface LogServiceDeps {
   config: () => FerryConfig;
@@ -121,13 +122,23 @@ export class KubeLogService implements LogService {
 
     let pod: V1Pod | undefined;
     if (cmd.pod) {
-      pod = await reader.pod(namespace, cmd.pod);
-      if (!pod) {
-        const names = (await reader.pods(namespace)).map((p) => p.metadata?.name).filter(Boolean);
+      // A named pod must be this app's, in this environment: the name alone could be any pod of the
+      // namespace. The refusal names the app's pods there, never the others.
+      const named = isPodName(cmd.pod) ? await reader.pod(namespace, cmd.pod) : undefined;
+      const why = named ? notAppPod(named, deployment, env) : 'there is no such pod';
+      if (!named || why) {
+        const theirs = (await reader.pods(namespace))
+          .filter((p) => !p.metadata?.deletionTimestamp && !notAppPod(p, deployment, env))
+          .map((p) => p.metadata?.name as string);
         throw new Refusal(
-          `No pod "${cmd.pod}" of ${cmd.app} in ${region}.${names.length ? ` Pods: ${names.slice(0, 10).join(', ')}.` : ''}`,
+          `${echo(cmd.pod)} is not a pod of ${cmd.app} in ${env} (${region}): ${why}. ${
+            theirs.length
+              ? `Pods of ${cmd.app} there: ${theirs.slice(0, 10).join(', ')}${theirs.length > 10 ? ` and ${theirs.length - 10} more` : ''}.`
+              : `${cmd.app} has no pods there now.`
+          } Leave out \`pod\` to read the newest one.`,
         );
       }
+      pod = named;
     } else {
       const mine = podsOfApp(await reader.pods(namespace), deployment);
       // where environments share a namespace, the pods that say they run this environment
