@@ -21,7 +21,7 @@ export const logsSchema = z.strictObject({
   app: z.string(),
   environment: z.string().optional(),
   region: z.string().optional(),
-  pod: z.string().optional(),
+  pod: z.string().refine(isPodName, 'a pod name').optional(),
   file: z.string().optional(),
   lines: z.number().int().min(1).max(MAX_LOG_LINES).optional(),
   since: z.string().optional(),

@@ -127,7 +127,8 @@ describe('the command grammar on examples a person would type', () => {
 
 // ---- properties ----------------------------------------------------------
 
-const word = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
+// Only pod names (DNS-1123 subdomains) are valid pods.
+const podName = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?(\.[a-z0-9]{1,8})?$/);
 const version = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,10}$/);
 const releaseId = fc.nat(9999).map((n) => `r${n}`);
 const sub = <T>(arr: T[]) => fc.subarray(arr, { minLength: 0 });
@@ -174,7 +175,7 @@ const validCommand: fc.Arbitrary<Command> = fc.oneof(
       app: fc.constantFrom(...apps),
       environment: opt(fc.constantFrom(...envs)),
       region: opt(fc.constantFrom(...regions)),
-      pod: opt(word),
+      pod: opt(podName),
       file: opt(fc.constantFrom('stdout', 'app', 'gc')),
       lines: opt(fc.integer({ min: 1, max: 5000 })),
       since: opt(fc.constantFrom('30s', '15m', '2h')),
