@@ -203,7 +203,7 @@ export function createBotApp(opts: BotOptions): App {
         await onButton(actionId, args);
       } catch (err) {
         log.error({ err: (err as Error).message, actionId }, 'button failed');
-        await tell(args, `Ferry could not do that: ${(err as Error).message}.`);
+        await tell(args, ACTION_FAILED);
       }
     });
   }
@@ -365,6 +365,10 @@ export function createBotApp(opts: BotOptions): App {
 /** What a person reads when their command failed inside Ferry: no internals, no stack. */
 export const COMMAND_FAILED =
   'Something went wrong inside Ferry; nothing was started. Try again in a minute.';
+
+/** A click that failed inside Ferry: it may have been recorded before the failure, so the card is the truth. */
+export const ACTION_FAILED =
+  'Something went wrong inside Ferry. The card shows what was recorded; try again in a minute.';
 
 type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
 
