@@ -10,7 +10,7 @@ import { handleText } from '../../commands/handle.ts';
 import type { CommandServices } from '../../commands/handler.ts';
 import { SlackEmulator } from '../../src/chat/emulator/index.ts';
 import type { StoredMessage } from '../../src/chat/emulator/types.ts';
-import { COMMAND_FAILED, type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import { ACTION_FAILED, COMMAND_FAILED, type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import type { Runtime } from '../../src/runtime.ts';
 import { exampleConfig } from '../support/config.ts';
 import { hostileCommand, unreadable } from '../support/hostile.ts';
@@ -40,7 +40,8 @@ beforeAll(async () => {
   const runtime: Runtime = {
     ...h.rt,
     config: () => {
-      if (failInside) {
+      // Only the bot's own handlers fail, not the notifier that shares this runtime.
+      if (failInside && /onCommand|onButton/.test(new Error().stack ?? '')) {
         failInside = false;
         throw new Error('config store exploded at line 42');
       }
@@ -121,6 +122,30 @@ describe('hostile input through the bot', () => {
     }
     expect(reply.text).toContain(ESCAPED);
     expect(flat(card)).toContain(ESCAPED);
+  });
+});
+
+describe('a click that fails inside Ferry', () => {
+  it('is answered without internals', async () => {
+    await h.rt.versions.recordPassed('ledger', 'v3', 'test');
+    const before = emu.ephemerals('U_ALICE').length;
+    await emu.slashCommand({ userId: 'U_ALICE', channelId: CH, text: 'ledger v3 to prod' });
+    const answer = await lastEphemeral('U_ALICE', before);
+    const id = /\b(r\d+)\b/.exec(answer.text)?.[1] as string;
+    await waitForState(h.rt, id, 'awaiting-approval');
+    const card = await emu.waitFor(
+      () =>
+        emu
+          .channelMessages(CH)
+          .find((m) => flat(m).includes(`"${id} ·`) && flat(m).includes('"action_id":"approve"')),
+      30_000,
+    );
+    const bobBefore = emu.ephemerals('U_BOB').length;
+    failInside = true;
+    await emu.clickButton({ userId: 'U_BOB', channelId: CH, messageTs: card.ts, actionId: 'approve' });
+    const e = await lastEphemeral('U_BOB', bobBefore);
+    expect(e.text).toBe(ACTION_FAILED);
+    expect((await h.rt.releases.get(id))?.state).toBe('awaiting-approval');
   });
 });
 
