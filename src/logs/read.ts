@@ -99,19 +99,6 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
   };
 }
 
-/** Pods of an app in its namespace: owned by its deployment (or labelled with its name). */
-export function podsOfApp(pods: readonly V1Pod[], deployment: string): V1Pod[] {
-  // pre-warm pods (ferry.dev/prewarm) only pull images: never what people want to read
-  const candidates = pods.filter((p) => !p.metadata?.labels?.['ferry.dev/prewarm']);
-  const mine = candidates.filter((p) => {
-    const labels = p.metadata?.labels ?? {};
-    if (labels['ferry.dev/app'] === deployment || labels.app === deployment) return true;
-    if (labels['app.kubernetes.io/name'] === deployment) return true;
-    return ownerOf(p).name === deployment;
-  });
-  return mine.length ? mine : candidates;
-}
-
 /**
  * Why `pod` is not one of the app's pods in `environment`, or undefined when it is. A pod someone
  * names in `/release logs … pod <name>` must pass this: the namespace may hold other apps' pods

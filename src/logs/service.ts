@@ -18,7 +18,7 @@ import { echo, literal } from '../domain/text.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
-import { newestPod, notAppPod, podsOfApp, readLog } from './read.ts';
+import { newestPod, notAppPod, readLog } from './read.ts';
 
 export interface LogServiceDeps {
   config: () => FerryConfig;
@@ -140,11 +140,13 @@ export class KubeLogService implements LogService {
       }
       pod = named;
     } else {
-      const mine = podsOfApp(await reader.pods(namespace), deployment);
+      // Only the app's pods, never another app's of the namespace nor one that runs for another
+      // environment (the same rule as for a named pod).
+      const mine = (await reader.pods(namespace)).filter((p) => !notAppPod(p, deployment, env));
       // where environments share a namespace, the pods that say they run this environment
       const ofEnv = mine.filter((p) => environmentOfPod(p) === env);
       pod = newestPod(ofEnv.length ? ofEnv : mine);
-      if (!pod) throw new Refusal(`${cmd.app} has no pods in ${region} (namespace ${namespace}).`);
+      if (!pod) throw new Refusal(`${cmd.app} has no pods in ${env} (${region}, namespace ${namespace}).`);
     }
     const podName = pod.metadata?.name as string;
     const container = app.container ?? pod.spec?.containers[0]?.name;

@@ -278,5 +278,23 @@ describe('logs from chat on a real cluster', () => {
     );
     expect(ownEnv.text).not.toContain('is not a pod of payments');
     expect((await posted()).length).toBe(before + (ownEnv.ok ? 1 : 0));
+    // Without a pod named, the newest pod read is still the app's in prod: once the test pod runs (it
+    // is the newest, and labelled app=payments), it must not be picked for prod.
+    await waitFor(
+      async () =>
+        (
+          await kubectlJson<{ status: { phase: string } }>('eu-west', [
+            '-n',
+            ns.name,
+            'get',
+            'pod',
+            'payments-test-1',
+          ])
+        ).status.phase === 'Running',
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'payments-test-1 running' },
+    );
+    const newest = await service.read({ kind: 'logs', app: 'payments' }, alice);
+    expect(newest.ok, newest.text).toBe(true);
+    expect(newest.text).toContain(`from \`${pod}\``);
   });
 });
