@@ -5,6 +5,7 @@ import { countApprovals } from '../src/domain/approvals.ts';
 import { formatDuration } from '../src/domain/duration.ts';
 import { approvalRequirements, explainPlan, planRelease } from '../src/domain/plan.ts';
 import { type AuditEntry, hasEnded, oneLine, type Release } from '../src/domain/release.ts';
+import { literal } from '../src/domain/text.ts';
 import { type Actor, type CommandReply, type CommandServices, ephemeral } from './handler.ts';
 import { COMMANDS, type Command, parseCommand, usageLines } from './index.ts';
 
@@ -22,7 +23,7 @@ const when = (at: number) => new Date(at).toISOString().replace('T', ' ').slice(
 
 function auditLine(a: AuditEntry): string {
   const who = a.actor === 'ferry' ? 'Ferry' : `<@${a.actor}>`;
-  return `${when(a.at)}  ${a.releaseId}  ${a.from ?? '—'} → ${a.to}  by ${who}${a.detail ? ` — ${a.detail}` : ''}`;
+  return `${when(a.at)}  ${a.releaseId}  ${a.from ?? '—'} → ${a.to}  by ${who}${a.detail ? ` — ${literal(a.detail)}` : ''}`;
 }
 
 export async function handleCommand(cmd: Command, actor: Actor, s: CommandServices): Promise<CommandReply> {
@@ -98,7 +99,9 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       if (versions.length === 0) return ephemeral(true, `${cmd.app} has no built versions yet.`);
       const lines: string[] = [];
       for (const v of versions) {
-        lines.push(`*${v.version}* (ref ${v.ref}${v.commit ? `, commit ${v.commit.slice(0, 10)}` : ''})`);
+        lines.push(
+          `*${literal(v.version)}* (ref ${literal(v.ref)}${v.commit ? `, commit ${literal(v.commit.slice(0, 10))}` : ''})`,
+        );
         for (const [env, img] of Object.entries(v.images)) {
           const passed = v.passed[env] ? `passed ${when(v.passed[env] as number)}` : 'not passed';
           lines.push(`  ${env}: ${img.digest.slice(0, 19)}… ${passed}`);
@@ -187,8 +190,8 @@ export function describeRelease(r: Release): string {
       `approvals${q.factor ? ` for ${q.factor}` : ''}: ${by.length}/${q.required.value} from ${q.group.value}${by.length ? ` (${by.map((id) => `<@${id}> ${when(at(id))}`).join(', ')})` : ''}`,
     );
   });
-  if (r.rejection) lines.push(`rejected by <@${r.rejection.by}>: ${r.rejection.reason}`);
-  if (r.error) lines.push(`error: ${r.error}`);
+  if (r.rejection) lines.push(`rejected by <@${r.rejection.by}>: ${literal(r.rejection.reason)}`);
+  if (r.error) lines.push(`error: ${literal(r.error)}`);
   return lines.join('\n');
 }
 
@@ -204,7 +207,7 @@ function helpText(topic: string | undefined, s: CommandServices): string {
   }
   if (topic) {
     const spec = Object.values(COMMANDS).find((c) => c.name === topic);
-    if (spec) return `\`${spec.usage}\`\n${spec.summary}`;
+    if (spec) return `\`${literal(spec.usage)}\`\n${spec.summary}`;
   }
   return [
     '*Ferry* plans, approves, builds, syncs and rolls out releases. Commands:',

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { fail } from '../src/domain/grammar.ts';
 import { closest } from '../src/domain/suggest.ts';
+import { echo } from '../src/domain/text.ts';
 import { SUBCOMMANDS } from '../src/domain/words.ts';
 
 export const HELP_TOPICS = ['release', ...SUBCOMMANDS.filter((s) => s !== 'help'), 'factors'] as const;
@@ -24,7 +25,7 @@ export const help: CommandSpec<HelpCommand> = {
       const near = closest(topic, HELP_TOPICS);
       return fail(
         'usage',
-        `There is no help on "${words.join(' ')}".${near.length ? ` Did you mean "${near[0]}"?` : ''} Topics: ${HELP_TOPICS.join(', ')}.`,
+        `There is no help on ${echo(words.join(' '))}.${near.length ? ` Did you mean "${near[0]}"?` : ''} Topics: ${HELP_TOPICS.join(', ')}.`,
         USAGE,
         near,
       );

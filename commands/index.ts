@@ -3,6 +3,8 @@
 // `parseCommand`, so they can never disagree about what a text means.
 import type { CommandError, CommandSpec, GrammarContext, Parsed } from '../src/domain/grammar.ts';
 import { fail, stripSlashCommand, tokenize, unknownCommandHint } from '../src/domain/grammar.ts';
+import { defines } from '../src/domain/lookup.ts';
+import { echo, literal } from '../src/domain/text.ts';
 import { abort } from './abort.ts';
 import { adopt } from './adopt.ts';
 import { approve } from './approve.ts';
@@ -68,26 +70,27 @@ export function parseCommand(text: string, ctx: GrammarContext): Parsed<Command>
         release.usage,
       );
     }
-    if (first !== 'release' && first in COMMANDS) {
+    if (first !== 'release' && defines(COMMANDS, first)) {
       const spec = COMMANDS[first as Exclude<keyof typeof COMMANDS, 'release'>] as CommandSpec<Command>;
       return spec.parse(words.slice(1), ctx);
     }
-    if (!(first in ctx.config.apps) && words.length <= 2) {
+    if (!defines(ctx.config.apps, first) && words.length <= 2) {
       // "/release stauts" is more likely a subcommand typo than an app.
       const near = unknownCommandHint(first, ctx);
-      if (near.length && !near.some((n) => n in ctx.config.apps)) {
+      if (near.length && !near.some((n) => defines(ctx.config.apps, n))) {
         return fail(
           'unknown-command',
-          `"${first}" is not a command. Did you mean "${near[0]}"? See \`/release help\`.`,
+          `${echo(first)} is not a command. Did you mean "${near[0]}"? See \`/release help\`.`,
           undefined,
           near,
         );
       }
     }
     return release.parse(words, ctx);
-  } catch (err) {
+  } catch {
     // The grammar is meant to be total; if it is not, the person still gets an answer.
-    return fail('usage', `I could not read that command (${(err as Error).message}). See \`/release help\`.`);
+    // Internals (an exception's message) are no answer for a person; the log is where they belong.
+    return fail('usage', 'I could not read that command. See `/release help`.');
   }
 }
 
@@ -98,7 +101,7 @@ export function formatCommand(command: Command): string {
 }
 
 export function usageLines(): string[] {
-  return Object.values(COMMANDS).map((c) => `\`${c.usage}\` — ${c.summary}`);
+  return Object.values(COMMANDS).map((c) => `\`${literal(c.usage)}\` — ${c.summary}`);
 }
 
 export type { CommandError };

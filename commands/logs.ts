@@ -2,7 +2,17 @@
 import { z } from 'zod';
 import { parseDuration } from '../src/domain/duration.ts';
 import type { CommandSpec } from '../src/domain/grammar.ts';
-import { checkApp, checkEnvironment, checkRegions, fail, quote, readOptions } from '../src/domain/grammar.ts';
+import {
+  checkApp,
+  checkEnvironment,
+  checkRegions,
+  fail,
+  isPodName,
+  quote,
+  readOptions,
+} from '../src/domain/grammar.ts';
+import { lookup } from '../src/domain/lookup.ts';
+import { echo } from '../src/domain/text.ts';
 
 export const MAX_LOG_LINES = 5000;
 
@@ -11,7 +21,7 @@ export const logsSchema = z.strictObject({
   app: z.string(),
   environment: z.string().optional(),
   region: z.string().optional(),
-  pod: z.string().optional(),
+  pod: z.string().refine(isPodName, 'a pod name').optional(),
   file: z.string().optional(),
   lines: z.number().int().min(1).max(MAX_LOG_LINES).optional(),
   since: z.string().optional(),
@@ -47,19 +57,30 @@ export const logs: CommandSpec<LogsCommand> = {
       if (r.command.length !== 1) return fail('usage', 'logs reads one region at a time.', USAGE);
       command.region = r.command[0] as string;
     }
-    if (v.has('pod')) command.pod = v.get('pod') as string;
+    if (v.has('pod')) {
+      const pod = v.get('pod') as string;
+      // Checked here so that nothing but a pod name reaches the Kubernetes API (no paths, no ';').
+      if (!isPodName(pod)) {
+        return fail(
+          'bad-value',
+          `${echo(pod)} is not a pod name: pod names are lower-case letters, digits, '-' and '.'. Leave out \`pod\` to read the newest pod of ${app.command}.`,
+          USAGE,
+        );
+      }
+      command.pod = pod;
+    }
     if (v.has('file')) {
       const file = (v.get('file') as string).toLowerCase();
-      const a = ctx.config.apps[app.command];
+      const a = lookup(ctx.config.apps, app.command);
       const offered = {
-        ...(a ? ctx.config.stacks[a.stack]?.logFiles : {}),
+        ...(a ? lookup(ctx.config.stacks, a.stack)?.logFiles : {}),
         ...(a?.logFiles ?? {}),
       };
       const names = ['stdout', ...Object.keys(offered)];
       if (!names.includes(file)) {
         return fail(
           'bad-value',
-          `${app.command} has no log file "${file}". Files: ${names.join(', ')}.`,
+          `${app.command} has no log file ${echo(file)}. Files: ${names.join(', ')}.`,
           USAGE,
         );
       }
@@ -70,7 +91,7 @@ export const logs: CommandSpec<LogsCommand> = {
       if (!Number.isInteger(n) || n < 1 || n > MAX_LOG_LINES) {
         return fail(
           'bad-value',
-          `"lines" takes a whole number from 1 to ${MAX_LOG_LINES}, not "${v.get('lines')}".`,
+          `"lines" takes a whole number from 1 to ${MAX_LOG_LINES}, not ${echo(v.get('lines') as string)}.`,
           USAGE,
         );
       }
@@ -79,7 +100,11 @@ export const logs: CommandSpec<LogsCommand> = {
     if (v.has('since')) {
       const since = v.get('since') as string;
       if (parseDuration(since) === undefined) {
-        return fail('bad-value', `"since" takes a duration such as 30s, 15m or 2h, not "${since}".`, USAGE);
+        return fail(
+          'bad-value',
+          `"since" takes a duration such as 30s, 15m or 2h, not ${echo(since)}.`,
+          USAGE,
+        );
       }
       command.since = since;
     }

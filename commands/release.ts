@@ -10,7 +10,9 @@ import {
   quote,
   VERSION_RE,
 } from '../src/domain/grammar.ts';
+import { defines } from '../src/domain/lookup.ts';
 import { closest } from '../src/domain/suggest.ts';
+import { echo } from '../src/domain/text.ts';
 
 export const releaseSchema = z.strictObject({
   kind: z.literal('release'),
@@ -65,18 +67,18 @@ export function parseReleaseWords(
       const r = checkRegions(spec, ctx, usage);
       if (!r.ok) return r;
       regions = r.command;
-    } else if (word in ctx.config.factors) {
+    } else if (defines(ctx.config.factors, word)) {
       if (!factors.includes(word)) factors.push(word);
-    } else if (word in ctx.config.environments) {
-      return fail('usage', `"${word}" is an environment: write "to ${word}".`, usage);
-    } else if (word in ctx.config.regions) {
-      return fail('usage', `"${word}" is a region: write "in ${word}".`, usage);
+    } else if (defines(ctx.config.environments, word)) {
+      return fail('usage', `${echo(word)} is an environment: write "to ${word}".`, usage);
+    } else if (defines(ctx.config.regions, word)) {
+      return fail('usage', `${echo(word)} is a region: write "in ${word}".`, usage);
     } else {
       const known = Object.keys(ctx.config.factors);
       const near = closest(word, known);
       return fail(
         'unknown-factor',
-        `"${word}" is not a factor I know.${near.length ? ` Did you mean "${near[0]}"?` : ''} Factors: ${known.join(', ')}.`,
+        `${echo(word)} is not a factor I know.${near.length ? ` Did you mean "${near[0]}"?` : ''} Factors: ${known.join(', ')}.`,
         usage,
         near,
       );

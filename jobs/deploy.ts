@@ -9,6 +9,7 @@ import { durationMs, formatDuration } from '../src/domain/duration.ts';
 import { podsAfterBatch } from '../src/domain/plan.ts';
 import type { BuiltImage, RegionRollout } from '../src/domain/ports.ts';
 import type { Release } from '../src/domain/release.ts';
+import { literal } from '../src/domain/text.ts';
 import type { StepData } from '../src/queue/scheduler.ts';
 import {
   builtImage,
@@ -90,7 +91,7 @@ async function rolloutRegion(
     if (!gate.ok) {
       const reason = `${region} batch ${i + 1}/${batches.length}: ${gate.reason}`;
       if (release.plan.gate.onFailure.value === 'rollback') {
-        await io.say(`${reason}. Rolling ${region} back.`);
+        await io.say(`${literal(reason)}. Rolling ${region} back.`);
         const t0 = Date.now();
         await rollout.rollback();
         await ctx.lifecycle.report(releaseId, { type: 'fail', reason });
@@ -104,7 +105,7 @@ async function rolloutRegion(
         await ctx.lifecycle.report(
           releaseId,
           { type: 'fail', reason },
-          `${reason}. Stopped here as the plan says (${release.plan.gate.onFailure.source}); roll back with \`/release rollback ${release.app} to ${release.environment}\` or the button.`,
+          `${literal(reason)}. Stopped here as the plan says (${release.plan.gate.onFailure.source}); roll back with \`/release rollback ${release.app} to ${release.environment}\` or the button.`,
         );
       }
       throw new UnrecoverableError(reason);

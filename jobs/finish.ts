@@ -1,4 +1,6 @@
 // Finish job: every region is on the new version; verify and close the release.
+
+import { literal } from '../src/domain/text.ts';
 import type { StepData } from '../src/queue/scheduler.ts';
 import { builtImage, type JobContext, stepIO, waitWhilePaused } from './context.ts';
 
@@ -18,7 +20,7 @@ export async function finishJob(data: StepData, ctx: JobContext, signal: AbortSi
       await ctx.lifecycle.report(
         release.id,
         { type: 'fail', reason: `verify ${region}: ${check.reason}` },
-        `Verification failed in ${region}: ${check.reason}`,
+        `Verification failed in ${region}: ${literal(check.reason)}`,
       );
       return 'failed';
     }

@@ -159,8 +159,9 @@ export function startNotifier(deps: NotifierDeps): Notifier {
         client.filesUploadV2({
           channel_id: channel,
           ...(threadTs ? { thread_ts: threadTs } : {}),
-          filename: file.name,
-          title: file.name,
+          // Names hold pod names and the like: keep them plain file names, never markup.
+          filename: safeFileName(file.name),
+          title: safeFileName(file.name),
           content: file.text,
         }),
       );
@@ -402,4 +403,9 @@ export function startNotifier(deps: NotifierDeps): Notifier {
       await worker.close();
     },
   };
+}
+
+/** A file name that can be neither markup nor a path: letters, digits, '.', '_' and '-' (others become '_'). */
+export function safeFileName(name: string): string {
+  return name.replace(/[^\w.-]+/g, '_').slice(0, 120) || 'ferry.txt';
 }

@@ -9,6 +9,7 @@ import { countApprovals } from '../domain/approvals.ts';
 import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../domain/plan.ts';
 import type { Outbound } from '../domain/ports.ts';
 import { oneLine, type Release, type ReleaseState } from '../domain/release.ts';
+import { literal } from '../domain/text.ts';
 
 export type Block = { type: string; block_id?: string } & Record<string, unknown>;
 
@@ -102,17 +103,16 @@ export function headTail(text: string, max: number): { text: string; truncated: 
   return { text: out.length <= max ? out : clip(out, max), truncated: true };
 }
 
-/** Slack mrkdwn escaping of text that comes from people or programs (&, <, >). */
-export function escapeMrkdwn(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
+/** Slack mrkdwn escaping of text that comes from people or programs (&, <, >): see domain/text.ts. */
+export const escapeMrkdwn = literal;
 
 /** A code block whose content fits a section, fences included. */
 export function codeBlock(
   text: string,
   max: number = SLACK_LIMITS.sectionText,
 ): { text: string; truncated: boolean } {
-  const inner = text.replace(/```/g, "'''");
+  // A snippet is raw text (a log, an error): inside a code block Slack still reads <!channel> and links.
+  const inner = literal(text.replace(/```/g, "'''"));
   const fit = headTail(inner, max - 8);
   return { text: `\`\`\`\n${fit.text}\n\`\`\``, truncated: fit.truncated };
 }
@@ -450,7 +450,7 @@ export function renderAlert(a: Extract<Outbound, { kind: 'alert' }>): Rendered {
   ];
   const fields = a.fields
     .slice(0, SLACK_LIMITS.fields)
-    .map(([k, v]) => mrkdwn(clip(`*${k}*\n${v}`, SLACK_LIMITS.fieldText)));
+    .map(([k, v]) => mrkdwn(clip(`*${k}*\n${literal(v)}`, SLACK_LIMITS.fieldText)));
   if (fields.length) blocks.push({ type: 'section', block_id: 'alert-fields', fields });
   let file: Rendered['file'];
   if (a.snippet) {

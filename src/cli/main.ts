@@ -5,7 +5,9 @@ import { parseArgs } from 'node:util';
 import { type Command, formatCommand, parseCommand } from '../../commands/index.ts';
 import { defaultConfigPath, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { FerryConfig } from '../config/schema.ts';
+import { lookup } from '../domain/lookup.ts';
 import { explainPlan, planRelease } from '../domain/plan.ts';
+import { plainText } from '../domain/text.ts';
 
 const USAGE = `usage: ferry <command> [options]
 
@@ -51,7 +53,7 @@ export function explain(text: string, config: FerryConfig, json: boolean, io: Cl
   const parsed = parseCommand(text, { config });
   if (!parsed.ok) {
     if (json) io.out(JSON.stringify({ ok: false, error: parsed.error }, null, 2));
-    else io.err(parsed.error.message);
+    else io.err(plainText(parsed.error.message));
     return 1;
   }
   const command: Command = parsed.command;
@@ -63,11 +65,11 @@ export function explain(text: string, config: FerryConfig, json: boolean, io: Cl
   const planned = planRelease(command, config);
   if (!planned.ok) {
     if (json) io.out(JSON.stringify({ ok: false, error: planned.error }, null, 2));
-    else io.err(planned.error.message);
+    else io.err(plainText(planned.error.message));
     return 1;
   }
   if (json) io.out(JSON.stringify({ ok: true, command, plan: planned.plan }, null, 2));
-  else for (const line of explainPlan(planned.plan)) io.out(line);
+  else for (const line of explainPlan(planned.plan)) io.out(plainText(line));
   return 0;
 }
 
@@ -137,6 +139,6 @@ async function loadProcess(name: string): Promise<Runner | undefined> {
     status: async () => ({ run: (await import('./query.ts')).runner('status') }),
     versions: async () => ({ run: (await import('./query.ts')).runner('versions') }),
   };
-  const load = modules[name];
+  const load = lookup(modules, name);
   return load ? (await load()).run : undefined;
 }

@@ -2,6 +2,7 @@
 // the read-only chat commands from a shell, answered by the same handlers
 // the bot uses, against the Redis in REDIS_URL.
 import { handleText } from '../../commands/handle.ts';
+import { plainText } from '../domain/text.ts';
 import { createRuntime } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
@@ -24,7 +25,7 @@ export function runner(subcommand: 'history' | 'status' | 'versions') {
           announcer: rt.announcer,
         },
       );
-      (reply.ok ? io.out : io.err)(reply.text.replace(/<@([A-Z0-9_]+)>/g, '@$1'));
+      (reply.ok ? io.out : io.err)(plainText(reply.text.replace(/<@([A-Z0-9_]+)>/g, '@$1')));
       return reply.ok ? 0 : 1;
     } finally {
       await rt.close();

@@ -2,8 +2,9 @@
 // Every problem carries the file, the line and the path of the node it is
 // about, so `ferry config check` can list them all at once.
 import { readFileSync } from 'node:fs';
-import { isNode, LineCounter, parseDocument } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { nullPrototype } from '../domain/lookup.ts';
 import { configSchema, type FerryConfig } from './schema.ts';
 import { crossReferenceProblems } from './validate.ts';
 
@@ -64,6 +65,12 @@ export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
   // The line of the deepest node that exists on the path: a missing key is
   // reported at its parent, which is where a person would add it.
   const lineOf = (path: readonly PropertyKey[]): number => {
+    // A problem with a name (`apps.ledger-`) is on the line of the key, not of the value below it.
+    const parent = path.length ? doc.getIn(path.slice(0, -1) as unknown[], true) : undefined;
+    if (isMap(parent)) {
+      const key = parent.items.find((p) => isScalar(p.key) && p.key.value === path.at(-1))?.key;
+      if (isNode(key) && key.range) return lines.linePos(key.range[0]).line;
+    }
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n) as unknown[], true);
       if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
@@ -99,7 +106,8 @@ export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
 
 /** Built-in factors first; a factor of the same name in the file replaces the built-in one. */
 export function withDefaultFactors(config: FerryConfig): FerryConfig {
-  return { ...config, factors: { ...DEFAULT_FACTORS, ...config.factors } };
+  // Without a prototype, like every other name map of the config (see nameMap in schema.ts).
+  return { ...config, factors: nullPrototype({ ...DEFAULT_FACTORS, ...config.factors }) };
 }
 
 /** Loads a config or throws an error listing every problem (for processes that cannot start without one). */

@@ -3,11 +3,23 @@
 // (an environment naming a region, a rule naming a group) are checked in
 // `validate.ts`, where the YAML node of each mistake is known.
 import { z } from 'zod';
+import { nullPrototype } from '../domain/lookup.ts';
 
 /** Names people type in chat: lower-case words with dashes. */
 export const nameSchema = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,62}$/, 'use lower-case letters, digits and dashes, starting with a letter');
+
+/**
+ * A map keyed by names from the file. It is parsed into an object without a
+ * prototype, so a word typed in chat ("constructor", "__proto__") finds only
+ * what the config defines, never something inherited from Object.prototype.
+ * (`prefault`, not `default`, where a default is needed: a default is not
+ * parsed, so it would keep its prototype.)
+ */
+export function nameMap<K extends z.ZodType<string, string>, V extends z.ZodType>(key: K, value: V) {
+  return z.record(key, value).transform((r) => nullPrototype(r) as typeof r);
+}
 
 export const durationSchema = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 30s, 10m, 4h or 2d');
 
@@ -100,7 +112,7 @@ export const tailSchema = z.strictObject({
   files: z
     .array(z.strictObject({ path: z.string(), content: z.string(), mode: z.number().int().optional() }))
     .default([]),
-  env: z.record(z.string(), z.string()).default({}),
+  env: nameMap(z.string(), z.string()).prefault({}),
   run: z.array(z.string()).default([]),
   instructions: z.array(z.string()).default([]),
 });
@@ -109,7 +121,7 @@ export type TailConfig = z.infer<typeof tailSchema>;
 export const environmentSchema = z.strictObject({
   description: z.string().optional(),
   regions: z.array(nameSchema).min(1),
-  tail: tailSchema.default({ packages: [], files: [], env: {}, run: [], instructions: [] }),
+  tail: tailSchema.prefault({}),
   /** A version must have succeeded in this environment first (the promotion rule). */
   requiresPassed: nameSchema.optional(),
   /** Releases outside these windows are refused unless a factor bypasses the window. */
@@ -296,17 +308,17 @@ export const appSchema = z.strictObject({
   /** The Deployment name pattern; default `workloads.deployment`. Environments never share one. */
   deployment: z.string().optional(),
   container: z.string().optional(),
-  logFiles: z.record(nameSchema, z.string()).default({}),
+  logFiles: nameMap(nameSchema, z.string()).prefault({}),
   /** The pod spec of every environment... */
   workload: workloadSchema.optional(),
   /** ...and what one environment changes: its placement and workload overrides. */
-  environments: z.record(nameSchema, placementSchema).optional(),
+  environments: nameMap(nameSchema, placementSchema).optional(),
 });
 export type AppConfig = z.infer<typeof appSchema>;
 
 export const stackSchema = z.strictObject({
   image: z.string(),
-  logFiles: z.record(nameSchema, z.string()).default({}),
+  logFiles: nameMap(nameSchema, z.string()).prefault({}),
 });
 
 // Approving is not a rule action: who approves a release is the plan's
@@ -342,14 +354,14 @@ export const syncRuleSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   primaryRegistry: registrySchema,
-  regions: z.record(nameSchema, regionSchema),
-  stacks: z.record(nameSchema, stackSchema),
-  environments: z.record(nameSchema, environmentSchema),
-  apps: z.record(nameSchema, appSchema),
-  factors: z.record(nameSchema, factorSchema).default({}),
+  regions: nameMap(nameSchema, regionSchema),
+  stacks: nameMap(nameSchema, stackSchema),
+  environments: nameMap(nameSchema, environmentSchema),
+  apps: nameMap(nameSchema, appSchema),
+  factors: nameMap(nameSchema, factorSchema).prefault({}),
   /** Chat user ids by person name. */
-  people: z.record(nameSchema, z.string().min(1)),
-  groups: z.record(nameSchema, z.array(nameSchema)),
+  people: nameMap(nameSchema, z.string().min(1)),
+  groups: nameMap(nameSchema, z.array(nameSchema)),
   rules: z.array(ruleSchema).min(1),
   sync: z.array(syncRuleSchema).default([]),
   /** Default placement of every app's workload. `{env}` keeps environments apart. */

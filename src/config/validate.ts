@@ -1,5 +1,6 @@
 // Cross-references in a parsed config: names that must point at something.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
+import { defines, lookup } from '../domain/lookup.ts';
 import { relaxedRules } from '../domain/plan.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
 import { placementOf } from '../domain/workload.ts';
@@ -13,6 +14,21 @@ export interface RefProblem {
 function known(kind: string, names: Iterable<string>): string {
   const list = [...names];
   return list.length ? `known ${kind}: ${list.join(', ')}` : `no ${kind} are defined`;
+}
+
+/** A DNS-1123 label: what Kubernetes takes as a namespace, a container or a label value. */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * Why `value` is no DNS-1123 label Kubernetes would take (lower-case letters, digits and '-',
+ * starting and ending with a letter or digit, at most `max` characters), or undefined when it is one.
+ */
+export function dnsLabelProblem(value: string, max = 63): string | undefined {
+  if (value.length === 0) return 'is empty';
+  if (value.length > max) return `is ${value.length} characters long; at most ${max}`;
+  if (!DNS_LABEL.test(value))
+    return "must be lower-case letters, digits and '-', starting and ending with a letter or digit";
+  return undefined;
 }
 
 export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
@@ -58,7 +74,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   for (const start of envs) {
     const seen = new Set<string>();
     let cur: string | undefined = start;
-    while (cur && c.environments[cur]) {
+    while (cur && defines(c.environments, cur)) {
       if (seen.has(cur)) {
         out.push({
           path: ['environments', start, 'requiresPassed'],
@@ -67,7 +83,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
         break;
       }
       seen.add(cur);
-      cur = c.environments[cur]?.requiresPassed;
+      cur = lookup(c.environments, cur)?.requiresPassed;
     }
   }
   for (const [name, app] of Object.entries(c.apps)) {
@@ -81,8 +97,23 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       ['apps', name],
       `"${name}" looks like a release id (r<number>) and cannot name an app`,
     );
+    // The names Ferry gives Kubernetes: checked here, where the file and line are known, rather than
+    // refused by the API server in the middle of a rollout (or, worse, read as a path: "a/../b").
+    const kubeNames: [string, string | undefined, (string | number)[], number][] = [
+      ['app name', name, ['apps', name], 63],
+      // namespace and deployment are patterns; placementProblems checks what they expand to
+      ['container', app.container, ['apps', name, 'container'], 63],
+    ];
+    for (const [what, value, path, max] of kubeNames) {
+      const problem = value === undefined ? undefined : dnsLabelProblem(value, max);
+      check(
+        problem === undefined,
+        path,
+        `${what} "${value}" ${problem}: Kubernetes takes only DNS-1123 labels`,
+      );
+    }
     check(
-      app.stack in c.stacks,
+      defines(c.stacks, app.stack),
       ['apps', name, 'stack'],
       `unknown stack "${app.stack}"; ${known('stacks', Object.keys(c.stacks))}`,
     );
@@ -93,7 +124,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     );
     app.owners.forEach((o, i) => {
       check(
-        o in c.groups || o in c.people,
+        defines(c.groups, o) || defines(c.people, o),
         ['apps', name, 'owners', i],
         `"${o}" is neither a group nor a person`,
       );
@@ -107,13 +138,13 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       `"${name}" is a word of the command grammar and cannot name a factor`,
     );
     check(
-      !(name in c.environments),
+      !defines(c.environments, name),
       ['factors', name],
       `"${name}" is also an environment; a word must mean one thing`,
     );
     f.excludes.forEach((x, i) => {
       check(
-        x in c.factors,
+        defines(c.factors, x),
         ['factors', name, 'excludes', i],
         `unknown factor "${x}"; ${known('factors', Object.keys(c.factors))}`,
       );
@@ -135,7 +166,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     // Built-in factors may name groups a config does not define; the planner
     // then refuses the factor (with an authority) or falls back to the
     // environment's group (approvals effect), and says so.
-    if (DEFAULT_FACTORS[name] === f) continue;
+    if (lookup(DEFAULT_FACTORS, name) === f) continue;
     for (const key of ['request', 'approve'] as const) {
       const group = f.authority?.[key];
       if (group)
@@ -162,7 +193,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   for (const [name, members] of Object.entries(c.groups)) {
     members.forEach((m, i) => {
       check(
-        m in c.people,
+        defines(c.people, m),
         ['groups', name, i],
         `unknown person "${m}"; ${known('people', Object.keys(c.people))}`,
       );
@@ -201,8 +232,6 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   return out;
 }
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-
 /**
  * Every (app, environment, region) must get a workload of its own, with names
  * Kubernetes accepts once the patterns are expanded. Two environments that
@@ -211,6 +240,8 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 function placementProblems(c: FerryConfig): RefProblem[] {
   const out: RefProblem[] = [];
   const taken = new Map<string, string>();
+  // one problem per config field, however many environments and regions expand it
+  const named = new Set<string>();
   for (const [app, a] of Object.entries(c.apps)) {
     for (const env of Object.keys(a.environments ?? {})) {
       if (!Object.hasOwn(c.environments, env))
@@ -234,14 +265,20 @@ function placementProblems(c: FerryConfig): RefProblem[] {
           ['namespace', p.namespace],
           ['deployment', p.name],
         ] as const) {
-          // track b is <name>-b: the name needs room for it
-          const max = field === 'deployment' ? 61 : 63;
-          if (!DNS_LABEL.test(value) || value.length > max)
+          // Ferry's second track is the Deployment "<name>-b", which must fit too.
+          const problem = dnsLabelProblem(value, field === 'deployment' ? 61 : 63);
+          const path = at(field);
+          const said = path.join('.');
+          if (problem && !named.has(said)) {
+            named.add(said);
             out.push({
-              path: at(field),
-              message: `${field} "${value}" (for ${app} in ${env}/${region}) is not a DNS-1123 label: lower-case letters, digits and dashes, starting and ending with a letter or digit, at most ${max} characters`,
+              path,
+              message: `${field} "${value}"${value === (override?.[field] ?? a[field]) ? '' : ` (for ${app} in ${env}/${region})`} ${problem}: Kubernetes takes only DNS-1123 labels`,
             });
+          }
         }
+        // a name Kubernetes would refuse is reported above; sharing it is beside the point
+        if (dnsLabelProblem(p.namespace) || dnsLabelProblem(p.name, 61)) continue;
         const key = `${region}/${p.namespace}/${p.name}`;
         const first = taken.get(key);
         if (first && first !== `${app}/${env}`)

@@ -2,7 +2,9 @@
 // and errors that say what was wrong and what would be right. Parsing never
 // throws: every input yields a command or a CommandError.
 import type { FerryConfig } from '../config/schema.ts';
+import { defines } from './lookup.ts';
 import { closest } from './suggest.ts';
+import { echo, literal } from './text.ts';
 import { RELEASE_ID, RESERVED_WORDS, SUBCOMMANDS } from './words.ts';
 
 export interface CommandError {
@@ -31,7 +33,8 @@ export function fail(
   usage?: string,
   suggestions?: string[],
 ): Parsed<never> {
-  const error: CommandError = { code, message: usage ? `${message}\nUsage: ${usage}` : message };
+  // Usage lines hold <app>, <version>…: literal text, not markup.
+  const error: CommandError = { code, message: usage ? `${message}\nUsage: ${literal(usage)}` : message };
   if (usage) error.usage = usage;
   if (suggestions?.length) error.suggestions = suggestions;
   return { ok: false, error };
@@ -64,6 +67,11 @@ export function quote(word: string): string {
   return word;
 }
 
+/** What Kubernetes takes as a pod name: a DNS-1123 subdomain of at most 253 characters. */
+export function isPodName(name: string): boolean {
+  return name.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name);
+}
+
 export const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** What a command may look up in the config while parsing. */
@@ -77,15 +85,15 @@ export function checkApp(word: string | undefined, ctx: GrammarContext, usage: s
   if (RESERVED_WORDS.has(name)) {
     return fail(
       'reserved-word',
-      `"${name}" is a reserved word of /release and cannot be an app name.`,
+      `${echo(name)} is a reserved word of /release and cannot be an app name.`,
       usage,
     );
   }
-  if (!(name in ctx.config.apps)) {
+  if (!defines(ctx.config.apps, name)) {
     const near = closest(name, Object.keys(ctx.config.apps));
     return fail(
       'unknown-app',
-      `There is no app called "${name}".${near.length ? ` Did you mean ${near.map((n) => `"${n}"`).join(' or ')}?` : ` Apps: ${Object.keys(ctx.config.apps).slice(0, 20).join(', ')}.`}`,
+      `There is no app called ${echo(name)}.${near.length ? ` Did you mean ${near.map((n) => `"${n}"`).join(' or ')}?` : ` Apps: ${Object.keys(ctx.config.apps).slice(0, 20).join(', ')}.`}`,
       usage,
       near,
     );
@@ -101,11 +109,11 @@ export function checkEnvironment(
   const envs = Object.keys(ctx.config.environments);
   if (!word) return fail('usage', `"to" needs an environment: ${envs.join(', ')}.`, usage);
   const name = word.toLowerCase();
-  if (!(name in ctx.config.environments)) {
+  if (!defines(ctx.config.environments, name)) {
     const near = closest(name, envs);
     return fail(
       'unknown-environment',
-      `There is no environment called "${name}".${near.length ? ` Did you mean "${near[0]}"?` : ''} Environments: ${envs.join(', ')}.`,
+      `There is no environment called ${echo(name)}.${near.length ? ` Did you mean "${near[0]}"?` : ''} Environments: ${envs.join(', ')}.`,
       usage,
       near,
     );
@@ -125,11 +133,11 @@ export function checkRegions(word: string | undefined, ctx: GrammarContext, usag
   if (names.length === 0)
     return fail('usage', `"in" needs one or more regions: ${regions.join(', ')}.`, usage);
   for (const r of names) {
-    if (!(r in ctx.config.regions)) {
+    if (!defines(ctx.config.regions, r)) {
       const near = closest(r, regions);
       return fail(
         'unknown-region',
-        `There is no region called "${r}".${near.length ? ` Did you mean "${near[0]}"?` : ''} Regions: ${regions.join(', ')}.`,
+        `There is no region called ${echo(r)}.${near.length ? ` Did you mean "${near[0]}"?` : ''} Regions: ${regions.join(', ')}.`,
         usage,
         near,
       );
@@ -144,7 +152,7 @@ export function checkVersion(word: string | undefined, usage: string): Parsed<st
   if (!VERSION_RE.test(word)) {
     return fail(
       'bad-value',
-      `"${word}" is not a version: use a git tag or ref such as v2 or 1.4.0 (letters, digits, . _ -).`,
+      `${echo(word)} is not a version: use a git tag or ref such as v2 or 1.4.0 (letters, digits, . _ -).`,
       usage,
     );
   }
@@ -157,7 +165,7 @@ export function checkReleaseId(word: string | undefined, usage: string): Parsed<
   if (!RELEASE_ID.test(id)) {
     return fail(
       'bad-release-id',
-      `"${word}" is not a release id: ids look like r42 (see /release status).`,
+      `${echo(word)} is not a release id: ids look like r42 (see /release status).`,
       usage,
     );
   }
@@ -181,23 +189,23 @@ export function readOptions(
     const word = words[i] as string;
     const key = word.toLowerCase();
     if (keywords.includes(key)) {
-      if (values.has(key)) return fail('usage', `"${key}" is given twice.`, usage);
+      if (values.has(key)) return fail('usage', `${echo(key)} is given twice.`, usage);
       if (key === opts.greedyLast) {
         const text = words.slice(i + 1).join(' ');
-        if (!text) return fail('usage', `"${key}" needs a value.`, usage);
+        if (!text) return fail('usage', `${echo(key)} needs a value.`, usage);
         values.set(key, text);
         break;
       }
       const value = words[i + 1];
       if (value === undefined || (keywords.includes(value.toLowerCase()) && value.toLowerCase() !== key)) {
-        return fail('usage', `"${key}" needs a value.`, usage);
+        return fail('usage', `${echo(key)} needs a value.`, usage);
       }
       values.set(key, value);
       i++;
     } else if (opts.allowRest) {
       rest.push(word);
     } else {
-      return fail('usage', `I don't understand "${word}" here.`, usage);
+      return fail('usage', `I don't understand ${echo(word)} here.`, usage);
     }
   }
   return { ok: true, command: { values, rest } };

@@ -16,6 +16,7 @@ import {
 import { approvalDeadline, approverGroups, may, mayApprove, mayReject, mayRequest } from './policy.ts';
 import type { Announcer, CommitResult, ReleaseRepository, VersionLookup, WorkScheduler } from './ports.ts';
 import { hasEnded, oneLine, type Release, type ReleaseEvent } from './release.ts';
+import { literal } from './text.ts';
 
 export interface Reply {
   ok: boolean;
@@ -207,7 +208,7 @@ export class Lifecycle {
       (current) => mayReject(config, current, userId),
     );
     if (!r.ok) return { ok: false, text: r.reason };
-    await this.announceTransition(r, `Rejected by <@${userId}>: ${reason}`);
+    await this.announceTransition(r, `Rejected by <@${userId}>: ${literal(reason)}`);
     return { ok: true, releaseId: id, text: `You rejected ${id}.` };
   }
 

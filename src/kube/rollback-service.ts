@@ -13,6 +13,7 @@ import type { FerryConfig } from '../config/schema.ts';
 import { durationMs, formatDuration } from '../domain/duration.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
+import { echo, literal } from '../domain/text.ts';
 import type { VersionRepository } from '../domain/version.ts';
 import type { KubeClients } from './client.ts';
 import { KubeRollout, type RolloutOptions } from './rollout.ts';
@@ -59,10 +60,10 @@ export class KubeRollbackService implements RollbackService {
   async request(cmd: RollbackCommand, actor: Actor): Promise<CommandReply> {
     const config = this.deps.config();
     const app = config.apps[cmd.app];
-    if (!app) return reply(false, `Unknown app ${cmd.app}.`);
+    if (!app) return reply(false, `Unknown app ${echo(cmd.app)}.`);
     const env = cmd.environment ?? app.defaultEnvironment;
     const envCfg = config.environments[env];
-    if (!envCfg) return reply(false, `Unknown environment ${env}.`);
+    if (!envCfg) return reply(false, `Unknown environment ${echo(env)}.`);
     const allowed = may(config, actor.userId, 'rollback', cmd.app, env);
     if (!allowed.ok) return reply(false, allowed.reason);
     const holder = await this.deps.releases?.lockHolder(cmd.app, env);
@@ -172,7 +173,7 @@ export class KubeRollbackService implements RollbackService {
     const total = formatDuration(Date.now() - t0);
     const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = results.flatMap((r, i) =>
-      r.status === 'rejected' ? [`${targets[i]?.region}: ${(r.reason as Error).message}`] : [],
+      r.status === 'rejected' ? [`${targets[i]?.region}: ${literal((r.reason as Error).message)}`] : [],
     );
     const done = ok
       .map((r) => {

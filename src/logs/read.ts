@@ -3,6 +3,7 @@
 // byte budget. Nothing unredacted is kept or returned.
 import type { V1Pod } from '@kubernetes/client-node';
 import { type ClusterReader, ownerOf } from '../kube/logs.ts';
+import { environmentOfPod } from '../watch/oom.ts';
 import { TailCollector } from './collect.ts';
 import { LineSplitter, type RedactionPattern, Redactor } from './redact.ts';
 
@@ -98,17 +99,31 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
   };
 }
 
-/** Pods of an app in its namespace: owned by its deployment (or labelled with its name). */
-export function podsOfApp(pods: readonly V1Pod[], deployment: string): V1Pod[] {
-  // pre-warm pods (ferry.dev/prewarm) only pull images: never what people want to read
-  const candidates = pods.filter((p) => !p.metadata?.labels?.['ferry.dev/prewarm']);
-  const mine = candidates.filter((p) => {
-    const labels = p.metadata?.labels ?? {};
-    if (labels['ferry.dev/app'] === deployment || labels.app === deployment) return true;
-    if (labels['app.kubernetes.io/name'] === deployment) return true;
-    return ownerOf(p).name === deployment;
-  });
-  return mine.length ? mine : candidates;
+/**
+ * Why `pod` is not one of the app's pods in `environment`, or undefined when it is. A pod someone
+ * names in `/release logs … pod <name>` must pass this: the namespace may hold other apps' pods
+ * (and other environments'), and a name alone says nothing about whose pod it is. A pod is the
+ * app's when Ferry's rollout labelled it (`app.kubernetes.io/name: <deployment>`, both tracks), when
+ * it carries the app's `app` / `ferry.dev/app` label, or when its Deployment is the app's
+ * (`<deployment>` or Ferry's second track `<deployment>-b`); it must not say it runs for another
+ * environment (`ferry.dev/environment` or FERRY_ENV, which the rollout sets).
+ */
+export function notAppPod(pod: V1Pod, deployment: string, environment: string): string | undefined {
+  const labels = pod.metadata?.labels ?? {};
+  if (labels['ferry.dev/prewarm']) return 'it is a pre-warm pod, which only pulls the image';
+  const owner = ownerOf(pod);
+  const ofApp =
+    labels['app.kubernetes.io/name'] === deployment ||
+    labels['ferry.dev/app'] === deployment ||
+    labels.app === deployment ||
+    (owner.kind === 'Deployment' && (owner.name === deployment || owner.name === `${deployment}-b`));
+  if (!ofApp)
+    return owner.kind === 'Pod'
+      ? 'it belongs to no deployment of the app'
+      : `it belongs to ${owner.kind} ${owner.name}`;
+  const env = environmentOfPod(pod);
+  if (env !== undefined && env !== environment) return `it runs for ${env}`;
+  return undefined;
 }
 
 /** Newest first, running pods before others. */

@@ -9,14 +9,17 @@ import { ephemeral } from '../../commands/handler.ts';
 import type { LogsCommand } from '../../commands/logs.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { parseDuration } from '../domain/duration.ts';
+import { isPodName } from '../domain/grammar.ts';
+import { lookup } from '../domain/lookup.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import { echo, literal } from '../domain/text.ts';
 import { placementOf } from '../domain/workload.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
-import { newestPod, podsOfApp, readLog } from './read.ts';
+import { newestPod, notAppPod, readLog } from './read.ts';
 
 export interface LogServiceDeps {
   config: () => FerryConfig;
@@ -61,8 +64,8 @@ export class KubeLogService implements LogService {
 
   async read(cmd: LogsCommand, actor: Actor, ctx: LogContext = {}): Promise<CommandReply> {
     const config = this.deps.config();
-    const app = config.apps[cmd.app];
-    if (!app) return ephemeral(false, `Ferry does not know the app "${cmd.app}".`);
+    const app = lookup(config.apps, cmd.app);
+    if (!app) return ephemeral(false, `Ferry does not know the app ${echo(cmd.app)}.`);
     const environment = cmd.environment ?? app.defaultEnvironment;
     const allowed = may(config, actor.userId, 'logs', cmd.app, environment);
     if (!allowed.ok) return ephemeral(false, allowed.reason);
@@ -71,10 +74,10 @@ export class KubeLogService implements LogService {
       report = await this.collect(cmd, environment);
     } catch (err) {
       if (err instanceof Refusal) return ephemeral(false, err.message);
-      return ephemeral(false, `Could not read the logs of ${cmd.app}: ${(err as Error).message}`);
+      return ephemeral(false, `Could not read the logs of ${cmd.app}: ${literal((err as Error).message)}`);
     }
     const release = await this.threadRelease(cmd.app, environment, actor, ctx);
-    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing "${cmd.grep}"` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
+    const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing ${echo(cmd.grep, 200)}` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
     const fileName = `${report.app}-${report.environment}-${report.region}-${report.pod}-${report.file}.log`;
     const body = {
       text: head,
@@ -101,48 +104,60 @@ export class KubeLogService implements LogService {
   /** Reads and redacts, without posting anything. */
   async collect(cmd: LogsCommand, environment = cmd.environment): Promise<LogReport> {
     const config = this.deps.config();
-    const app = config.apps[cmd.app];
-    if (!app) throw new Refusal(`Ferry does not know the app "${cmd.app}".`);
+    const app = lookup(config.apps, cmd.app);
+    if (!app) throw new Refusal(`Ferry does not know the app ${echo(cmd.app)}.`);
     const env = environment ?? app.defaultEnvironment;
-    const envConfig = config.environments[env];
-    if (!envConfig) throw new Refusal(`Ferry does not know the environment "${env}".`);
+    const envConfig = lookup(config.environments, env);
+    if (!envConfig) throw new Refusal(`Ferry does not know the environment ${echo(env)}.`);
     const region = cmd.region ?? envConfig.regions[0];
     if (!region || !envConfig.regions.includes(region)) {
       throw new Refusal(
-        `${env} does not run in ${cmd.region}; its regions: ${envConfig.regions.join(', ')}.`,
+        `${env} does not run in ${echo(cmd.region ?? '')}; its regions: ${envConfig.regions.join(', ')}.`,
       );
     }
-    const regionConfig = config.regions[region];
-    if (!regionConfig) throw new Refusal(`Ferry does not know the region "${region}".`);
+    const regionConfig = lookup(config.regions, region);
+    if (!regionConfig) throw new Refusal(`Ferry does not know the region ${echo(region)}.`);
     const reader = (this.deps.cluster ?? clusterReader)(regionConfig.context);
     const { namespace, name: deployment } = placementOf(config, cmd.app, env, region);
 
     let pod: V1Pod | undefined;
     if (cmd.pod) {
-      pod = await reader.pod(namespace, cmd.pod);
-      if (!pod) {
-        const names = (await reader.pods(namespace)).map((p) => p.metadata?.name).filter(Boolean);
+      // A named pod must be this app's, in this environment: the name alone could be any pod of the
+      // namespace. The refusal names the app's pods there, never the others.
+      const named = isPodName(cmd.pod) ? await reader.pod(namespace, cmd.pod) : undefined;
+      const why = named ? notAppPod(named, deployment, env) : 'there is no such pod';
+      if (!named || why) {
+        const theirs = (await reader.pods(namespace))
+          .filter((p) => !p.metadata?.deletionTimestamp && !notAppPod(p, deployment, env))
+          .map((p) => p.metadata?.name as string);
         throw new Refusal(
-          `No pod "${cmd.pod}" of ${cmd.app} in ${region}.${names.length ? ` Pods: ${names.slice(0, 10).join(', ')}.` : ''}`,
+          `${echo(cmd.pod)} is not a pod of ${cmd.app} in ${env} (${region}): ${why}. ${
+            theirs.length
+              ? `Pods of ${cmd.app} there: ${theirs.slice(0, 10).join(', ')}${theirs.length > 10 ? ` and ${theirs.length - 10} more` : ''}.`
+              : `${cmd.app} has no pods there now.`
+          } Leave out \`pod\` to read the newest one.`,
         );
       }
+      pod = named;
     } else {
-      const mine = podsOfApp(await reader.pods(namespace), deployment);
+      // Only the app's pods, never another app's of the namespace nor one that runs for another
+      // environment (the same rule as for a named pod).
+      const mine = (await reader.pods(namespace)).filter((p) => !notAppPod(p, deployment, env));
       // where environments share a namespace, the pods that say they run this environment
       const ofEnv = mine.filter((p) => environmentOfPod(p) === env);
       pod = newestPod(ofEnv.length ? ofEnv : mine);
-      if (!pod) throw new Refusal(`${cmd.app} has no pods in ${region} (namespace ${namespace}).`);
+      if (!pod) throw new Refusal(`${cmd.app} has no pods in ${env} (${region}, namespace ${namespace}).`);
     }
     const podName = pod.metadata?.name as string;
     const container = app.container ?? pod.spec?.containers[0]?.name;
     if (!container) throw new Refusal(`Pod ${podName} has no containers.`);
 
     const file = cmd.file ?? 'stdout';
-    const files = { ...(config.stacks[app.stack]?.logFiles ?? {}), ...app.logFiles };
-    const path = file === 'stdout' ? undefined : files[file];
+    const files = { ...(lookup(config.stacks, app.stack)?.logFiles ?? {}), ...app.logFiles };
+    const path = file === 'stdout' ? undefined : lookup(files, file);
     if (file !== 'stdout' && !path) {
       throw new Refusal(
-        `${cmd.app} has no log file "${file}". Files: ${['stdout', ...Object.keys(files)].join(', ')}.`,
+        `${cmd.app} has no log file ${echo(file)}. Files: ${['stdout', ...Object.keys(files)].join(', ')}.`,
       );
     }
     const lines = cmd.lines ?? config.limits.logLines;
@@ -189,7 +204,9 @@ export class KubeLogService implements LogService {
     }
     const cur = await readLog(reader, { ...base, ...(path ? { path } : {}) });
     if (path && cur.lines.length === 0 && cur.stderr) {
-      throw new Refusal(`Could not read ${path} in ${podName}: ${cur.stderr.split('\n')[0]}`);
+      throw new Refusal(
+        `Could not read ${literal(path)} in ${podName}: ${literal(cur.stderr.split('\n')[0] ?? '')}`,
+      );
     }
     sections.push(...cur.lines);
     total += cur.lines.length;

@@ -10,6 +10,7 @@ import { formatDuration } from '../domain/duration.ts';
 import { TransientError } from '../domain/errors.ts';
 import type { BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import { literal } from '../domain/text.ts';
 import type { RegistryEndpoint } from '../registry/client.ts';
 import { ensureImage, syncImages } from '../registry/sync.ts';
 import type { Runtime } from '../runtime.ts';
@@ -92,7 +93,7 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
           // Progress in the thread: each STEP line, at most one message every few seconds.
           if (/^STEP \d+\/\d+/.test(line) && Date.now() - lastSaid > 3000) {
             lastSaid = Date.now();
-            void io.say(`build: ${line.slice(0, 200)}`);
+            void io.say(`build: ${literal(line.slice(0, 200))}`);
           }
         },
       });
@@ -119,7 +120,7 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
       if (err instanceof BuildFailed) {
         const { readFile } = await import('node:fs/promises');
         const log = await readFile(err.logPath, 'utf8').catch(() => lines.join('\n'));
-        await io.say(`Build failed at ${err.step}.`, {
+        await io.say(`Build failed at ${literal(err.step)}.`, {
           snippet: err.lastLines.join('\n'),
           file: { name: `build-${release.app}-${release.version}-${release.environment}.log`, text: log },
         });
@@ -149,7 +150,7 @@ export function syncRunner(config: FerryConfig): StepRunners['sync'] {
     });
     const lines = report.targets.map(
       (t) =>
-        `${t.target}: ${t.ok ? `${t.images.length} image${t.images.length === 1 ? '' : 's'}, ${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} skipped, ${formatDuration(t.timeMs)}` : `FAILED — ${t.errors.join('; ')}`}`,
+        `${t.target}: ${t.ok ? `${t.images.length} image${t.images.length === 1 ? '' : 's'}, ${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} skipped, ${formatDuration(t.timeMs)}` : `FAILED — ${literal(t.errors.join('; '))}`}`,
     );
     await io.say(`Synced from the primary (${mb(report.sourceBytesRead)} read once):\n${lines.join('\n')}`);
     const failed = report.targets.filter((t) => !t.ok).map((t) => t.target);

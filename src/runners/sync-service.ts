@@ -8,6 +8,7 @@ import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
 import { may } from '../domain/policy.ts';
 import type { Announcer } from '../domain/ports.ts';
+import { literal } from '../domain/text.ts';
 import { syncImages } from '../registry/sync.ts';
 import type { VersionStore } from '../store/versions.ts';
 import { endpoint, repositoryOf, syncTargets } from './real.ts';
@@ -66,7 +67,7 @@ export class RegistrySyncService implements SyncService {
       ok &&= report.ok;
       for (const t of report.targets) {
         lines.push(
-          `${tag} → ${t.target}: ${t.ok ? `${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} already there, ${formatDuration(t.timeMs)}` : `FAILED — ${t.errors.join('; ')}`}`,
+          `${tag} → ${t.target}: ${t.ok ? `${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} already there, ${formatDuration(t.timeMs)}` : `FAILED — ${literal(t.errors.join('; '))}`}`,
         );
       }
     }

@@ -239,4 +239,62 @@ describe('logs from chat on a real cluster', () => {
     expect(nopod.text).toContain(pod);
     expect((await posted()).length).toBe(before);
   });
+
+  it('refuses a named pod that is not the app’s, or runs for another environment, naming the app’s pods', async () => {
+    // Two pods in payments' namespace: another app's, and one of payments that says it runs for test.
+    const bare = (name: string, labels: Record<string, string>) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: ns.name, labels },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: 'app', image: `${info.images.sampleApp.image}:v1` }],
+      },
+    });
+    await kubectl('eu-west', ['apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          bare('intruder-1', { app: 'intruder' }),
+          bare('payments-test-1', { app: 'payments', 'ferry.dev/environment': 'test' }),
+        ],
+      }),
+    });
+    const before = (await posted()).length;
+    const foreign = await service.read({ kind: 'logs', app: 'payments', pod: 'intruder-1' }, alice);
+    expect(foreign.ok).toBe(false);
+    expect(foreign.text).toContain('"intruder-1" is not a pod of payments in prod');
+    expect(foreign.text).toContain(pod);
+    const otherEnv = await service.read({ kind: 'logs', app: 'payments', pod: 'payments-test-1' }, alice);
+    expect(otherEnv.ok).toBe(false);
+    expect(otherEnv.text).toContain('it runs for test');
+    // The refusal lists the app's pods in the environment asked for, never the others.
+    expect(otherEnv.text).not.toMatch(/intruder-1|Pods of payments there: .*payments-test-1/);
+    // …and the same pod is readable when asked for in its own environment.
+    const ownEnv = await service.read(
+      { kind: 'logs', app: 'payments', environment: 'test', pod: 'payments-test-1' },
+      alice,
+    );
+    expect(ownEnv.text).not.toContain('is not a pod of payments');
+    expect((await posted()).length).toBe(before + (ownEnv.ok ? 1 : 0));
+    // Without a pod named, the newest pod read is still the app's in prod: once the test pod runs (it
+    // is the newest, and labelled app=payments), it must not be picked for prod.
+    await waitFor(
+      async () =>
+        (
+          await kubectlJson<{ status: { phase: string } }>('eu-west', [
+            '-n',
+            ns.name,
+            'get',
+            'pod',
+            'payments-test-1',
+          ])
+        ).status.phase === 'Running',
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'payments-test-1 running' },
+    );
+    const newest = await service.read({ kind: 'logs', app: 'payments' }, alice);
+    expect(newest.ok, newest.text).toBe(true);
+    expect(newest.text).toContain(`from \`${pod}\``);
+  });
 });

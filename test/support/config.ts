@@ -5,8 +5,7 @@ import type { FerryConfig } from '../../src/config/schema.ts';
 
 export const EXAMPLE_CONFIG_PATH = fileURLToPath(new URL('../../examples/ferry.yaml', import.meta.url));
 
-let cached: FerryConfig | undefined;
+/** A fresh copy each call (tests change it). Loaded again rather than structuredClone'd: a clone would give the config's name maps back the prototype the loader leaves out. */
 export function exampleConfig(): FerryConfig {
-  cached ??= loadConfigOrThrow(EXAMPLE_CONFIG_PATH);
-  return structuredClone(cached);
+  return loadConfigOrThrow(EXAMPLE_CONFIG_PATH);
 }

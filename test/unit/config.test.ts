@@ -69,8 +69,8 @@ describe('ferry config check', () => {
     expect(r.problems).toEqual([
       {
         file: 'ferry.yaml',
-        // The factor's node starts at its first key.
-        line: lineOf(broken, 'A release during the change freeze'),
+        // A problem about a whole entry is reported at its key.
+        line: lineOf(broken, 'freeze-exception:'),
         path: 'factors.freeze-exception',
         message: expect.stringMatching(/^relaxes the release window but declares no authority/),
       },
@@ -128,6 +128,55 @@ describe('ferry config check', () => {
       expect(messages).toContain('the promotion rule loops');
       expect(messages).toContain('"status" is a word of the command grammar');
     }
+  });
+});
+
+describe('names Kubernetes would refuse (DNS-1123 labels)', () => {
+  const withApp = (fields: string) =>
+    example.replace('    namespace: payments\n', `${fields}\n`);
+
+  it('refuses the namespace and deployment of the issue, each at its file and line', () => {
+    const broken = withApp('    namespace: "Payments/../kube-system"\n    deployment: "x;y"');
+    const r = parseConfig(broken, 'k.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems.map((p) => [p.file, p.line, p.path])).toEqual([
+      ['k.yaml', lineOf(broken, 'Payments/../kube-system'), 'apps.payments.namespace'],
+      ['k.yaml', lineOf(broken, 'x;y'), 'apps.payments.deployment'],
+    ]);
+    expect(r.problems[0]?.message).toContain('namespace "Payments/../kube-system" must be lower-case');
+  });
+
+  it.each([
+    ['container: "-sidecar"', 'apps.payments.container'],
+    ['container: "web_1"', 'apps.payments.container'],
+    ['namespace: "pay-"', 'apps.payments.namespace'],
+    ['namespace: ""', 'apps.payments.namespace'],
+    [`namespace: ${'n'.repeat(64)}`, 'apps.payments.namespace'],
+    // The second track "<deployment>-b" must fit in 63 characters too.
+    [`deployment: ${'d'.repeat(62)}`, 'apps.payments.deployment'],
+  ])('refuses %s', (field, path) => {
+    const broken = withApp(`    ${field}`);
+    const r = parseConfig(broken, 'k.yaml');
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.problems.map((p) => p.path)).toEqual([path]);
+  });
+
+  it('refuses an app name ending in a dash (it is also the default namespace)', () => {
+    const broken = example.replace('  ledger:\n', '  ledger-:\n');
+    const r = parseConfig(broken, 'k.yaml');
+    expect(!r.ok && r.problems.map((p) => [p.line, p.path])).toContainEqual([
+      lineOf(broken, 'ledger-:'),
+      'apps.ledger-',
+    ]);
+  });
+
+  it('takes good labels, up to their limits', () => {
+    const ok = withApp(
+      // the deployment is checked as expanded: "ddd…-prod" is 61 characters
+      `    namespace: ${'n'.repeat(63)}\n    deployment: ${'d'.repeat(56)}-{env}\n    container: web-1`,
+    );
+    expect(parseConfig(ok, 'k.yaml').ok).toBe(true);
   });
 });
 

@@ -57,7 +57,8 @@ describe('the command grammar on examples a person would type', () => {
   it('shows the usage line when the version is missing', () => {
     const e = expectError('/release payments');
     expect(e.message).toContain('Which version of payments?');
-    expect(e.message).toContain('Usage: /release <app> <version>');
+    // The usage line is literal text in a message: its <app> is escaped, not read as a Slack link.
+    expect(e.message).toContain('Usage: /release &lt;app&gt; &lt;version&gt;');
   });
 
   it('refuses a subcommand word as an app name and says why', () => {
@@ -126,7 +127,8 @@ describe('the command grammar on examples a person would type', () => {
 
 // ---- properties ----------------------------------------------------------
 
-const word = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);
+// Only pod names (DNS-1123 subdomains) are valid pods.
+const podName = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?(\.[a-z0-9]{1,8})?$/);
 const version = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,10}$/);
 const releaseId = fc.nat(9999).map((n) => `r${n}`);
 const sub = <T>(arr: T[]) => fc.subarray(arr, { minLength: 0 });
@@ -173,7 +175,7 @@ const validCommand: fc.Arbitrary<Command> = fc.oneof(
       app: fc.constantFrom(...apps),
       environment: opt(fc.constantFrom(...envs)),
       region: opt(fc.constantFrom(...regions)),
-      pod: opt(word),
+      pod: opt(podName),
       file: opt(fc.constantFrom('stdout', 'app', 'gc')),
       lines: opt(fc.integer({ min: 1, max: 5000 })),
       since: opt(fc.constantFrom('30s', '15m', '2h')),

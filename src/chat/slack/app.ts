@@ -20,6 +20,7 @@ import {
   LogLevel,
   type RespondFn,
   type SlackActionMiddlewareArgs,
+  type SlackCommandMiddlewareArgs,
 } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import { handleCommand, handleText } from '../../../commands/handle.ts';
@@ -135,7 +136,7 @@ export function createBotApp(opts: BotOptions): App {
   const afterAck = limiter(opts.workConcurrency ?? 16);
 
   // ---------------------------------------------------------------- /release
-  app.command(opts.command ?? '/release', async ({ ack, command, respond, client, context }) => {
+  const onCommand = async ({ ack, command, respond, client, context }: CommandArgs) => {
     const text = command.text.trim();
     // Parsing is pure and fast: a wrong command is answered in the ack itself, and nothing is queued.
     const parsed = parseCommand(text, { config: rt.config() });
@@ -159,7 +160,8 @@ export function createBotApp(opts: BotOptions): App {
     // The work after the ack runs with bounded concurrency, so a burst of commands cannot starve the
     // acks of the requests behind it (Slack's 3 s); answers go to response_url, valid for 30 minutes.
     await afterAck(() => work(command, text, respond, client, context.retryNum));
-  });
+  };
+  app.command(opts.command ?? '/release', answeredEvenOnFailure(log, onCommand));
 
   async function work(
     command: { trigger_id: string; user_id: string; channel_id: string },
@@ -189,14 +191,7 @@ export function createBotApp(opts: BotOptions): App {
       );
     } catch (err) {
       log.error({ err: (err as Error).message, text }, 'command failed');
-      await answer(
-        respond,
-        client,
-        command.channel_id,
-        command.user_id,
-        `Ferry could not do that: ${(err as Error).message}. Try again in a minute.`,
-        false,
-      );
+      await answer(respond, client, command.channel_id, command.user_id, COMMAND_FAILED, false);
     }
   }
 
@@ -209,7 +204,7 @@ export function createBotApp(opts: BotOptions): App {
         await onButton(actionId, args);
       } catch (err) {
         log.error({ err: (err as Error).message, actionId }, 'button failed');
-        await tell(args, `Ferry could not do that: ${(err as Error).message}.`);
+        await tell(args, ACTION_FAILED);
       }
     });
   }
@@ -369,6 +364,42 @@ export function createBotApp(opts: BotOptions): App {
   });
 
   return app;
+}
+
+/** What a person reads when their command failed inside Ferry: no internals, no stack. */
+export const COMMAND_FAILED =
+  'Something went wrong inside Ferry; nothing was started. Try again in a minute.';
+
+/** A click that failed inside Ferry: it may have been recorded before the failure, so the card is the truth. */
+export const ACTION_FAILED =
+  'Something went wrong inside Ferry. The card shows what was recorded; try again in a minute.';
+
+type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
+
+/**
+ * Every slash command is acked and answered, even when something inside throws: Slack shows a
+ * timeout for a command that is never acked, and the person would not know whether anything began.
+ */
+export function answeredEvenOnFailure(
+  log: { error(obj: object, msg: string): void },
+  listener: (args: CommandArgs) => Promise<void>,
+): (args: CommandArgs) => Promise<void> {
+  return async (args) => {
+    let acked = false;
+    const ack: CommandArgs['ack'] = async (response) => {
+      acked = true;
+      await args.ack(response);
+    };
+    try {
+      await listener({ ...args, ack });
+    } catch (err) {
+      log.error({ err: (err as Error).message, text: args.command.text }, 'command failed');
+      const r = renderEphemeral(COMMAND_FAILED, false);
+      const reply = { response_type: 'ephemeral' as const, text: r.text, blocks: r.blocks };
+      if (!acked) await args.ack(reply);
+      else await args.respond(reply).catch(() => undefined);
+    }
+  };
 }
 
 /** The answer to a command: via response_url, or chat.postEphemeral when that fails (5 uses, 30 min). */

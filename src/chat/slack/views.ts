@@ -1,6 +1,6 @@
 // Modals Ferry opens: the reason for a rejection.
 import type { Release } from '../../domain/release.ts';
-import { clip } from '../render.ts';
+import { clip, escapeMrkdwn } from '../render.ts';
 
 export const REJECT_CALLBACK = 'reject_reason';
 export const REJECT_INPUT = { block: 'reason', action: 'text' } as const;
@@ -19,7 +19,10 @@ export function rejectModal(rel: Release, channel: string) {
         block_id: 'what',
         text: {
           type: 'mrkdwn' as const,
-          text: clip(`Reject *${rel.id}*: ${rel.app} ${rel.version} → ${rel.environment}?`, 3000),
+          text: clip(
+            escapeMrkdwn(`Reject *${rel.id}*: ${rel.app} ${rel.version} → ${rel.environment}?`),
+            3000,
+          ),
         },
       },
       {
