@@ -535,7 +535,7 @@ export async function listRemoteRefs(
     { access: prepared, onLine, ...(signal ? { signal } : {}) },
     true,
   ).catch(() => undefined);
-  if (!r || r.code !== 0) return { tags: [], heads: [] };
+  if (r?.code !== 0) return { tags: [], heads: [] };
   const refs = r.stdout
     .split('\n')
     .map((l) => l.split('\t')[1] ?? '')

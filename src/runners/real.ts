@@ -2,8 +2,8 @@
 // registry-to-registry sync to the regions, and Kubernetes rollouts. Each
 // piece lives in its own module (src/build, src/registry, src/kube); this
 // file only connects them to a release.
-import { resolve } from 'node:path';
 import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/index.ts';
+import { appRepo } from '../build/repo-config.ts';
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
@@ -75,7 +75,7 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
         app: release.app,
         version: release.version,
         ref: release.version,
-        repoUrl: resolve(expandPath(app.repo)),
+        ...appRepo(config, release.app),
         dockerfile: app.dockerfile,
         tail: env.tail,
         envName: release.environment,
