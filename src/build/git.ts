@@ -201,8 +201,10 @@ export async function prepareAccess(
       if (/[\r\n\0]/.test(token)) {
         throw new GitFetchError('credentials', `git: the token in ${out.tokenSource} spans several lines`);
       }
-      secrets.push(token);
-      env.FERRY_GIT_USERNAME = a.username ?? 'git';
+      const username = a.username ?? 'git';
+      // The token, and the basic-auth header value a curl trace would show.
+      secrets.push(token, Buffer.from(`${username}:${token}`).toString('base64'));
+      env.FERRY_GIT_USERNAME = username;
       env.FERRY_GIT_TOKEN = token;
       // An empty helper clears helpers from other config; ours answers `get`
       // only, from the variables above (the command line names them, it does

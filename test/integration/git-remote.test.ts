@@ -170,6 +170,9 @@ describe('HTTPS with a token', () => {
   it('a wrong token fails at checkout within seconds, naming the variable, not the token', async () => {
     const wrong = `wrong-${randomBytes(12).toString('hex')}`;
     process.env.FERRY_TEST_WRONG_TOKEN = wrong;
+    // Tracing switched on in the worker's environment must not print the credentials either.
+    process.env.GIT_CURL_VERBOSE = '1';
+    process.env.GIT_TRACE_REDACT = '0';
     try {
       const { err, ms, log } = await failure(
         request('v9', 'v2', https.url('payments'), httpsAccess({ tokenEnv: 'FERRY_TEST_WRONG_TOKEN' })),
@@ -180,9 +183,13 @@ describe('HTTPS with a token', () => {
         `git: authentication failed for ${https.url('payments')} — check the token in $FERRY_TEST_WRONG_TOKEN`,
       );
       expect(ms).toBeLessThan(FAST_FAILURE_MS);
+      const header = Buffer.from(`ferry:${wrong}`).toString('base64');
       expectNoSecret([err.message, err.lastLines.join('\n'), log], wrong);
+      expectNoSecret([err.message, err.lastLines.join('\n'), log], header);
     } finally {
       delete process.env.FERRY_TEST_WRONG_TOKEN;
+      delete process.env.GIT_CURL_VERBOSE;
+      delete process.env.GIT_TRACE_REDACT;
     }
     expect(
       await getManifest({ url: registry.url, insecure: true }, 'remote/payments', 'v9-prod'),
