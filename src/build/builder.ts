@@ -19,6 +19,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { UnauthorizedError } from '../registry/errors.ts';
 import { BuildFailed, type BuildFailureCode, UnknownRefError } from './errors.ts';
 import {
   fetchRef,
@@ -273,6 +274,8 @@ interface Ctx {
   buildah: string;
   storage: string[];
   env: NodeJS.ProcessEnv;
+  /** `--authfile <file>` for buildah and skopeo when the registry has credentials. */
+  authArgs: string[];
 }
 
 function fail(ctx: Ctx, code: BuildFailureCode, step: string, summary: string, cause?: unknown): BuildFailed {
@@ -415,7 +418,14 @@ async function resolveBaseOverride(ctx: Ctx, image: string): Promise<{ pinned: s
   if (at >= 0) return { pinned: image, digest: image.slice(at + 1) };
   const r = await runProcess(
     req.skopeo ?? 'skopeo',
-    ['inspect', `--tls-verify=${!req.registry.insecure}`, '--format', '{{.Digest}}', `docker://${image}`],
+    [
+      'inspect',
+      ...ctx.authArgs,
+      `--tls-verify=${!req.registry.insecure}`,
+      '--format',
+      '{{.Digest}}',
+      `docker://${image}`,
+    ],
     { log, capture: true, env: ctx.env, ...(req.signal ? { signal: req.signal } : {}) },
   );
   const digest = r.stdout.trim();
@@ -427,6 +437,44 @@ async function resolveBaseOverride(ctx: Ctx, image: string): Promise<{ pinned: s
   const colon = image.indexOf(':', lastSlash + 1);
   const repo = colon >= 0 ? image.slice(0, colon) : image;
   return { pinned: `${repo}@${digest}`, digest };
+}
+
+function credentialHint(r: BuildRegistry): string {
+  if (r.username === undefined) return ' — it needs credentials: set username and passwordEnv for it';
+  return (
+    ` for user "${r.username}"` + (r.passwordSource ? ` — check the password in ${r.passwordSource}` : '')
+  );
+}
+
+function refusedText(req: BuildVariantRequest, e: UnauthorizedError): string {
+  const host = registryHost(req.registry);
+  return `registry ${host} refused ${req.registry.username === undefined ? 'anonymous access' : 'the credentials'}${credentialHint(req.registry)} (HTTP ${e.status ?? 401})`;
+}
+
+/**
+ * buildah and skopeo read registry credentials from an auth file (never from
+ * argv): one is written for this build in a private directory and removed
+ * when the build ends. The password is masked in the log.
+ */
+async function useRegistryCredentials(ctx: Ctx, dir: string): Promise<void> {
+  const r = ctx.req.registry;
+  if (r.username === undefined) return;
+  if (r.password === undefined) {
+    throw fail(
+      ctx,
+      'REGISTRY_FAILED',
+      'registry',
+      `no password for user "${r.username}" of registry ${registryHost(r)}` +
+        (r.passwordSource ? `: ${r.passwordSource} is not set` : ''),
+    );
+  }
+  const auth = Buffer.from(`${r.username}:${r.password}`).toString('base64');
+  ctx.log.mask(r.password);
+  ctx.log.mask(auth);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, 'auth.json');
+  await writeFile(file, JSON.stringify({ auths: { [registryHost(r)]: { auth } } }), { mode: 0o600 });
+  ctx.authArgs = ['--authfile', file];
 }
 
 /**
@@ -455,7 +503,9 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     buildah: req.buildah ?? 'buildah',
     storage: storageArgs(cacheDir, driver),
     env: { ...process.env, TMPDIR: tmpDir, GIT_TERMINAL_PROMPT: '0' },
+    authArgs: [],
   };
+  const authDir = join(tmpDir, `auth-${randomUUID()}`);
   const workDir = join(cacheDir, 'work', randomUUID());
   const elapsed = () => Math.round(performance.now() - started);
   const opt = req.signal ? { signal: req.signal } : {};
@@ -470,6 +520,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       );
     }
     await mkdir(tmpDir, { recursive: true });
+    await useRegistryCredentials(ctx, authDir);
 
     let baseImage: string | undefined;
     let baseDigest: string | undefined;
@@ -486,6 +537,8 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
 
     // 1. Never rebuild a tag that exists.
     const existing = await getManifest(req.registry, req.repository, tag, req.signal).catch((e: unknown) => {
+      if (e instanceof UnauthorizedError)
+        throw fail(ctx, 'REGISTRY_FAILED', 'registry', refusedText(req, e), e);
       throw fail(ctx, 'REGISTRY_FAILED', 'registry', `cannot read ${image}: ${String(e)}`, e);
     });
     if (existing) {
@@ -537,6 +590,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     const budArgs = [
       ...ctx.storage,
       'bud',
+      ...ctx.authArgs,
       '--layers',
       '--timestamp',
       '0',
@@ -596,6 +650,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       [
         ...ctx.storage,
         'push',
+        ...ctx.authArgs,
         `--tls-verify=${!req.registry.insecure}`,
         '--digestfile',
         digestFile,
@@ -604,7 +659,17 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       ],
       { log, env: ctx.env, ...opt },
     );
-    if (push.code !== 0) throw fail(ctx, 'PUSH_FAILED', 'push', `buildah push exited with ${push.code}`);
+    if (push.code !== 0) {
+      const refused = log.lastLines(50).some((l) => /unauthorized|authentication required|denied/i.test(l));
+      throw fail(
+        ctx,
+        'PUSH_FAILED',
+        'push',
+        refused
+          ? `registry ${registryHost(req.registry)} refused the push of ${image}${credentialHint(req.registry)}`
+          : `buildah push exited with ${push.code}`,
+      );
+    }
     const pushedDigest = (await readFile(digestFile, 'utf8')).trim();
 
     // 6. Read back what the registry serves.
@@ -638,6 +703,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     log.note(`FAILED: ${String(e)}`);
     throw fail(ctx, 'BUILD_FAILED', log.lastStep || 'build', String(e), e);
   } finally {
+    await rm(authDir, { recursive: true, force: true }).catch(() => {});
     await rm(workDir, { recursive: true, force: true }).catch(() => {});
     await log.close();
   }

@@ -2,7 +2,7 @@
 // registry-to-registry sync to the regions, and Kubernetes rollouts. Each
 // piece lives in its own module (src/build, src/registry, src/kube); this
 // file only connects them to a release.
-import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/index.ts';
+import { BuildCoordinator, BuildFailed, type BuildRegistry, MemoryBuildRecordStore } from '../build/index.ts';
 import { appRepo } from '../build/repo-config.ts';
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
@@ -26,6 +26,18 @@ export function endpoint(name: string, reg: FerryConfig['primaryRegistry']): Reg
     insecure: reg.insecure,
     ...(reg.username ? { username: reg.username } : {}),
     ...(reg.passwordEnv && process.env[reg.passwordEnv] ? { password: process.env[reg.passwordEnv] } : {}),
+  };
+}
+
+/** The primary as the builder sees it: with its credentials, and where the password comes from (for messages). */
+export function buildRegistry(reg: FerryConfig['primaryRegistry']): BuildRegistry {
+  const password = reg.passwordEnv ? process.env[reg.passwordEnv] : undefined;
+  return {
+    url: reg.url,
+    insecure: reg.insecure,
+    ...(reg.username ? { username: reg.username } : {}),
+    ...(reg.username && password ? { password } : {}),
+    ...(reg.passwordEnv ? { passwordSource: `$${reg.passwordEnv}` } : {}),
   };
 }
 
@@ -79,7 +91,7 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
         dockerfile: app.dockerfile,
         tail: env.tail,
         envName: release.environment,
-        registry: { url: config.primaryRegistry.url, insecure: config.primaryRegistry.insecure },
+        registry: buildRegistry(config.primaryRegistry),
         repository: repositoryOf(release.app),
         cacheDir: expandPath(config.build.cacheDir),
         packageDir: expandPath(config.build.packageDir),
