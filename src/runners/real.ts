@@ -209,12 +209,23 @@ export async function realRunners(rt: Runtime): Promise<StepRunners> {
   const config = rt.config();
   const { kubeRunners } = await import('./deploy.ts');
   const kube = kubeRunners(config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });
+  const { kubeClients } = await import('../kube/client.ts');
+  const { ensurePullSecret, regionPullCredentials } = await import('../kube/pull-secrets.ts');
+  const { appTarget } = await import('../kube/rollout.ts');
   return {
     build: buildRunner(config),
     sync: syncRunner(config),
     // Back-to-source first: the region's nodes pull from the region's registry.
     rollout: async (release, region, image, io) => {
       await ensureInRegion(config, region, image, io);
+      // Nodes pull from the region's registry; when it wants credentials, the namespace's pull secret carries them.
+      const creds = regionPullCredentials(config, region);
+      if (creds.length > 0) {
+        const { namespace } = appTarget(config, release.app, release.environment, region);
+        const r = await ensurePullSecret(kubeClients(config, region).core, namespace, creds);
+        if (r.secret !== 'unchanged')
+          await io.say(`${region}: registry pull secret ${r.secret} in ${namespace}.`);
+      }
       return kube.rollout(release, region, image, io);
     },
     verify: kube.verify,
