@@ -62,9 +62,12 @@ export type GitFailureKind =
 export class GitFetchError extends Error {
   override name = 'GitFetchError';
   readonly kind: GitFailureKind;
+  /** A server that could not be reached may be back soon: the worker retries the step (see isTransient). Refusals are final. */
+  readonly transient: boolean;
   constructor(kind: GitFailureKind, message: string) {
     super(message);
     this.kind = kind;
+    this.transient = kind === 'unreachable' || kind === 'timeout';
   }
 }
 

@@ -13,6 +13,7 @@ import { type BuildVariantRequest, buildVariant } from '../../src/build/builder.
 import { BuildFailed, UnknownRefError } from '../../src/build/errors.ts';
 import { fetchRef, type GitAccess, prepareAccess, repoLocation } from '../../src/build/git.ts';
 import { getManifest } from '../../src/build/registry-client.ts';
+import { isTransient } from '../../src/domain/errors.ts';
 import {
   type AppRepo,
   buildBusyboxBase,
@@ -22,6 +23,7 @@ import {
   tempDir,
 } from '../support/build-fixtures.ts';
 import {
+  freePort,
   type HttpsGitServer,
   type KeyPair,
   makeKeyPair,
@@ -183,6 +185,7 @@ describe('HTTPS with a token', () => {
         `git: authentication failed for ${https.url('payments')} — check the token in $FERRY_TEST_WRONG_TOKEN`,
       );
       expect(ms).toBeLessThan(FAST_FAILURE_MS);
+      expect(isTransient(err)).toBe(false);
       const header = Buffer.from(`ferry:${wrong}`).toString('base64');
       expectNoSecret([err.message, err.lastLines.join('\n'), log], wrong);
       expectNoSecret([err.message, err.lastLines.join('\n'), log], header);
@@ -225,6 +228,17 @@ describe('HTTPS with a token', () => {
     expect(err.message).toContain(`git: the TLS certificate of ${https.host} is not trusted`);
     expect(ms).toBeLessThan(FAST_FAILURE_MS);
     expectNoSecret([err.message, log], token);
+  });
+
+  it('a server that is not there fails fast as unreachable, which the worker retries', async () => {
+    const port = await freePort();
+    const { err, ms } = await failure(
+      request('v8', 'v2', `https://127.0.0.1:${port}/payments.git`, httpsAccess()),
+    );
+    expect(err.code).toBe('CHECKOUT_FAILED');
+    expect(err.message).toContain(`git: cannot reach 127.0.0.1:${port}`);
+    expect(isTransient(err)).toBe(true);
+    expect(ms).toBeLessThan(FAST_FAILURE_MS);
   });
 
   it('an unknown ref lists the tags the server has', async () => {

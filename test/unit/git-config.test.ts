@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { GitFetchError, repoLocation } from '../../src/build/git.ts';
 import { appRepo, repoAddress } from '../../src/build/repo-config.ts';
 import { parseConfig } from '../../src/config/load.ts';
+import { isTransient } from '../../src/domain/errors.ts';
 import { EXAMPLE_CONFIG_PATH } from '../support/config.ts';
 
 const example = readFileSync(EXAMPLE_CONFIG_PATH, 'utf8');
@@ -155,5 +156,17 @@ describe('git settings in the config', () => {
     })() as GitFetchError;
     expect(err).toBeInstanceOf(GitFetchError);
     expect(err.message).not.toContain('s3cr3t');
+  });
+});
+
+describe('git failures and retries', () => {
+  it('an unreachable server or a timeout is retried by the worker; a refusal is final', () => {
+    const wrap = (kind: ConstructorParameters<typeof GitFetchError>[0]) =>
+      new Error('build failed', { cause: new GitFetchError(kind, 'x') });
+    expect(isTransient(wrap('unreachable'))).toBe(true);
+    expect(isTransient(wrap('timeout'))).toBe(true);
+    for (const kind of ['auth', 'host-key-unknown', 'key-refused', 'tls', 'unknown-ref'] as const) {
+      expect(isTransient(wrap(kind))).toBe(false);
+    }
   });
 });
