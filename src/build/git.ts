@@ -500,7 +500,7 @@ export async function fetchRef(req: FetchRefRequest): Promise<string> {
       if (init.code !== 0) throw classifyFailure(init, ctx);
     }
     // FETCH_HEAD is read under the lock, so concurrent builds of one repository do not mix.
-    const shallow = await git(['fetch', '--depth', '1', '--no-tags', req.loc.url, req.ref]);
+    const shallow = await git(['fetch', '--quiet', '--depth', '1', '--no-tags', req.loc.url, req.ref]);
     let spec = 'FETCH_HEAD^{commit}';
     if (shallow.code !== 0) {
       const why = classifyFailure(shallow, ctx);
@@ -511,6 +511,7 @@ export async function fetchRef(req: FetchRefRequest): Promise<string> {
       );
       const full = await git([
         'fetch',
+        '--quiet',
         '--no-tags',
         ...(isShallow ? ['--unshallow'] : []),
         req.loc.url,
