@@ -2,7 +2,8 @@
 # Idempotent installs for a fresh machine: Debian packages and npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(redis-server docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium)
+# lighttpd, lighttpd-mod-openssl, openssh-server: the git servers the remote-git tests start (test/support/git-servers.ts).
+PKGS=(redis-server docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium lighttpd lighttpd-mod-openssl openssh-server openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -17,9 +17,21 @@ import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { UnauthorizedError } from '../registry/errors.ts';
 import { BuildFailed, type BuildFailureCode, UnknownRefError } from './errors.ts';
+import {
+  fetchRef,
+  type GitAccess,
+  GitFetchError,
+  listRemoteRefs,
+  maskSecrets,
+  type PreparedAccess,
+  prepareAccess,
+  type RepoLocation,
+  repoLocation,
+} from './git.ts';
 import {
   type BuildRegistry,
   type Descriptor,
@@ -39,8 +51,13 @@ export interface BuildVariantRequest {
   version: string;
   /** Git ref to build: a tag, a branch or a commit id. */
   ref: string;
-  /** Anything `git clone` accepts; an absolute path is used as file://. */
+  /**
+   * An absolute path (used as file://), an https:// or ssh:// URL, or
+   * scp-like `user@host:path`. Never with a password in it: see `git`.
+   */
   repoUrl: string;
+  /** Credentials and trust for a remote repository (token, deploy key, CA, known hosts). */
+  git?: GitAccess;
   /** Path of the app's Dockerfile inside the repository. Default "Dockerfile". */
   dockerfile?: string;
   tail: TailSpec;
@@ -129,6 +146,7 @@ class BuildLog {
   readonly #stream: WriteStream;
   readonly #onLog: ((line: string) => void) | undefined;
   #tail: string[] = [];
+  #secrets: string[] = [];
   lastStep = '';
 
   constructor(path: string, onLog?: (line: string) => void) {
@@ -137,7 +155,13 @@ class BuildLog {
     this.#onLog = onLog;
   }
 
-  line(line: string): void {
+  /** Never write `secret` to the log, its tail or the listener (git does not print it; this is the second guard). */
+  mask(secret: string): void {
+    if (secret) this.#secrets.push(secret);
+  }
+
+  line(text: string): void {
+    const line = this.#secrets.length ? maskSecrets(text, this.#secrets) : text;
     this.#stream.write(line + '\n');
     if (/^STEP \d+\/\d+: /.test(line)) this.lastStep = line;
     this.#tail.push(line);
@@ -238,10 +262,6 @@ function runProcess(
 
 // ---------------------------------------------------------------- git
 
-function gitUrl(repoUrl: string): string {
-  return isAbsolute(repoUrl) ? `file://${repoUrl}` : repoUrl;
-}
-
 function naturalSort(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
@@ -254,6 +274,8 @@ interface Ctx {
   buildah: string;
   storage: string[];
   env: NodeJS.ProcessEnv;
+  /** `--authfile <file>` for buildah and skopeo when the registry has credentials. */
+  authArgs: string[];
 }
 
 function fail(ctx: Ctx, code: BuildFailureCode, step: string, summary: string, cause?: unknown): BuildFailed {
@@ -292,54 +314,35 @@ function resultFrom(
   return out;
 }
 
-/** Per-mirror lock: one fetch at a time per repository in this process. */
-const mirrorLocks = new Map<string, Promise<unknown>>();
-
-function withMirrorLock<T>(mirror: string, fn: () => Promise<T>): Promise<T> {
-  const prev = mirrorLocks.get(mirror) ?? Promise.resolve();
-  const next = prev.then(fn, fn);
-  const settled = next.catch(() => undefined);
-  mirrorLocks.set(mirror, settled);
-  void settled.then(() => {
-    if (mirrorLocks.get(mirror) === settled) mirrorLocks.delete(mirror);
-  });
-  return next;
-}
-
 const REF_RE = /^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./+-]{0,254}$/;
 
 /**
- * Resolves `ref` in a bare mirror of the repository kept under
- * `cacheDir/git` (cloned once, fetched before every build), then exports that
- * commit with `git archive` into `dest`. The export has no .git, file times
- * set to the commit time and modes 0644/0755 whatever the worker's umask, so
- * the context is the same bytes for every environment and every worker.
- * (Submodules and `export-ignore` paths are not part of the export.)
+ * Fetches `ref` shallow (depth 1) into a bare mirror of the repository kept
+ * under `cacheDir/git` (see git.ts: credentials, timeouts, clear failures),
+ * then exports that commit with `git archive` into `dest`. The export has no
+ * .git, file times set to the commit time and modes 0644/0755 whatever the
+ * worker's umask, so the context is the same bytes for every environment and
+ * every worker. (Submodules and `export-ignore` paths are not part of the
+ * export.)
  */
 async function checkout(ctx: Ctx, dest: string): Promise<string> {
   const { req, log } = ctx;
-  const url = gitUrl(req.repoUrl);
   const opt = req.signal ? { signal: req.signal } : {};
-  const git = (args: string[], capture = false) =>
-    runProcess('git', args, { log, env: ctx.env, capture, ...opt });
-  const mirror = join(
-    resolve(req.cacheDir),
-    'git',
-    createHash('sha256').update(url).digest('hex').slice(0, 16) + '.git',
-  );
-  const known = async () => {
-    const r = await git(
-      ['-C', mirror, 'for-each-ref', '--format=%(refname)', 'refs/tags', 'refs/heads'],
-      true,
-    );
-    const refs = r.stdout.split('\n').filter(Boolean);
-    const tags = refs.filter((x) => x.startsWith('refs/tags/')).map((x) => x.slice(10));
-    const heads = refs.filter((x) => x.startsWith('refs/heads/')).map((x) => x.slice(11));
-    return { tags: tags.sort(naturalSort), heads: heads.sort() };
-  };
+  const checkoutFailed = (e: GitFetchError) => fail(ctx, 'CHECKOUT_FAILED', 'checkout', e.message, e);
+  let loc: RepoLocation;
+  let prepared: PreparedAccess;
+  try {
+    loc = repoLocation(req.repoUrl);
+    prepared = await prepareAccess(loc, req.git, ctx.env);
+  } catch (e) {
+    if (e instanceof GitFetchError) throw checkoutFailed(e);
+    throw e;
+  }
+  for (const s of prepared.secrets) log.mask(s);
+  const onLine = (l: string) => log.line(l);
   const unknown = async () => {
-    const k = await known();
-    return new UnknownRefError(req.ref, k.tags, k.heads, {
+    const k = await listRemoteRefs(loc, prepared, onLine, req.signal);
+    return new UnknownRefError(req.ref, k.tags.sort(naturalSort), k.heads.sort(), {
       app: req.app,
       version: req.version,
       envName: req.envName,
@@ -348,50 +351,32 @@ async function checkout(ctx: Ctx, dest: string): Promise<string> {
     });
   };
 
-  log.note(`fetching ${req.repoUrl}`);
-  await withMirrorLock(mirror, async () => {
-    const exists = await stat(join(mirror, 'HEAD')).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
-      await rm(mirror, { recursive: true, force: true });
-      await mkdir(join(mirror, '..'), { recursive: true });
-      const r = await git(['clone', '--quiet', '--mirror', url, mirror]);
-      if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git clone ${req.repoUrl} failed`);
-    } else {
-      const r = await git([
-        '-C',
-        mirror,
-        'fetch',
-        '--quiet',
-        '--prune',
-        '--force',
-        'origin',
-        '+refs/*:refs/*',
-      ]);
-      if (r.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git fetch ${req.repoUrl} failed`);
-    }
-  });
-
   const ref = req.ref;
   if (!REF_RE.test(ref)) throw await unknown();
-  const rev = await git(['-C', mirror, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], true);
-  const commit = rev.stdout.trim();
-  if (rev.code !== 0 || !/^[0-9a-f]{40,64}$/.test(commit)) throw await unknown();
+  const mirror = join(
+    resolve(req.cacheDir),
+    'git',
+    createHash('sha256').update(loc.url).digest('hex').slice(0, 16) + '.git',
+  );
+  await mkdir(join(mirror, '..'), { recursive: true });
+  log.note(`fetching ${ref} from ${loc.shown} (depth 1)`);
+  let commit: string;
+  try {
+    commit = await fetchRef({ mirror, loc, ref, access: req.git, prepared, onLine, ...opt });
+  } catch (e) {
+    if (e instanceof GitFetchError) {
+      if (e.kind === 'unknown-ref') throw await unknown();
+      throw checkoutFailed(e);
+    }
+    throw e;
+  }
 
   const tarFile = dest + '.tar';
-  const a = await git([
-    '-C',
-    mirror,
-    '-c',
-    'tar.umask=0022',
-    'archive',
-    '--format=tar',
-    '-o',
-    tarFile,
-    commit,
-  ]);
+  const a = await runProcess(
+    'git',
+    ['-C', mirror, '-c', 'tar.umask=0022', 'archive', '--format=tar', '-o', tarFile, commit],
+    { log, env: ctx.env, ...opt },
+  );
   if (a.code !== 0) throw fail(ctx, 'CHECKOUT_FAILED', 'checkout', `git archive ${commit} failed`);
   await mkdir(dest, { recursive: true });
   const x = await runProcess('tar', ['-x', '-f', tarFile, '-C', dest], { log, env: ctx.env, ...opt });
@@ -433,7 +418,14 @@ async function resolveBaseOverride(ctx: Ctx, image: string): Promise<{ pinned: s
   if (at >= 0) return { pinned: image, digest: image.slice(at + 1) };
   const r = await runProcess(
     req.skopeo ?? 'skopeo',
-    ['inspect', `--tls-verify=${!req.registry.insecure}`, '--format', '{{.Digest}}', `docker://${image}`],
+    [
+      'inspect',
+      ...ctx.authArgs,
+      `--tls-verify=${!req.registry.insecure}`,
+      '--format',
+      '{{.Digest}}',
+      `docker://${image}`,
+    ],
     { log, capture: true, env: ctx.env, ...(req.signal ? { signal: req.signal } : {}) },
   );
   const digest = r.stdout.trim();
@@ -445,6 +437,44 @@ async function resolveBaseOverride(ctx: Ctx, image: string): Promise<{ pinned: s
   const colon = image.indexOf(':', lastSlash + 1);
   const repo = colon >= 0 ? image.slice(0, colon) : image;
   return { pinned: `${repo}@${digest}`, digest };
+}
+
+function credentialHint(r: BuildRegistry): string {
+  if (r.username === undefined) return ' — it needs credentials: set username and passwordEnv for it';
+  return (
+    ` for user "${r.username}"` + (r.passwordSource ? ` — check the password in ${r.passwordSource}` : '')
+  );
+}
+
+function refusedText(req: BuildVariantRequest, e: UnauthorizedError): string {
+  const host = registryHost(req.registry);
+  return `registry ${host} refused ${req.registry.username === undefined ? 'anonymous access' : 'the credentials'}${credentialHint(req.registry)} (HTTP ${e.status ?? 401})`;
+}
+
+/**
+ * buildah and skopeo read registry credentials from an auth file (never from
+ * argv): one is written for this build in a private directory and removed
+ * when the build ends. The password is masked in the log.
+ */
+async function useRegistryCredentials(ctx: Ctx, dir: string): Promise<void> {
+  const r = ctx.req.registry;
+  if (r.username === undefined) return;
+  if (r.password === undefined) {
+    throw fail(
+      ctx,
+      'REGISTRY_FAILED',
+      'registry',
+      `no password for user "${r.username}" of registry ${registryHost(r)}` +
+        (r.passwordSource ? `: ${r.passwordSource} is not set` : ''),
+    );
+  }
+  const auth = Buffer.from(`${r.username}:${r.password}`).toString('base64');
+  ctx.log.mask(r.password);
+  ctx.log.mask(auth);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, 'auth.json');
+  await writeFile(file, JSON.stringify({ auths: { [registryHost(r)]: { auth } } }), { mode: 0o600 });
+  ctx.authArgs = ['--authfile', file];
 }
 
 /**
@@ -473,7 +503,9 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     buildah: req.buildah ?? 'buildah',
     storage: storageArgs(cacheDir, driver),
     env: { ...process.env, TMPDIR: tmpDir, GIT_TERMINAL_PROMPT: '0' },
+    authArgs: [],
   };
+  const authDir = join(tmpDir, `auth-${randomUUID()}`);
   const workDir = join(cacheDir, 'work', randomUUID());
   const elapsed = () => Math.round(performance.now() - started);
   const opt = req.signal ? { signal: req.signal } : {};
@@ -488,6 +520,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       );
     }
     await mkdir(tmpDir, { recursive: true });
+    await useRegistryCredentials(ctx, authDir);
 
     let baseImage: string | undefined;
     let baseDigest: string | undefined;
@@ -504,6 +537,8 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
 
     // 1. Never rebuild a tag that exists.
     const existing = await getManifest(req.registry, req.repository, tag, req.signal).catch((e: unknown) => {
+      if (e instanceof UnauthorizedError)
+        throw fail(ctx, 'REGISTRY_FAILED', 'registry', refusedText(req, e), e);
       throw fail(ctx, 'REGISTRY_FAILED', 'registry', `cannot read ${image}: ${String(e)}`, e);
     });
     if (existing) {
@@ -555,6 +590,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     const budArgs = [
       ...ctx.storage,
       'bud',
+      ...ctx.authArgs,
       '--layers',
       '--timestamp',
       '0',
@@ -614,6 +650,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       [
         ...ctx.storage,
         'push',
+        ...ctx.authArgs,
         `--tls-verify=${!req.registry.insecure}`,
         '--digestfile',
         digestFile,
@@ -622,7 +659,17 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
       ],
       { log, env: ctx.env, ...opt },
     );
-    if (push.code !== 0) throw fail(ctx, 'PUSH_FAILED', 'push', `buildah push exited with ${push.code}`);
+    if (push.code !== 0) {
+      const refused = log.lastLines(50).some((l) => /unauthorized|authentication required|denied/i.test(l));
+      throw fail(
+        ctx,
+        'PUSH_FAILED',
+        'push',
+        refused
+          ? `registry ${registryHost(req.registry)} refused the push of ${image}${credentialHint(req.registry)}`
+          : `buildah push exited with ${push.code}`,
+      );
+    }
     const pushedDigest = (await readFile(digestFile, 'utf8')).trim();
 
     // 6. Read back what the registry serves.
@@ -656,6 +703,7 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     log.note(`FAILED: ${String(e)}`);
     throw fail(ctx, 'BUILD_FAILED', log.lastStep || 'build', String(e), e);
   } finally {
+    await rm(authDir, { recursive: true, force: true }).catch(() => {});
     await rm(workDir, { recursive: true, force: true }).catch(() => {});
     await log.close();
   }

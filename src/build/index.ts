@@ -19,5 +19,6 @@ export {
   MemoryBuildRecordStore,
 } from './coordinator.ts';
 export { BuildFailed, type BuildFailureCode, UnknownRefError } from './errors.ts';
+export { type GitAccess, GitFetchError, type RepoLocation, repoLocation } from './git.ts';
 export { type BuildRegistry, getDiffIds, getManifest } from './registry-client.ts';
 export { composeDockerfile, type TailFile, type TailSpec, TailSpecError } from './tail.ts';

@@ -11,6 +11,11 @@ export interface BuildRegistry {
   url: string;
   /** Plain HTTP / unverified TLS allowed (passed to buildah as --tls-verify=false). */
   insecure: boolean;
+  /** Basic credentials (also exchanged for a bearer token where the registry asks for one). */
+  username?: string;
+  password?: string;
+  /** Where the password comes from, for messages: "$PRIMARY_REGISTRY_PASSWORD". Never the password. */
+  passwordSource?: string;
 }
 
 export interface Descriptor {
@@ -47,7 +52,13 @@ export function registryHost(registry: BuildRegistry): string {
 }
 
 function client(registry: BuildRegistry): RegistryClient {
-  return new RegistryClient({ name: registryHost(registry), url: registry.url, insecure: registry.insecure });
+  return new RegistryClient({
+    name: registryHost(registry),
+    url: registry.url,
+    insecure: registry.insecure,
+    ...(registry.username !== undefined ? { username: registry.username } : {}),
+    ...(registry.password !== undefined ? { password: registry.password } : {}),
+  });
 }
 
 /** GET a manifest by tag or digest (digest verified); undefined on 404. */

@@ -294,10 +294,51 @@ export const placementSchema = z.strictObject({
   deployment: z.string().optional(),
   workload: workloadSchema.optional(),
 });
+/**
+ * How Ferry reaches a remote repository: a token for https:// (basic auth,
+ * `username` + the token), a deploy key for ssh. Secrets are never in the
+ * config: it names the variable or file that holds them.
+ */
+export const gitAccessSchema = z
+  .strictObject({
+    /** HTTPS user name sent with the token. Default "git". */
+    username: z.string().min(1).optional(),
+    /** Environment variable of the worker that holds the token. */
+    tokenEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the name of an environment variable, such as PAYMENTS_GIT_TOKEN')
+      .optional(),
+    /** File that holds the token (one line). */
+    tokenFile: z.string().min(1).optional(),
+    /** CA bundle (PEM) that signed the server's TLS certificate. */
+    caFile: z.string().min(1).optional(),
+    /** The deploy key: a private key file without passphrase, mode 0600. */
+    sshKeyFile: z.string().min(1).optional(),
+    /** known_hosts file holding the server's host key (checked strictly). */
+    knownHostsFile: z.string().min(1).optional(),
+    /** How long one fetch may take. Default 2m. */
+    timeout: durationSchema.optional(),
+  })
+  .refine((g) => !(g.tokenEnv && g.tokenFile), {
+    message: 'set either tokenEnv or tokenFile, not both',
+    path: ['tokenFile'],
+  });
+export type GitAccessConfig = z.infer<typeof gitAccessSchema>;
+
+/** A repository: a path, an https:// or ssh:// URL, or scp-like user@host:path — never with a password in it. */
+export const repoSchema = z
+  .string()
+  .min(1)
+  .refine((repo) => !/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(repo), {
+    message:
+      'the address holds a password; name the variable or file that holds the token in git.tokenEnv or git.tokenFile',
+  });
 
 export const appSchema = z.strictObject({
   description: z.string().optional(),
-  repo: z.string().min(1),
+  repo: repoSchema,
+  /** Credentials for `repo`; replaces the `gitHosts` entry of its host as a whole. */
+  git: gitAccessSchema.optional(),
   dockerfile: z.string().default('Dockerfile'),
   stack: nameSchema,
   owners: z.array(nameSchema).default([]),
@@ -371,6 +412,13 @@ export const configSchema = z.strictObject({
       deployment: z.string().default('{app}-{env}'),
     })
     .default({ namespace: '{app}', deployment: '{app}-{env}' }),
+  /** Credentials per repository host ("github.com", "git.internal:8443"), for apps without their own `git`. */
+  gitHosts: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'a host name, with a port if not the default'),
+      gitAccessSchema,
+    )
+    .default({}),
   build: z
     .strictObject({
       /** Buildah storage (the layer cache), build work dirs and logs. */

@@ -2,8 +2,8 @@
 // registry-to-registry sync to the regions, and Kubernetes rollouts. Each
 // piece lives in its own module (src/build, src/registry, src/kube); this
 // file only connects them to a release.
-import { resolve } from 'node:path';
-import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/index.ts';
+import { BuildCoordinator, BuildFailed, type BuildRegistry, MemoryBuildRecordStore } from '../build/index.ts';
+import { appRepo } from '../build/repo-config.ts';
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
@@ -27,6 +27,18 @@ export function endpoint(name: string, reg: FerryConfig['primaryRegistry']): Reg
     insecure: reg.insecure,
     ...(reg.username ? { username: reg.username } : {}),
     ...(reg.passwordEnv && process.env[reg.passwordEnv] ? { password: process.env[reg.passwordEnv] } : {}),
+  };
+}
+
+/** The primary as the builder sees it: with its credentials, and where the password comes from (for messages). */
+export function buildRegistry(reg: FerryConfig['primaryRegistry']): BuildRegistry {
+  const password = reg.passwordEnv ? process.env[reg.passwordEnv] : undefined;
+  return {
+    url: reg.url,
+    insecure: reg.insecure,
+    ...(reg.username ? { username: reg.username } : {}),
+    ...(reg.username && password ? { password } : {}),
+    ...(reg.passwordEnv ? { passwordSource: `$${reg.passwordEnv}` } : {}),
   };
 }
 
@@ -76,11 +88,11 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
         app: release.app,
         version: release.version,
         ref: release.version,
-        repoUrl: resolve(expandPath(app.repo)),
+        ...appRepo(config, release.app),
         dockerfile: app.dockerfile,
         tail: env.tail,
         envName: release.environment,
-        registry: { url: config.primaryRegistry.url, insecure: config.primaryRegistry.insecure },
+        registry: buildRegistry(config.primaryRegistry),
         repository: repositoryOf(release.app),
         cacheDir: expandPath(config.build.cacheDir),
         packageDir: expandPath(config.build.packageDir),
@@ -198,12 +210,26 @@ export async function realRunners(rt: Runtime): Promise<StepRunners> {
   const config = rt.config();
   const { kubeRunners } = await import('./deploy.ts');
   const kube = kubeRunners(config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });
+  const { kubeClients } = await import('../kube/client.ts');
+  const { ensurePullSecret, regionPullCredentials } = await import('../kube/pull-secrets.ts');
+  const { appTarget } = await import('../kube/rollout.ts');
+  const { workloadOf } = await import('../domain/workload.ts');
   return {
     build: buildRunner(config),
     sync: syncRunner(config),
     // Back-to-source first: the region's nodes pull from the region's registry.
     rollout: async (release, region, image, io) => {
       await ensureInRegion(config, region, image, io);
+      // Nodes pull from the region's registry; when it wants credentials, the namespace's pull secret carries them.
+      const creds = regionPullCredentials(config, region);
+      if (creds.length > 0) {
+        const { namespace } = appTarget(config, release.app, release.environment, region);
+        // the pods' own service account, when the workload names one
+        const account = workloadOf(config, release.app, release.environment).serviceAccount ?? 'default';
+        const r = await ensurePullSecret(kubeClients(config, region).core, namespace, creds, [account]);
+        if (r.secret !== 'unchanged')
+          await io.say(`${region}: registry pull secret ${r.secret} in ${namespace}.`);
+      }
       return kube.rollout(release, region, image, io);
     },
     verify: kube.verify,

@@ -132,6 +132,8 @@ export async function buildBusyboxBase(opts: {
   marker: string;
   storeDir: string;
   extra?: Record<string, string | Buffer>;
+  /** A containers auth.json for a registry that wants credentials. */
+  authfile?: string;
 }): Promise<void> {
   const ctr = await buildah(opts.storeDir, ['from', 'scratch']);
   try {
@@ -171,7 +173,14 @@ export async function buildBusyboxBase(opts: {
     }
     await buildah(opts.storeDir, ['config', '--env', 'PATH=/usr/local/bin:/bin', '--cmd', '/bin/sh', ctr]);
     await buildah(opts.storeDir, ['commit', '--timestamp', '0', ctr, opts.image]);
-    await buildah(opts.storeDir, ['push', '--tls-verify=false', opts.image, `docker://${opts.image}`]);
+    const auth = opts.authfile ? ['--authfile', opts.authfile] : [];
+    await buildah(opts.storeDir, [
+      'push',
+      ...auth,
+      '--tls-verify=false',
+      opts.image,
+      `docker://${opts.image}`,
+    ]);
   } finally {
     await buildah(opts.storeDir, ['rm', ctr]).catch(() => '');
   }

@@ -132,8 +132,7 @@ describe('ferry config check', () => {
 });
 
 describe('names Kubernetes would refuse (DNS-1123 labels)', () => {
-  const withApp = (fields: string) =>
-    example.replace('    namespace: payments\n', `${fields}\n`);
+  const withApp = (fields: string) => example.replace('    namespace: payments\n', `${fields}\n`);
 
   it('refuses the namespace and deployment of the issue, each at its file and line', () => {
     const broken = withApp('    namespace: "Payments/../kube-system"\n    deployment: "x;y"');

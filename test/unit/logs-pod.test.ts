@@ -50,7 +50,9 @@ describe('a named pod must be the app’s, in the environment asked for', () => 
   });
 
   it('refuses another app’s pod in the same namespace, naming whose it is', () => {
-    expect(notAppPod(podOf('ledger', 'prod'), 'payments', 'prod')).toBe('it belongs to Deployment ledger-prod');
+    expect(notAppPod(podOf('ledger', 'prod'), 'payments', 'prod')).toBe(
+      'it belongs to Deployment ledger-prod',
+    );
   });
 
   it('refuses the app’s pod that runs for another environment', () => {
