@@ -31,6 +31,7 @@ import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
 import { type ActionId, parseButtonValue, renderEphemeral } from '../render.ts';
+import { VerifyingReceiver } from './receiver.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
 
 export interface BotOptions {
@@ -105,20 +106,27 @@ export function createBotApp(opts: BotOptions): App {
       })
     : new App({
         token: opts.token,
-        signingSecret: opts.signingSecret,
         logLevel: opts.logLevel ?? LogLevel.WARN,
         clientOptions,
-        processBeforeResponse: false,
-        customRoutes: [
-          {
-            path: '/healthz',
-            method: ['GET'],
-            handler: (_req, res) => {
-              res.writeHead(200, { 'content-type': 'text/plain' });
-              res.end('ok');
+        // Ferry's receiver verifies every request (signature, and a timestamp within 5 minutes either
+        // way) before Bolt sees it; see receiver.ts.
+        receiver: new VerifyingReceiver({
+          signingSecret: opts.signingSecret,
+          logLevel: opts.logLevel ?? LogLevel.WARN,
+          processBeforeResponse: false,
+          onRefused: (reason, path) =>
+            rt.log.child({ part: 'slack' }).warn({ reason, path }, 'request refused'),
+          customRoutes: [
+            {
+              path: '/healthz',
+              method: ['GET'],
+              handler: (_req, res) => {
+                res.writeHead(200, { 'content-type': 'text/plain' });
+                res.end('ok');
+              },
             },
-          },
-        ],
+          ],
+        }),
       });
 
   const services: CommandServices = {
