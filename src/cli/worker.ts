@@ -17,6 +17,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     connection: rt.queue,
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,
+    ...(process.env.FERRY_MAX_STALLS ? { maxStalledCount: Number(process.env.FERRY_MAX_STALLS) } : {}),
     log: rt.log,
   });
   // Bring every stored release back in step: a crash may have left one between two steps.
