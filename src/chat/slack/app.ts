@@ -27,6 +27,7 @@ import type { CommandServices } from '../../../commands/handler.ts';
 import { parseCommand } from '../../../commands/index.ts';
 import { durationMs } from '../../domain/duration.ts';
 import { may, mayApprove } from '../../domain/policy.ts';
+import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
@@ -175,11 +176,13 @@ export function createBotApp(opts: BotOptions): App {
     client: WebClient,
     retryNum: number | undefined,
   ): Promise<void> {
-    if (!(await once(`cmd:${command.trigger_id}`))) {
-      log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
-      return;
-    }
     try {
+      // The redelivery check is the first Redis call: inside the error handling, so an unreachable
+      // store is answered too.
+      if (!(await once(`cmd:${command.trigger_id}`))) {
+        log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
+        return;
+      }
       const reply = await handleText(
         text,
         { userId: command.user_id, channel: command.channel_id },
@@ -201,7 +204,9 @@ export function createBotApp(opts: BotOptions): App {
         client,
         command.channel_id,
         command.user_id,
-        `Ferry could not do that: ${(err as Error).message}. Try again in a minute.`,
+        isStoreUnreachable(err)
+          ? STORE_UNREACHABLE
+          : `Ferry could not do that: ${(err as Error).message}. Try again in a minute.`,
         false,
       );
     }
@@ -216,7 +221,10 @@ export function createBotApp(opts: BotOptions): App {
         await onButton(actionId, args);
       } catch (err) {
         log.error({ err: (err as Error).message, actionId }, 'button failed');
-        await tell(args, `Ferry could not do that: ${(err as Error).message}.`);
+        await tell(
+          args,
+          isStoreUnreachable(err) ? STORE_UNREACHABLE : `Ferry could not do that: ${(err as Error).message}.`,
+        );
       }
     });
   }
@@ -323,7 +331,6 @@ export function createBotApp(opts: BotOptions): App {
       return;
     }
     await ack();
-    if (!(await once(`view:${view.id}`))) return;
     let meta: { id?: string; channel?: string };
     try {
       meta = JSON.parse(view.private_metadata) as { id?: string; channel?: string };
@@ -331,7 +338,19 @@ export function createBotApp(opts: BotOptions): App {
       return;
     }
     if (!meta.id) return;
-    const r = await rt.lifecycle.reject(meta.id, body.user.id, reason);
+    let r: { ok: boolean; text: string };
+    try {
+      if (!(await once(`view:${view.id}`))) return;
+      r = await rt.lifecycle.reject(meta.id, body.user.id, reason);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reject failed');
+      r = {
+        ok: false,
+        text: isStoreUnreachable(err)
+          ? STORE_UNREACHABLE
+          : `Ferry could not do that: ${(err as Error).message}.`,
+      };
+    }
     if (!r.ok && meta.channel) {
       const e = renderEphemeral(r.text, false);
       await client.chat
@@ -343,6 +362,18 @@ export function createBotApp(opts: BotOptions): App {
   // ---------------------------------------------------------------- alerts
   app.action<BlockAction<ButtonAction>>('silence', async (args) => {
     await args.ack();
+    try {
+      await onSilence(args);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'silence failed');
+      await tell(
+        args,
+        isStoreUnreachable(err) ? STORE_UNREACHABLE : `Ferry could not do that: ${(err as Error).message}.`,
+      );
+    }
+  });
+
+  async function onSilence(args: ButtonArgs): Promise<void> {
     const key = args.body.actions[0]?.value;
     if (!key || !(await once(`act:${args.body.actions[0]?.action_ts}`))) return;
     const config = rt.config();
@@ -366,7 +397,7 @@ export function createBotApp(opts: BotOptions): App {
       user,
     );
     await tell(args, `Silenced for ${config.alerts.silenceFor}: \`${key}\`.`, true);
-  });
+  }
 
   app.error(async (err) => {
     log.error({ err: err.message, code: (err as { code?: string }).code }, 'bolt error');
@@ -426,7 +457,8 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
       ? undefined
       : startNotifier({
           config: rt.config,
-          releases: rt.releases,
+          // The notifier is a background consumer: it waits out a Redis restart (the command path fails fast).
+          releases: rt.backgroundReleases,
           store: rt.store,
           connection: rt.queue,
           queue: rt.announcer.queue,
