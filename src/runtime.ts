@@ -56,7 +56,7 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   const backgroundReleases = fast ? new ReleaseStore(store, opts.prefix ?? 'ferry') : releases;
   const versions = new VersionStore(fast ?? store, opts.prefix ?? 'ferry');
   const scheduler = new BullScheduler(fast ?? queue, opts.prefix);
-  const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix);
+  const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix, () => config.redaction);
   const lifecycle = new Lifecycle({ config: () => config, releases, versions, scheduler, announcer });
   return {
     config: () => config,

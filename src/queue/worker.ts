@@ -13,6 +13,7 @@ import { rollbackJob } from '../../jobs/rollback.ts';
 import { syncJob } from '../../jobs/sync.ts';
 import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
+import { redactText } from '../logs/redact.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 import { STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
@@ -81,7 +82,9 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
         await job.moveToDelayed(Date.now() + 500, token);
         throw new DelayedError();
       }
-      const message = (err as Error).message ?? String(err);
+      // Error texts carry command output (a build's failing step, a registry's answer): redacted before
+      // they are stored as the release's reason or said in its thread.
+      const message = redactText((err as Error).message ?? String(err), ctx.config().redaction);
       const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? STEP_ATTEMPTS);
       if (!(err instanceof UnrecoverableError) && isTransient(err) && !lastTry) {
         log.warn({ err: message }, 'transient failure, will retry');

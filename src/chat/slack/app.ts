@@ -27,10 +27,12 @@ import type { CommandServices } from '../../../commands/handler.ts';
 import { parseCommand } from '../../../commands/index.ts';
 import { durationMs } from '../../domain/duration.ts';
 import { may, mayApprove } from '../../domain/policy.ts';
+import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
+import { redactingClient } from '../redacting-client.ts';
 import { type ActionId, parseButtonValue, renderEphemeral } from '../render.ts';
 import { VerifyingReceiver } from './receiver.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
@@ -196,6 +198,7 @@ export function createBotApp(opts: BotOptions): App {
         reply.text,
         reply.ok,
         reply.visibility,
+        rt.config().redaction,
       );
     } catch (err) {
       log.error({ err: (err as Error).message, text }, 'command failed');
@@ -208,6 +211,8 @@ export function createBotApp(opts: BotOptions): App {
           ? STORE_UNREACHABLE
           : `Ferry could not do that: ${(err as Error).message}. Try again in a minute.`,
         false,
+        'ephemeral',
+        rt.config().redaction,
       );
     }
   }
@@ -231,7 +236,8 @@ export function createBotApp(opts: BotOptions): App {
 
   async function tell(args: ButtonArgs, text: string, ok = false): Promise<void> {
     const channel = args.body.channel?.id ?? args.body.container?.channel_id;
-    const r = renderEphemeral(text, ok);
+    // Error texts may carry command output: through the one redactor on the way out.
+    const r = renderEphemeral(redactText(text, rt.config().redaction), ok);
     if (channel) {
       try {
         await args.client.chat.postEphemeral({
@@ -352,7 +358,7 @@ export function createBotApp(opts: BotOptions): App {
       };
     }
     if (!r.ok && meta.channel) {
-      const e = renderEphemeral(r.text, false);
+      const e = renderEphemeral(redactText(r.text, rt.config().redaction), false);
       await client.chat
         .postEphemeral({ channel: meta.channel, user: body.user.id, text: e.text, blocks: e.blocks })
         .catch((err: Error) => log.warn({ err: err.message }, 'postEphemeral failed'));
@@ -415,8 +421,10 @@ async function answer(
   text: string,
   ok: boolean,
   visibility: 'ephemeral' | 'channel' = 'ephemeral',
+  patterns: readonly RedactionPattern[] = [],
 ): Promise<void> {
-  const r = renderEphemeral(text, ok);
+  // Replies may carry stored failure reasons or command output: through the one redactor on the way out.
+  const r = renderEphemeral(redactText(text, patterns), ok);
   try {
     await respond({
       response_type: visibility === 'channel' ? 'in_channel' : 'ephemeral',
@@ -463,7 +471,10 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
           connection: rt.queue,
           queue: rt.announcer.queue,
           ...(rt.prefix ? { prefix: rt.prefix } : {}),
-          client: notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
+          client: redactingClient(
+            notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
+            () => rt.config().redaction,
+          ),
           log: rt.log.child({ part: 'notifier' }),
         });
   return {
