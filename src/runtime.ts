@@ -9,7 +9,7 @@ import { Lifecycle } from './domain/lifecycle.ts';
 import type { StepRunners } from './domain/ports.ts';
 import { type Logger, logger } from './logging.ts';
 import { QueueAnnouncer } from './queue/announcer.ts';
-import { queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
+import { commandConnection, queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
 import { BullScheduler } from './queue/scheduler.ts';
 import { RecordingRunners } from './runners/recording.ts';
 import { ReleaseStore } from './store/releases.ts';
@@ -19,7 +19,10 @@ export interface Runtime {
   config: () => FerryConfig;
   store: Redis;
   queue: Redis;
+  /** The stores, queues and lifecycle below run on this connection (fail-fast on the bot's command path). */
   releases: ReleaseStore;
+  /** Releases read by background consumers (the notifier): on `store`, which waits out a Redis restart. */
+  backgroundReleases: ReleaseStore;
   versions: VersionStore;
   scheduler: BullScheduler;
   announcer: QueueAnnouncer;
@@ -35,6 +38,12 @@ export interface RuntimeOptions {
   /** BullMQ key prefix and store prefix, so tests can share one Redis. */
   prefix?: string;
   name?: string;
+  /**
+   * The bot: releases, versions, the scheduler, the announcer and the lifecycle use a connection that
+   * fails fast when Redis is away (commandConnection), so a person gets an answer within Slack's 3 s.
+   * `store` and `queue` stay patient for the background consumers.
+   */
+  failFast?: boolean;
 }
 
 export function createRuntime(opts: RuntimeOptions): Runtime {
@@ -42,16 +51,19 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   const url = opts.redisUrl ?? redisUrl();
   const store = storeConnection(url);
   const queue = queueConnection(url);
-  const releases = new ReleaseStore(store, opts.prefix ?? 'ferry');
-  const versions = new VersionStore(store, opts.prefix ?? 'ferry');
-  const scheduler = new BullScheduler(queue, opts.prefix);
-  const announcer = new QueueAnnouncer(queue, opts.prefix);
+  const fast = opts.failFast ? commandConnection(url) : undefined;
+  const releases = new ReleaseStore(fast ?? store, opts.prefix ?? 'ferry');
+  const backgroundReleases = fast ? new ReleaseStore(store, opts.prefix ?? 'ferry') : releases;
+  const versions = new VersionStore(fast ?? store, opts.prefix ?? 'ferry');
+  const scheduler = new BullScheduler(fast ?? queue, opts.prefix);
+  const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix, () => config.redaction);
   const lifecycle = new Lifecycle({ config: () => config, releases, versions, scheduler, announcer });
   return {
     config: () => config,
     store,
     queue,
     releases,
+    backgroundReleases,
     versions,
     scheduler,
     announcer,
@@ -63,6 +75,7 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
       await announcer.close();
       store.disconnect();
       queue.disconnect();
+      fast?.disconnect();
     },
   };
 }

@@ -20,6 +20,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const rt = createRuntime({
     config: opts.configPath,
     name: 'bot',
+    failFast: true,
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const services = await commandServices(rt);

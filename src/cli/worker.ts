@@ -17,6 +17,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     connection: rt.queue,
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,
+    ...(process.env.FERRY_MAX_STALLS ? { maxStalledCount: Number(process.env.FERRY_MAX_STALLS) } : {}),
     log: rt.log,
   });
   // Bring every stored release back in step: a crash may have left one between two steps.
@@ -30,8 +31,15 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     },
     Number(process.env.FERRY_RECONCILE_MS ?? 30_000),
   );
-  const ops = await startOpsServer(rt.queue, Number(process.env.FERRY_OPS_PORT ?? 3100), rt.prefix);
-  io.err(`ferry worker: queue dashboard ${ops.url}/queues, metrics ${ops.url}/metrics`);
+  const ops = await startOpsServer(rt.queue, {
+    port: Number(process.env.FERRY_OPS_PORT ?? 3100),
+    ...(process.env.FERRY_OPS_HOST ? { host: process.env.FERRY_OPS_HOST } : {}),
+    ...(process.env.FERRY_OPS_TOKEN ? { token: process.env.FERRY_OPS_TOKEN } : {}),
+    ...(rt.prefix ? { prefix: rt.prefix } : {}),
+  });
+  io.err(
+    `ferry worker: queue dashboard ${ops.url}/queues (${ops.readOnly ? 'read-only: no FERRY_OPS_TOKEN' : 'changes need the FERRY_OPS_TOKEN bearer'}), metrics ${ops.url}/metrics`,
+  );
   io.err(`ferry worker: running (redis ${process.env.REDIS_URL ?? 'default'})`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);

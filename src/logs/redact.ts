@@ -1,4 +1,8 @@
-// Secret redaction for text that leaves Ferry (logs in chat, alert snippets).
+// Secret redaction for text that leaves Ferry: every chat message, thread
+// reply, snippet and uploaded file (build logs included) passes through it at
+// the notify queue's entry (QueueAnnouncer) and again at the Slack client
+// (the notifier's and the bot's), and every pino log line (src/logging.ts).
+// There is one redactor: this file.
 // Works line by line on a stream, so a log of any size is redacted with a
 // bounded buffer: `LineSplitter` cuts chunks into lines (a line longer than
 // `maxLineBytes` is truncated — a secret is never split across two pieces),
@@ -19,7 +23,9 @@ interface Rule {
 }
 
 // Names of settings whose value is a secret: password=…, "apiKey": "…", DB_PASSWORD: …
-const SECRET_KEY = String.raw`[A-Za-z0-9_.-]{0,40}?(?:passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth[_-]?key|session[_-]?(?:id|key)|signature)[A-Za-z0-9_.-]{0,40}`;
+const SECRET_KEY = String.raw`[A-Za-z0-9_.-]{0,40}?(?:passw(?:or)?d|passphrase|pwd|(?<![a-z])pass(?![a-z])|secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|shared[_-]?access[_-]?key|private[_-]?key|client[_-]?secret|credentials?|auth[_-]?key|session[_-]?(?:id|key)|signature)[A-Za-z0-9_.-]{0,40}`;
+// A command-line flag naming a secret, its value after a space: `--password X`, `--client-secret X`.
+const SECRET_FLAG = String.raw`--?(?:[a-z0-9]+[_-])*(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key|client[_-]?secret|auth[_-]?token|private[_-]?key)`;
 // The value: quoted (JSON, shell) or a run up to whitespace or a separator.
 const VALUE = String.raw`(?:"(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,;&"'<>}\])]+)`;
 
@@ -38,9 +44,39 @@ const BUILT_IN: Rule[] = [
       /^(?:bearer|basic)$/i.test(value ?? '') ? `${key}${sep}${value}` : `${key}${sep}${REDACTED}`,
   },
   {
+    name: 'secret-flag',
+    re: new RegExp(String.raw`(?<![\w-])(${SECRET_FLAG})(\s+)(?!-)(${VALUE})`, 'gi'),
+    replace: (_m, flag, sp) => `${flag}${sp}${REDACTED}`,
+  },
+  {
+    // Bearer and Basic credentials of any length (a short token is still a token); `realm=` and the
+    // like are the challenge of a WWW-Authenticate header, not a credential.
     name: 'authorization',
-    re: /\b(bearer|basic|token|digest)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)/gi,
+    re: /\b(bearer|basic)(\s+)(?!realm\b|\[REDACTED)([A-Za-z0-9\-._~+/]+=*)/gi,
     replace: (_m, scheme, sp) => `${scheme}${sp}${REDACTED}`,
+  },
+  {
+    name: 'authorization',
+    re: /\b(token|digest)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)/gi,
+    replace: (_m, scheme, sp) => `${scheme}${sp}${REDACTED}`,
+  },
+  {
+    // curl -u user:password, wget --user=… is a secret-setting already
+    name: 'basic-auth-flag',
+    re: /(?<![\w-])(-u|--user)(\s+)(["']?)([^\s:"']+):([^\s"']+)/g,
+    replace: (_m, flag, sp, q, user) => `${flag}${sp}${q}${user}:${REDACTED}`,
+  },
+  {
+    // Azure SAS and other signed URLs: the signature is the secret.
+    name: 'url-signature',
+    re: /([?&;](?:sig|signature|X-Amz-Signature|X-Goog-Signature|X-Amz-Security-Token)=)([^&\s"'<>#]+)/gi,
+    replace: (_m, pre) => `${pre}${REDACTED}`,
+  },
+  {
+    // Oracle thin JDBC: jdbc:oracle:thin:user/password@//host:port/service (the password may hold '@').
+    name: 'jdbc-oracle',
+    re: /(jdbc:oracle:[a-z0-9]+:)([^\s/@:]+)\/(\S+?)@(?=\/\/|\(|[A-Za-z0-9.-]+:\d)/gi,
+    replace: (_m, pre, user) => `${pre}${user}/${REDACTED}@`,
   },
   {
     name: 'jwt',
@@ -59,14 +95,16 @@ const BUILT_IN: Rule[] = [
     replace: (_m, pre) => `${pre}${REDACTED}`,
   },
   {
+    // scheme://user:password@host — the user may be empty (redis://:pw@host) and the password may
+    // hold '@' (the last '@' before the host ends it).
     name: 'url-credentials',
-    re: /\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^\s:/@]+):([^\s@/]+)@/gi,
+    re: /\b([a-z][a-z0-9+.-]{0,30}:\/\/)([^\s:/@]*):([^\s/]+)@(?=[^\s@/]+)/gi,
     replace: (_m, scheme, user) => `${scheme}${user}:${REDACTED}@`,
   },
   {
     name: 'vendor-token',
-    // Slack, GitHub, GitLab, Google API keys, Stripe, npm
-    re: /\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|npm_[A-Za-z0-9]{36})\b/g,
+    // Slack, GitHub, GitLab, Google API keys, Stripe, npm, SendGrid
+    re: /\b(?:SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}|xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|npm_[A-Za-z0-9]{36})\b/g,
     replace: () => REDACTED,
   },
 ];
@@ -226,4 +264,36 @@ export class LineSplitter {
     this.pending = '';
     this.skipping = false;
   }
+}
+
+/** Redacts every string in a JSON-like value (message blocks, log objects); other values are kept. */
+export function redactDeep<T>(value: T, patterns: readonly RedactionPattern[] = [], depth = 0): T {
+  if (typeof value === 'string') return redactText(value, patterns) as T;
+  if (depth > 12 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redactDeep(v, patterns, depth + 1)) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>))
+    out[k] = redactDeep(v, patterns, depth + 1);
+  return out as T;
+}
+
+/** The parts of a chat message that carry free text (never ids or keys, which must stay as they are). */
+interface OutboundText {
+  text?: string;
+  snippet?: string;
+  file?: { name: string; text: string };
+  title?: string;
+  fields?: [string, string][];
+}
+
+/** A message on its way to chat with every free-text part redacted. */
+export function redactOutbound<T extends object>(message: T, patterns: readonly RedactionPattern[] = []): T {
+  const m = { ...message } as T & OutboundText;
+  const r = (t: string) => redactText(t, patterns);
+  if (typeof m.text === 'string') m.text = r(m.text);
+  if (typeof m.snippet === 'string') m.snippet = r(m.snippet);
+  if (typeof m.title === 'string') m.title = r(m.title);
+  if (m.file && typeof m.file.text === 'string') m.file = { name: r(m.file.name), text: r(m.file.text) };
+  if (Array.isArray(m.fields)) m.fields = m.fields.map(([k, v]) => [k, r(v)] as [string, string]);
+  return m;
 }

@@ -2,32 +2,81 @@
 // /queues and Prometheus metrics at /metrics, on FERRY_OPS_PORT. The metrics
 // are what a platform team graphs: releases by final state, step durations,
 // queue depth.
+//
+// The dashboard can retry, clean, promote, empty and obliterate jobs, which
+// would let anyone who reaches the port skip or repeat release steps. So it is
+// read-only unless an operator token is configured (FERRY_OPS_TOKEN), and then
+// every request that changes something must carry `Authorization: Bearer
+// <token>`. Reading stays open so the board can be looked at in a browser.
+// This holds on every bind address, loopback included: a port forward or a
+// sidecar makes "only local" hard to promise.
+import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import express from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 
-export async function startOpsServer(
-  connection: Redis,
-  port: number,
-  prefix?: string,
-): Promise<{ close(): Promise<void>; url: string }> {
+export interface OpsServerOptions {
+  port: number;
+  /** Bind address (FERRY_OPS_HOST); default 127.0.0.1. */
+  host?: string;
+  prefix?: string;
+  /** FERRY_OPS_TOKEN: without it the dashboard is read-only. */
+  token?: string;
+}
+
+export interface OpsServer {
+  url: string;
+  /** Whether the dashboard refuses every change. */
+  readOnly: boolean;
+  close(): Promise<void>;
+}
+
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Refuses changes without the operator token (or always, with no token). */
+function guardChanges(token: string | undefined) {
+  const expected = token ? Buffer.from(`Bearer ${token}`) : undefined;
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (READS.has(req.method)) return next();
+    if (!expected) {
+      res
+        .status(405)
+        .json({ error: 'The queue dashboard is read-only: set FERRY_OPS_TOKEN to change jobs.' });
+      return;
+    }
+    const given = Buffer.from(req.get('authorization') ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      res
+        .set('www-authenticate', 'Bearer')
+        .status(401)
+        .json({ error: 'Changing jobs needs the operator token.' });
+      return;
+    }
+    next();
+  };
+}
+
+export async function startOpsServer(connection: Redis, opts: OpsServerOptions): Promise<OpsServer> {
+  const { prefix } = opts;
+  const token = opts.token || undefined;
+  const readOnly = token === undefined;
   const queues = Object.values(QUEUES).map(
     (name) => new Queue(name, { connection, ...(prefix ? { prefix } : {}) }),
   );
   const adapter = new ExpressAdapter();
   adapter.setBasePath('/queues');
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
+    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: readOnly })),
     serverAdapter: adapter,
   });
   const app = express();
-  app.use('/queues', adapter.getRouter());
+  app.use('/queues', guardChanges(token), adapter.getRouter());
   app.get('/metrics', async (_req, res) => {
     for (const q of queues) {
       const counts = await q.getJobCounts();
@@ -38,13 +87,16 @@ export async function startOpsServer(
   app.get('/healthz', (_req, res) => {
     res.send('ok');
   });
+  const host = opts.host ?? '127.0.0.1';
   const server: Server = await new Promise((resolve) => {
-    const s = app.listen(port, '127.0.0.1', () => resolve(s));
+    const s = app.listen(opts.port, host, () => resolve(s));
   });
   const addr = server.address();
-  const actual = typeof addr === 'object' && addr ? addr.port : port;
+  const actual = typeof addr === 'object' && addr ? addr.port : opts.port;
+  const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return {
-    url: `http://127.0.0.1:${actual}`,
+    url: `http://${shown}:${actual}`,
+    readOnly,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all(queues.map((q) => q.close()));

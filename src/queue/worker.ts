@@ -13,9 +13,15 @@ import { rollbackJob } from '../../jobs/rollback.ts';
 import { syncJob } from '../../jobs/sync.ts';
 import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
+import { redactText } from '../logs/redact.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 import { STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
+
+/** Stalls a job survives before it fails (see WorkerOptions.maxStalledCount). */
+export const DEFAULT_MAX_STALLS = 2;
+/** BullMQ's failure reason for a job that exceeded maxStalledCount. */
+const STALLED = /stalled more than allowable limit/;
 
 type Processor = (data: never, ctx: JobContext, signal: AbortSignal) => Promise<string>;
 
@@ -34,6 +40,12 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Lock duration: how soon a job of a crashed worker is picked up by another. */
   lockDuration?: number;
+  /**
+   * How many times a job may stall (its worker crashed, was killed or blocked its event loop past the
+   * lock) and still be picked up again. One more stall fails the job, and its release with the reason:
+   * a step that takes its worker down every time must not be retried for ever. Default 2.
+   */
+  maxStalledCount?: number;
   log: Logger;
 }
 
@@ -48,7 +60,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     ...(opts.prefix ? { prefix: opts.prefix } : {}),
     lockDuration: opts.lockDuration ?? 30_000,
     stalledInterval: Math.max(1000, Math.floor((opts.lockDuration ?? 30_000) / 2)),
-    maxStalledCount: 1000,
+    maxStalledCount: opts.maxStalledCount ?? DEFAULT_MAX_STALLS,
   };
 
   const runStep = async (job: Job, token: string | undefined): Promise<string> => {
@@ -70,7 +82,9 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
         await job.moveToDelayed(Date.now() + 500, token);
         throw new DelayedError();
       }
-      const message = (err as Error).message ?? String(err);
+      // Error texts carry command output (a build's failing step, a registry's answer): redacted before
+      // they are stored as the release's reason or said in its thread.
+      const message = redactText((err as Error).message ?? String(err), ctx.config().redaction);
       const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? STEP_ATTEMPTS);
       if (!(err instanceof UnrecoverableError) && isTransient(err) && !lastTry) {
         log.warn({ err: message }, 'transient failure, will retry');
@@ -102,6 +116,19 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
   for (const w of [release, timers]) {
     w.on('error', (err) => opts.log.error({ err: err.message }, 'worker error'));
   }
+  // A job that stalled too often is failed by BullMQ without running the processor (so runStep never
+  // sees it): fail its release here, with the reason, instead of leaving it in its step.
+  release.on('failed', (job, err) => {
+    if (!job || !STALLED.test(err.message)) return;
+    const releaseId = (job.data as { releaseId?: string }).releaseId;
+    if (!releaseId) return;
+    const stalls = (opts.maxStalledCount ?? DEFAULT_MAX_STALLS) + 1;
+    const reason = `${job.name}: the worker running it stopped ${stalls} times without finishing (crashed, killed or blocked); not started again`;
+    opts.log.error({ releaseId, job: job.name, stalls }, 'step stalled too often');
+    ctx.lifecycle
+      .report(releaseId, { type: 'fail', reason }, `${reason}.`)
+      .catch((e: Error) => opts.log.error({ releaseId, err: e.message }, 'could not fail a stalled release'));
+  });
   return {
     async close() {
       stopping.abort();

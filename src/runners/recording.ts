@@ -1,10 +1,11 @@
-// Step runners that build, sync and deploy nothing: they record in Redis that
-// each effect happened, once, and how many times it was performed. The
-// lifecycle and crash tests use them to count effects without a cluster;
-// `FERRY_RUNNERS=recording ferry worker` selects them. Each effect is
-// idempotent the way the real one is (a pushed tag, a synced blob, an applied
-// batch are all no-ops the second time), so a count above one means the flow
-// performed a step twice.
+// Step runners that build, sync and deploy nothing: they record in Redis each
+// time an effect is performed, and what it produced. The lifecycle and crash
+// tests use them to count effects without a cluster; `FERRY_RUNNERS=recording
+// ferry worker` selects them. Every execution is counted — a step run twice
+// shows 2 — so a test can assert exactly-once where Ferry promises it, and
+// at-least-once plus idempotence (the same outcome every time) where a crash
+// may repeat the step in flight, as README's "Exactly once, at least once"
+// table says.
 import type { Redis } from 'ioredis';
 import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
@@ -17,13 +18,18 @@ export interface RecordingOptions {
   failGate?: Record<string, number>;
 }
 
-// Performs an effect only if not yet done; counts performances.
-const ONCE = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-  return 1
+// Counts every performance of an effect and keeps the first outcome; an
+// outcome that differs from the first is counted as divergent (the effect was
+// not idempotent).
+const RECORD = `
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+local first = redis.call('GET', KEYS[1])
+if not first then
+  redis.call('SET', KEYS[1], ARGV[1])
+elseif first ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 end
-return 0`;
+return 1`;
 
 export class RecordingRunners implements StepRunners {
   private readonly redis: Redis;
@@ -38,18 +44,25 @@ export class RecordingRunners implements StepRunners {
 
   private async effect(release: Release, name: string, value = '1'): Promise<void> {
     await this.redis.eval(
-      ONCE,
-      2,
+      RECORD,
+      3,
       `${this.prefix}:effect:${release.id}:${name}`,
       `${this.prefix}:effects:${release.id}`,
+      `${this.prefix}:effects-divergent:${release.id}`,
       value,
       name,
     );
   }
 
-  /** How many times each effect of a release was performed. */
+  /** How many times each effect of a release was performed (every execution). */
   static async counts(redis: Redis, releaseId: string, prefix = 'ferry'): Promise<Record<string, number>> {
     const raw = await redis.hgetall(`${prefix}:effects:${releaseId}`);
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
+  }
+
+  /** Effects whose repeated performance produced a different outcome than the first (not idempotent). */
+  static async divergent(redis: Redis, releaseId: string, prefix = 'ferry'): Promise<Record<string, number>> {
+    const raw = await redis.hgetall(`${prefix}:effects-divergent:${releaseId}`);
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
   }
 

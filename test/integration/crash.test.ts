@@ -1,14 +1,21 @@
 // Crash safety: the worker is killed with SIGKILL in every step of a release
 // and started again; Redis is killed and restarted (AOF) mid-release. Every
-// release must end as it would have without the crash, with each effect
-// performed once and every transition in the audit trail.
+// release must end as it would have without the crash, with the audit trail
+// whole. The recording runners count every execution of an effect, so the
+// tests tell apart what Ferry promises (README, "Exactly once, at least
+// once"): a step that finished is never run again (exactly once); the step in
+// flight when its worker dies runs again (at least once) and must produce the
+// same outcome (idempotent). A step whose worker dies again and again fails
+// its release with the reason instead of being retried for ever.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { ReleaseState } from '../../src/domain/release.ts';
+import { jobId, QUEUES } from '../../src/queue/names.ts';
 import { RecordingRunners } from '../../src/runners/recording.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -18,7 +25,7 @@ let redis: TestRedis;
 let h: Harness;
 let configFile: string;
 
-function startWorker(): ChildProcess {
+function startWorker(env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), 'worker', '--config', configFile], {
     env: {
       ...process.env,
@@ -31,6 +38,7 @@ function startWorker(): ChildProcess {
       FERRY_POLL_MS: '100',
       FERRY_OPS_PORT: '0',
       LOG_LEVEL: 'warn',
+      ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -57,6 +65,22 @@ const CLEAN_RUN: ReleaseState[] = [
   'succeeded',
 ];
 
+/**
+ * Every effect in `expected` happened: exactly once, except those in `inFlight` (the steps a kill
+ * interrupted), which ran at least once and at most once more per kill — with the same outcome each time.
+ */
+async function expectEffects(id: string, expected: string[], inFlight: string[], kills = 1): Promise<void> {
+  const counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
+  expect(Object.keys(counts).sort()).toEqual([...expected].sort());
+  for (const [effect, n] of Object.entries(counts)) {
+    if (inFlight.includes(effect)) {
+      expect(n, effect).toBeGreaterThanOrEqual(1);
+      expect(n, effect).toBeLessThanOrEqual(1 + kills);
+    } else expect({ effect, n }).toEqual({ effect, n: 1 });
+  }
+  expect(await RecordingRunners.divergent(h.rt.store, id, h.prefix)).toEqual({});
+}
+
 beforeAll(async () => {
   redis = await TestRedis.start();
   const dir = mkdtempSync(join(tmpdir(), 'ferry-crash-'));
@@ -69,8 +93,14 @@ afterAll(async () => {
 });
 
 describe('a worker killed at every step', () => {
+  const inFlight: Record<string, string> = {
+    building: 'build',
+    syncing: 'sync:eu-west',
+    deploying: 'deploy:eu-west:batch1',
+    verifying: 'verify:eu-west',
+  };
   it.each(['building', 'syncing', 'deploying', 'verifying'] as ReleaseState[])(
-    'killed while %s: the release still succeeds, each effect once, the audit complete',
+    'killed while %s: the release still succeeds, finished steps once, the step in flight again with the same outcome',
     async (step) => {
       h = harness(redis.url, fastConfig());
       let worker = startWorker();
@@ -84,12 +114,11 @@ describe('a worker killed at every step', () => {
         await kill(worker);
         worker = startWorker();
         await waitForState(h.rt, id, 'succeeded', 60_000);
-        expect(await RecordingRunners.counts(h.rt.store, id, h.prefix)).toEqual({
-          build: 1,
-          'sync:eu-west': 1,
-          'deploy:eu-west:batch1': 1,
-          'verify:eu-west': 1,
-        });
+        await expectEffects(
+          id,
+          ['build', 'sync:eu-west', 'deploy:eu-west:batch1', 'verify:eu-west'],
+          [inFlight[step] as string],
+        );
         expect((await h.rt.releases.audit(id)).map((a) => a.to)).toEqual(CLEAN_RUN);
       } finally {
         await kill(worker);
@@ -99,7 +128,7 @@ describe('a worker killed at every step', () => {
     90_000,
   );
 
-  it('killed between batches of a prod rollout: picks up at the next batch, never re-applies one', async () => {
+  it('killed between batches of a prod rollout: picks up at the batch in flight, never re-applies a finished one', async () => {
     h = harness(redis.url, fastConfig());
     let worker = startWorker();
     try {
@@ -127,21 +156,25 @@ describe('a worker killed at every step', () => {
       worker = startWorker();
       const done = await waitForState(h.rt, id, 'succeeded', 60_000);
       expect(done.progress).toEqual({ 'eu-west': 3, 'us-east': 3 });
-      const counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
-      expect(Object.keys(counts).sort()).toEqual([
-        'build',
-        'deploy:eu-west:batch1',
-        'deploy:eu-west:batch2',
-        'deploy:eu-west:batch3',
-        'deploy:us-east:batch1',
-        'deploy:us-east:batch2',
-        'deploy:us-east:batch3',
-        'sync:eu-west',
-        'sync:us-east',
-        'verify:eu-west',
-        'verify:us-east',
-      ]);
-      expect(Object.values(counts).every((n) => n === 1)).toBe(true);
+      // Killed in eu-west's batch 2 and in us-east's batch 1: those two may be applied again (same pods);
+      // every other batch, the build, the syncs and the verifications exactly once.
+      await expectEffects(
+        id,
+        [
+          'build',
+          'deploy:eu-west:batch1',
+          'deploy:eu-west:batch2',
+          'deploy:eu-west:batch3',
+          'deploy:us-east:batch1',
+          'deploy:us-east:batch2',
+          'deploy:us-east:batch3',
+          'sync:eu-west',
+          'sync:us-east',
+          'verify:eu-west',
+          'verify:us-east',
+        ],
+        ['deploy:eu-west:batch2', 'deploy:us-east:batch1'],
+      );
       const batches = (await h.rt.releases.audit(id)).filter((a) => a.event === 'batch').map((a) => a.detail);
       expect(batches).toEqual([
         'eu-west batch 1/3: 1/4 pods',
@@ -172,10 +205,65 @@ describe('Redis restarted mid-release', () => {
       await redis.restart();
       await waitForState(h.rt, id, 'succeeded', 90_000);
       expect((await h.rt.releases.audit(id)).map((a) => a.to)).toEqual(CLEAN_RUN);
-      expect(Object.values(await RecordingRunners.counts(h.rt.store, id, h.prefix))).toEqual([1, 1, 1, 1]);
+      await expectEffects(
+        id,
+        ['build', 'sync:eu-west', 'deploy:eu-west:batch1', 'verify:eu-west'],
+        ['sync:eu-west'],
+      );
     } finally {
       await kill(worker);
       await h.close();
     }
   }, 120_000);
 });
+
+describe('a step whose worker dies every time', () => {
+  it('fails its release with the reason after FERRY_MAX_STALLS stalls, instead of retrying for ever', async () => {
+    h = harness(redis.url, fastConfig());
+    // The build takes two minutes: every worker that picks it up is killed in the middle of it.
+    const env = { FERRY_RECORDING_STEP_MS: '120000', FERRY_MAX_STALLS: '2' };
+    const queue = new Queue(QUEUES.release, { connection: h.rt.queue, prefix: h.prefix });
+    let worker = startWorker(env);
+    try {
+      const r = await h.rt.lifecycle.request(
+        { app: 'payments', version: 'c-stall', environment: 'test', factors: [] },
+        'U_ALICE',
+      );
+      const id = r.releaseId as string;
+      const build = jobId(id, 'build');
+      for (let stalls = 0; stalls <= 2; stalls++) {
+        // The job is running again (picked up after `stalls` stalls): kill the worker running it.
+        await waitUntil(async () => {
+          const job = await queue.getJob(build);
+          return (await job?.getState()) === 'active' && job?.stalledCounter === stalls;
+        }, `build active after ${stalls} stalls`);
+        await kill(worker);
+        worker = startWorker(env);
+      }
+      const failed = await waitForState(h.rt, id, 'failed', 60_000);
+      expect(failed.error).toMatch(/^build: the worker running it stopped 3 times without finishing/);
+      const job = await queue.getJob(build);
+      expect(await job?.getState()).toBe('failed');
+      expect(job?.stalledCounter).toBe(3);
+      expect(job?.failedReason).toMatch(/stalled more than allowable limit/);
+      // The build never got to its effect, and nothing after it ran.
+      expect(await RecordingRunners.counts(h.rt.store, id, h.prefix)).toEqual({});
+      // (Whether 'building' was stored depends on how soon each worker was killed.)
+      const trail = (await h.rt.releases.audit(id)).map((a) => a.to);
+      expect(trail.filter((t) => t !== 'building')).toEqual(['requested', 'approved', 'failed']);
+    } finally {
+      await kill(worker);
+      await queue.close();
+      await h.close();
+    }
+  }, 120_000);
+});
+
+async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

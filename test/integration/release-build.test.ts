@@ -105,6 +105,12 @@ describe('the build step of a release', () => {
     const report = said.find((m) => m.text.startsWith('Build failed at STEP'));
     expect(report?.snippet).toContain('error: missing symbol');
     expect(report?.file?.text).toContain('error: missing symbol');
+    // The build printed a credential: the snippet and the whole log posted to the thread show it redacted.
+    for (const text of [report?.snippet, report?.file?.text]) {
+      expect(text).toContain('https://ci:[REDACTED]@deps.example.com/repo');
+      expect(text).not.toContain('Bu1ld-S3cret');
+    }
+    expect(JSON.stringify(said)).not.toContain('Bu1ld-S3cret');
     // The failure is stored first and announced after: wait for the message.
     await expect
       .poll(async () =>

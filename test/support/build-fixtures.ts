@@ -264,7 +264,12 @@ export async function makeAppRepo(dir: string, base: string, payloadBytes = 4096
 
   await writeFile(
     join(dir, 'Dockerfile'),
-    appDockerfile(base, 'RUN echo "compiling..."; echo "error: missing symbol" >&2; exit 3'),
+    // The failing step prints a credential, as a misconfigured build script does: the log Ferry posts
+    // must not show it.
+    appDockerfile(
+      base,
+      'RUN echo "compiling..."; echo "fetching deps from https://ci:Bu1ld-S3cret@deps.example.com/repo" >&2; echo "error: missing symbol" >&2; exit 3',
+    ),
   );
   await git(dir, ['commit', '-q', '-am', 'broken run']);
   await git(dir, ['tag', 'broken-run']);

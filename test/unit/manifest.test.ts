@@ -1,5 +1,6 @@
-// manifest.yml against Slack's published manifest JSON Schema (copied to
-// ../shared/slack), and against what Ferry's bot actually serves.
+// manifest.yml against Slack's published manifest JSON Schema (vendored, with
+// its MIT licence, in test/fixtures/slack-manifest-schema), and against what
+// Ferry's bot actually serves.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const schemaDir = path.join(repoRoot, '..', 'shared', 'slack');
+const schemaDir = path.join(repoRoot, 'test', 'fixtures', 'slack-manifest-schema');
 const readJson = (name: string) => JSON.parse(readFileSync(path.join(schemaDir, name), 'utf8'));
 const BASE = 'https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { snippetOf, TailCollector } from '../../src/logs/collect.ts';
-import { LineSplitter, Redactor, redactText } from '../../src/logs/redact.ts';
+import { LineSplitter, Redactor, redactDeep, redactText } from '../../src/logs/redact.ts';
 
 const PEM = `-----BEGIN RSA PRIVATE KEY-----
 MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF0qGZmXb0Pq2x4Tz1jSECRETLINEONE
@@ -184,5 +184,174 @@ describe('tail collector and snippet', () => {
     const s = snippetOf(lines, 40, 3000);
     expect(s.length).toBeLessThanOrEqual(3000);
     expect(s.endsWith(lines[99] as string)).toBe(true);
+  });
+});
+
+// Real-world formats: each line as a tool, driver or cloud SDK prints it, and the secret in it.
+// Add a row whenever a leak is found.
+const SECRETS: [string, string, string][] = [
+  // URLs with credentials
+  ['postgres URL', 'connecting to postgres://app:pa55word@db:5432/orders', 'pa55word'],
+  ['redis URL, empty user', 'redis://:s3cretRedis@cache:6379/0', 's3cretRedis'],
+  ['rediss URL, empty user', 'REDIS_URL=rediss://:tls-Pass-42@redis.internal:6380', 'tls-Pass-42'],
+  [
+    'mongodb+srv URL',
+    'mongodb+srv://svc:Mong0Pass@cluster0.abc.mongodb.net/db?retryWrites=true',
+    'Mong0Pass',
+  ],
+  ['amqp URL', 'amqp://guest:rabbitPw9@mq:5672/vhost', 'rabbitPw9'],
+  ['password with @ in URL', 'DATABASE_URL=postgres://app:p@ssw0rd@db.internal:5432/app', 'ssw0rd'],
+  ['password with two @', 'mysql://root:a@b@c-pw@10.0.0.5:3306/x', 'b@c-pw'],
+  [
+    'git clone over https',
+    "Cloning into 'app'... https://ci-bot:glpat-xYz12345678901234567@gitlab.example.com/team/app.git",
+    'glpat-xYz12345678901234567',
+  ],
+  ['ftp URL', 'ftp://deploy:ftpSecret1@files.example.com/out', 'ftpSecret1'],
+  // JDBC
+  ['Oracle thin JDBC', 'url=jdbc:oracle:thin:scott/tiger@//db:1521/ORCL', 'tiger'],
+  ['Oracle thin JDBC, SID form', 'jdbc:oracle:thin:app/Ora_pw_77@db.example.com:1521:orcl', 'Ora_pw_77'],
+  ['Oracle thin JDBC, @ in password', 'jdbc:oracle:thin:app/p@ss77@//db:1521/svc', 'ss77'],
+  ['SQL Server JDBC', 'jdbc:sqlserver://db:1433;databaseName=x;user=sa;password=Sql$erver1;', 'Sql$erver1'],
+  ['MySQL JDBC query', 'jdbc:mysql://db:3306/x?user=app&password=myJdbcPw', 'myJdbcPw'],
+  // key: value, key=value
+  ['env password', 'DB_PASSWORD=hunter2hunter2', 'hunter2hunter2'],
+  ['YAML password', '  password: Sup3rS3cret', 'Sup3rS3cret'],
+  ['YAML password quoted', '  password: "with spaces and @"', 'with spaces and @'],
+  ['password: at line start', 'password: tr0ub4dor', 'tr0ub4dor'],
+  ['Password: prompt echo', 'Password: letmein99', 'letmein99'],
+  ['JSON password', '{"user":"app","password":"j$0nPw","ok":true}', 'j$0nPw'],
+  ['JSON apiKey', '{"apiKey":"abcd1234efgh5678"}', 'abcd1234efgh5678'],
+  ['db_pass', 'db_pass=plainPass1', 'plainPass1'],
+  ['client secret', 'OAUTH_CLIENT_SECRET=Zm9vYmFyYmF6cXV4', 'Zm9vYmFyYmF6cXV4'],
+  ['secret in logfmt', 'level=info msg="login" secret=logfmtS3cret user=bob', 'logfmtS3cret'],
+  ['ruby hash rocket', ':password => "rubyPw1"', 'rubyPw1'],
+  ['URL-encoded query', 'GET /login?user=bob&password%3Dhunter22%26next=1', 'hunter22'],
+  ['libpq keyword string', 'psql "host=db user=app password=libpqPw1 dbname=x"', 'libpqPw1'],
+  ['PGPASSWORD', 'export PGPASSWORD=pgEnvPw', 'pgEnvPw'],
+  // command-line flags
+  ['--password X', 'mysqldump --user root --password hunter2 shop', 'hunter2'],
+  ['--password=X', 'mysql --password=eqPw123 -h db', 'eqPw123'],
+  ['--db-password X', 'migrate --db-password "quoted pw" up', 'quoted pw'],
+  ['--token X', 'vault login --token s.AbCdEf123456', 's.AbCdEf123456'],
+  [
+    '--client-secret X',
+    'az login --service-principal -u app --client-secret Az~Secret.99 --tenant t',
+    'Az~Secret.99',
+  ],
+  ['docker login -p', 'docker login --password Dock3rPw registry.example.com', 'Dock3rPw'],
+  ['curl -u', 'curl -u admin:curlPw1 https://api.example.com', 'curlPw1'],
+  // Authorization headers
+  ['Bearer token', 'Authorization: Bearer abc.def-ghi_jkl', 'abc.def-ghi_jkl'],
+  ['short Bearer token', 'Authorization: Bearer a1b2c', 'a1b2c'],
+  ['short Bearer lower case', 'authorization: bearer xyz', 'xyz'],
+  ['Basic auth header', 'Authorization: Basic dXNlcjpwdw==', 'dXNlcjpwdw=='],
+  ['token scheme', 'Authorization: token ghs_0123456789abcdef', 'ghs_0123456789abcdef'],
+  // cloud
+  ['AWS access key id', 'key id AKIAIOSFODNN7EXAMPLE used', 'AKIAIOSFODNN7EXAMPLE'],
+  [
+    'AWS secret key',
+    'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  ],
+  [
+    'Azure storage connection string',
+    'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=AbCd+EfGh/IjKlMnOp==;EndpointSuffix=core.windows.net',
+    'AbCd+EfGh/IjKlMnOp==',
+  ],
+  [
+    'Azure Service Bus SharedAccessKey',
+    'Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=SbKey+123/abc=',
+    'SbKey+123/abc=',
+  ],
+  [
+    'Azure SAS URL',
+    'GET https://acct.blob.core.windows.net/c/b.zip?sv=2021-08-06&ss=b&srt=o&sp=r&se=2025-01-01&sig=AbC%2BdEf%2FgHi%3D 200',
+    'AbC%2BdEf%2FgHi%3D',
+  ],
+  [
+    'S3 presigned URL',
+    'https://b.s3.amazonaws.com/k?X-Amz-Credential=x&X-Amz-Signature=3f2a9b7c0d1e4f5a6b7c8d9e0f1a2b3c',
+    '3f2a9b7c0d1e4f5a6b7c8d9e0f1a2b3c',
+  ],
+  ['GCS signed URL', 'https://storage.googleapis.com/b/o?X-Goog-Signature=9a8b7c6d5e4f', '9a8b7c6d5e4f'],
+  [
+    'Google API key',
+    'maps key AIzaSyA1234567890abcdefghijklmnopqrstuv',
+    'AIzaSyA1234567890abcdefghijklmnopqrstuv',
+  ],
+  // vendor tokens
+  [
+    'SendGrid key',
+    'SENDGRID: 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',
+    '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',
+  ],
+  [
+    'SendGrid key, bare',
+    'mailer configured with SG.aaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb',
+    'SG.aaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb',
+  ],
+  ['Slack bot token', 'slack xoxb-1234567890-abcdefghij', 'xoxb-1234567890-abcdefghij'],
+  ['GitHub token', 'gh ghp_abcdefghijklmnopqrstuvwxyz0123456789', 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'],
+  ['Stripe key', 'stripe sk_live_0123456789abcdefABCD', 'sk_live_0123456789abcdefABCD'],
+  [
+    'npm token',
+    '//registry.npmjs.org/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789',
+    'npm_abcdefghijklmnopqrstuvwxyz0123456789',
+  ],
+  [
+    'JWT',
+    'jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U end',
+    'dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+  ],
+];
+
+// Lines a build or an app prints every day: none may change.
+const ORDINARY = [
+  '2025-01-01T00:00:00.000Z INFO  [hello-app] v1 GET / from 10.0.0.1:5555',
+  'STEP 3/7: RUN npm ci --omit=dev',
+  'npm run build --production',
+  'added 312 packages in 14s',
+  'Tests: 3 passed, 3 total',
+  '# pass 12',
+  'passing the request to the upstream',
+  '--passive mode on',
+  'see https://example.com/docs/a@b and mailto:ops@example.com',
+  'GET /api/v1/users/@me 200 3ms',
+  'WWW-Authenticate: Bearer realm="https://auth.example.com/token",service="registry"',
+  'user alice logged in; 3 tokens in bucket',
+  'Copying blob sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b',
+  'Writing manifest to image destination',
+  'connecting to redis://cache:6379/0',
+  'jdbc:postgresql://db:5432/orders',
+  'Pushed 127.0.0.1:5000/shop/app:v2@sha256:0a1b2c3d',
+  'java.lang.OutOfMemoryError: Java heap space',
+  'Killed process 1234 (java) total-vm:4194304kB, anon-rss:2097152kB',
+  'ssh-keygen: generating new host keys: RSA ECDSA ED25519',
+];
+
+describe('redactor: real-world formats', () => {
+  it('has 50 or more secret samples', () => {
+    expect(SECRETS.length).toBeGreaterThanOrEqual(50);
+  });
+
+  it.each(SECRETS)('%s', (_name, line, secret) => {
+    const out = redactText(line);
+    expect(out).not.toContain(secret);
+    expect(out).toContain('REDACTED');
+  });
+
+  it.each(ORDINARY)('leaves alone: %s', (line) => {
+    expect(redactText(line)).toBe(line);
+  });
+
+  it('redactDeep hides secrets in every string of a message and keeps the rest', () => {
+    const blocks = [
+      { type: 'section', text: { type: 'mrkdwn', text: 'build failed: password=hunter2hunter2' } },
+      { type: 'actions', elements: [{ action_id: 'approve', value: 'r12|3' }] },
+    ];
+    const out = redactDeep(blocks);
+    expect(JSON.stringify(out)).not.toContain('hunter2hunter2');
+    expect(out[1]).toEqual(blocks[1]);
   });
 });

@@ -82,6 +82,10 @@ export interface ClickButtonInput {
   blockId?: string;
   /** For a select menu: the chosen option's value. */
   selectedValue?: string;
+  /** Sign with this secret instead of the real one (forged request). */
+  signingSecret?: string;
+  /** Request timestamp in seconds (stale or future-dated requests). */
+  timestamp?: number;
 }
 
 export interface SubmitViewInput {
@@ -89,6 +93,10 @@ export interface SubmitViewInput {
   viewId: string;
   /** { [block_id or action_id]: value } or { [block_id]: { [action_id]: value } } */
   values?: Record<string, string | Record<string, string>>;
+  /** Sign with this secret instead of the real one (forged request). */
+  signingSecret?: string;
+  /** Request timestamp in seconds (stale or future-dated requests). */
+  timestamp?: number;
 }
 
 const DEFAULT_USERS: EmulatorUser[] = [
@@ -107,6 +115,17 @@ const DEFAULT_CHANNELS: EmulatorChannel[] = [
 ];
 
 const SLACKBOT = 'USLACKBOT';
+
+/** The signing overrides of an input (forged or mis-dated requests), without undefined keys. */
+function signing(input: { signingSecret?: string; timestamp?: number }): {
+  signingSecret?: string;
+  timestamp?: number;
+} {
+  return {
+    ...(input.signingSecret !== undefined ? { signingSecret: input.signingSecret } : {}),
+    ...(input.timestamp !== undefined ? { timestamp: input.timestamp } : {}),
+  };
+}
 
 class ApiError extends Error {
   readonly extra: Json;
@@ -1778,7 +1797,7 @@ export class SlackEmulator extends EventEmitter {
       response_url: responseUrl,
       actions: [action],
     };
-    const d = await this.deliver('interactive', 'block_actions', payload);
+    const d = await this.deliver('interactive', 'block_actions', payload, signing(input));
     return d;
   }
 
@@ -1826,7 +1845,7 @@ export class SlackEmulator extends EventEmitter {
       is_enterprise_install: false,
       enterprise: null,
     };
-    const d = await this.deliver('interactive', 'view_submission', payload);
+    const d = await this.deliver('interactive', 'view_submission', payload, signing(input));
     this.afterViewSubmission(d, v);
     return d;
   }

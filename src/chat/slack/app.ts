@@ -29,10 +29,14 @@ import { parseCommand } from '../../../commands/index.ts';
 import { durationMs } from '../../domain/duration.ts';
 import { may, mayApprove } from '../../domain/policy.ts';
 import { ownerOfWorkload } from '../../domain/workload.ts';
+import { type RedactionPattern, redactText } from '../../logs/redact.ts';
+import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
 import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
+import { redactingClient } from '../redacting-client.ts';
 import { type ActionId, parseButtonValue, renderEphemeral } from '../render.ts';
+import { VerifyingReceiver } from './receiver.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
 
 export interface BotOptions {
@@ -107,20 +111,27 @@ export function createBotApp(opts: BotOptions): App {
       })
     : new App({
         token: opts.token,
-        signingSecret: opts.signingSecret,
         logLevel: opts.logLevel ?? LogLevel.WARN,
         clientOptions,
-        processBeforeResponse: false,
-        customRoutes: [
-          {
-            path: '/healthz',
-            method: ['GET'],
-            handler: (_req, res) => {
-              res.writeHead(200, { 'content-type': 'text/plain' });
-              res.end('ok');
+        // Ferry's receiver verifies every request (signature, and a timestamp within 5 minutes either
+        // way) before Bolt sees it; see receiver.ts.
+        receiver: new VerifyingReceiver({
+          signingSecret: opts.signingSecret,
+          logLevel: opts.logLevel ?? LogLevel.WARN,
+          processBeforeResponse: false,
+          onRefused: (reason, path) =>
+            rt.log.child({ part: 'slack' }).warn({ reason, path }, 'request refused'),
+          customRoutes: [
+            {
+              path: '/healthz',
+              method: ['GET'],
+              handler: (_req, res) => {
+                res.writeHead(200, { 'content-type': 'text/plain' });
+                res.end('ok');
+              },
             },
-          },
-        ],
+          ],
+        }),
       });
 
   const services: CommandServices = {
@@ -170,11 +181,13 @@ export function createBotApp(opts: BotOptions): App {
     client: WebClient,
     retryNum: number | undefined,
   ): Promise<void> {
-    if (!(await once(`cmd:${command.trigger_id}`))) {
-      log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
-      return;
-    }
     try {
+      // The redelivery check is the first Redis call: inside the error handling, so an unreachable
+      // store is answered too.
+      if (!(await once(`cmd:${command.trigger_id}`))) {
+        log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
+        return;
+      }
       const reply = await handleText(
         text,
         { userId: command.user_id, channel: command.channel_id },
@@ -188,10 +201,20 @@ export function createBotApp(opts: BotOptions): App {
         reply.text,
         reply.ok,
         reply.visibility,
+        rt.config().redaction,
       );
     } catch (err) {
       log.error({ err: (err as Error).message, text }, 'command failed');
-      await answer(respond, client, command.channel_id, command.user_id, COMMAND_FAILED, false);
+      await answer(
+        respond,
+        client,
+        command.channel_id,
+        command.user_id,
+        isStoreUnreachable(err) ? STORE_UNREACHABLE : COMMAND_FAILED,
+        false,
+        'ephemeral',
+        rt.config().redaction,
+      );
     }
   }
 
@@ -204,14 +227,15 @@ export function createBotApp(opts: BotOptions): App {
         await onButton(actionId, args);
       } catch (err) {
         log.error({ err: (err as Error).message, actionId }, 'button failed');
-        await tell(args, ACTION_FAILED);
+        await tell(args, isStoreUnreachable(err) ? STORE_UNREACHABLE : ACTION_FAILED);
       }
     });
   }
 
   async function tell(args: ButtonArgs, text: string, ok = false): Promise<void> {
     const channel = args.body.channel?.id ?? args.body.container?.channel_id;
-    const r = renderEphemeral(text, ok);
+    // Error texts may carry command output: through the one redactor on the way out.
+    const r = renderEphemeral(redactText(text, rt.config().redaction), ok);
     if (channel) {
       try {
         await args.client.chat.postEphemeral({
@@ -311,7 +335,6 @@ export function createBotApp(opts: BotOptions): App {
       return;
     }
     await ack();
-    if (!(await once(`view:${view.id}`))) return;
     let meta: { id?: string; channel?: string };
     try {
       meta = JSON.parse(view.private_metadata) as { id?: string; channel?: string };
@@ -319,9 +342,21 @@ export function createBotApp(opts: BotOptions): App {
       return;
     }
     if (!meta.id) return;
-    const r = await rt.lifecycle.reject(meta.id, body.user.id, reason);
+    let r: { ok: boolean; text: string };
+    try {
+      if (!(await once(`view:${view.id}`))) return;
+      r = await rt.lifecycle.reject(meta.id, body.user.id, reason);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reject failed');
+      r = {
+        ok: false,
+        text: isStoreUnreachable(err)
+          ? STORE_UNREACHABLE
+          : `Ferry could not do that: ${(err as Error).message}.`,
+      };
+    }
     if (!r.ok && meta.channel) {
-      const e = renderEphemeral(r.text, false);
+      const e = renderEphemeral(redactText(r.text, rt.config().redaction), false);
       await client.chat
         .postEphemeral({ channel: meta.channel, user: body.user.id, text: e.text, blocks: e.blocks })
         .catch((err: Error) => log.warn({ err: err.message }, 'postEphemeral failed'));
@@ -331,6 +366,18 @@ export function createBotApp(opts: BotOptions): App {
   // ---------------------------------------------------------------- alerts
   app.action<BlockAction<ButtonAction>>('silence', async (args) => {
     await args.ack();
+    try {
+      await onSilence(args);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'silence failed');
+      await tell(
+        args,
+        isStoreUnreachable(err) ? STORE_UNREACHABLE : `Ferry could not do that: ${(err as Error).message}.`,
+      );
+    }
+  });
+
+  async function onSilence(args: ButtonArgs): Promise<void> {
     const key = args.body.actions[0]?.value;
     if (!key || !(await once(`act:${args.body.actions[0]?.action_ts}`))) return;
     const config = rt.config();
@@ -357,7 +404,7 @@ export function createBotApp(opts: BotOptions): App {
       user,
     );
     await tell(args, `Silenced for ${config.alerts.silenceFor}: \`${key}\`.`, true);
-  });
+  }
 
   app.error(async (err) => {
     log.error({ err: err.message, code: (err as { code?: string }).code }, 'bolt error');
@@ -411,8 +458,10 @@ async function answer(
   text: string,
   ok: boolean,
   visibility: 'ephemeral' | 'channel' = 'ephemeral',
+  patterns: readonly RedactionPattern[] = [],
 ): Promise<void> {
-  const r = renderEphemeral(text, ok);
+  // Replies may carry stored failure reasons or command output: through the one redactor on the way out.
+  const r = renderEphemeral(redactText(text, patterns), ok);
   try {
     await respond({
       response_type: visibility === 'channel' ? 'in_channel' : 'ephemeral',
@@ -453,12 +502,16 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
       ? undefined
       : startNotifier({
           config: rt.config,
-          releases: rt.releases,
+          // The notifier is a background consumer: it waits out a Redis restart (the command path fails fast).
+          releases: rt.backgroundReleases,
           store: rt.store,
           connection: rt.queue,
           queue: rt.announcer.queue,
           ...(rt.prefix ? { prefix: rt.prefix } : {}),
-          client: notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
+          client: redactingClient(
+            notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
+            () => rt.config().redaction,
+          ),
           log: rt.log.child({ part: 'notifier' }),
         });
   return {
