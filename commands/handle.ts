@@ -98,10 +98,15 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       if (versions.length === 0) return ephemeral(true, `${cmd.app} has no built versions yet.`);
       const lines: string[] = [];
       for (const v of versions) {
-        lines.push(`*${v.version}* (ref ${v.ref}${v.commit ? `, commit ${v.commit.slice(0, 10)}` : ''})`);
+        lines.push(
+          `*${v.version}* (ref ${v.ref}${v.commit ? `, commit ${v.commit.slice(0, 10)}` : ''}${v.rebuildOf ? `, rebuild of ${v.rebuildOf} on stack ${v.stack?.stackName}` : ''})`,
+        );
         for (const [env, img] of Object.entries(v.images)) {
           const passed = v.passed[env] ? `passed ${when(v.passed[env] as number)}` : 'not passed';
-          lines.push(`  ${env}: ${img.digest.slice(0, 19)}… ${passed}`);
+          // Full digests: a person compares them with the registry's.
+          const on = img.stack ? `; stack ${img.stack.name}@${img.stack.digest}` : '; stack not recorded';
+          const base = img.base ? `; base ${img.base.name}@${img.base.digest}` : '';
+          lines.push(`  ${env}: ${img.digest.slice(0, 19)}… ${passed}${on}${base}`);
         }
       }
       const envs = Object.keys(config.environments);
@@ -123,6 +128,10 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       return s.syncs
         ? s.syncs.request(cmd, actor)
         : ephemeral(false, 'Image sync is not set up in this installation.');
+    case 'rebuild':
+      return s.rebuilds
+        ? s.rebuilds.request(cmd, actor)
+        : ephemeral(false, 'Stack rebuilds are not set up in this installation.');
     case 'help':
       return ephemeral(true, helpText(cmd.topic, s));
   }

@@ -7,6 +7,7 @@ import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type { Announcer, ReleaseRepository } from '../src/domain/ports.ts';
 import type { VersionRepository } from '../src/domain/version.ts';
 import type { LogsCommand } from './logs.ts';
+import type { RebuildCommand } from './rebuild.ts';
 import type { RollbackCommand } from './rollback.ts';
 import type { SyncCommand } from './sync.ts';
 
@@ -33,6 +34,9 @@ export interface LogService {
 export interface SyncService {
   request(cmd: SyncCommand, actor: Actor): Promise<CommandReply>;
 }
+export interface RebuildService {
+  request(cmd: RebuildCommand, actor: Actor): Promise<CommandReply>;
+}
 
 export interface CommandServices {
   config: () => FerryConfig;
@@ -43,6 +47,7 @@ export interface CommandServices {
   rollbacks?: RollbackService;
   logs?: LogService;
   syncs?: SyncService;
+  rebuilds?: RebuildService;
 }
 
 export const ephemeral = (ok: boolean, text: string, releaseId?: string): CommandReply => ({

@@ -106,13 +106,23 @@ export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
 export async function commandServices(
   rt: Runtime,
 ): Promise<import('../commands/handler.ts').CommandServices> {
-  const [{ KubeRollbackService }, { kubeClients }, { KubeLogService }, { RegistrySyncService }] =
-    await Promise.all([
-      import('./kube/rollback-service.ts'),
-      import('./kube/client.ts'),
-      import('./logs/service.ts'),
-      import('./runners/sync-service.ts'),
-    ]);
+  const [
+    { KubeRollbackService },
+    { kubeClients },
+    { KubeLogService },
+    { RegistrySyncService },
+    { StackRebuildService },
+    { resolveImage },
+    { knownRegistries },
+  ] = await Promise.all([
+    import('./kube/rollback-service.ts'),
+    import('./kube/client.ts'),
+    import('./logs/service.ts'),
+    import('./runners/sync-service.ts'),
+    import('./runners/rebuild-service.ts'),
+    import('./build/stack.ts'),
+    import('./runners/real.ts'),
+  ]);
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
@@ -128,5 +138,14 @@ export async function commandServices(
     }),
     logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
     syncs: new RegistrySyncService(rt.config, rt.versions, rt.announcer),
+    rebuilds: new StackRebuildService({
+      config: rt.config,
+      lifecycle: rt.lifecycle,
+      releases: rt.releases,
+      versions: rt.versions,
+      scheduler: rt.scheduler,
+      resolveStack: (stack) =>
+        resolveImage(rt.config().stacks[stack]?.image ?? '', knownRegistries(rt.config())),
+    }),
   };
 }
