@@ -4,10 +4,9 @@
 //
 // Where each fact comes from:
 //  - a stack tag's digest: the registry's answer for the tag (HEAD manifest);
-//  - what an app image was built on: the `org.opencontainers.image.base.digest`
-//    and `.base.name` annotations buildah writes into every manifest it
-//    builds FROM a pulled image — the digest it actually pulled, also for a
-//    Dockerfile with a literal FROM;
+//  - what an app image was built on: the `org.opencontainers.image.base.name`
+//    annotation buildah writes into every manifest it builds, checked
+//    against the registry (see imageBuiltOn) — also for a literal FROM;
 //  - a stack's own base: the `io.ferry.base.digest`/`.name` labels the stack
 //    build sets (infra/images/stack-shell/Dockerfile), because buildah's
 //    annotation names the base as it was in the build's local storage, which
@@ -55,21 +54,62 @@ export async function resolveImage(
   return { name, digest: head.digest, pinned: `${name}@${head.digest}` };
 }
 
-/** The image a manifest says it was built FROM (buildah's base annotations), as host/repo and digest. */
-export function builtOn(annotations: Record<string, string> | undefined): PinnedImage | undefined {
-  const digest = annotations?.[BASE_DIGEST_ANNOTATION];
-  const name = annotations?.[BASE_NAME_ANNOTATION];
-  if (!digest?.startsWith('sha256:') || !name) return undefined;
-  return { name: nameOf(name), digest };
+/** The image config's diff ids (uncompressed layer ids), in layer order; undefined for an index. */
+async function diffIds(
+  client: RegistryClient,
+  repository: string,
+  reference: string,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
+  const m = await client.getManifest(repository, reference, signal);
+  if (isIndex(m)) return undefined;
+  const config = JSON.parse(
+    new TextDecoder().decode(
+      await client.readBlob(repository, (m.json as ImageManifestJson).config.digest, signal),
+    ),
+  ) as { rootfs?: { diff_ids?: string[] } };
+  return config.rootfs?.diff_ids ?? [];
 }
 
-function nameOf(reference: string): string {
+/**
+ * The image an app image was built FROM, by digest. buildah names it in the
+ * `org.opencontainers.image.base.name` annotation; its `.base.digest`
+ * annotation cannot be trusted (buildah 1.28 with `--layers` records an
+ * intermediate image of the build there). So:
+ *  - FROM by digest (`FROM ${FERRY_STACK}` with Ferry's pinned stack): the
+ *    digest in the name is exact;
+ *  - FROM a tag (a literal FROM): the digest the tag names now, if that
+ *    image's layers are exactly the first layers of the app image — proof it
+ *    is what the build pulled. If the tag moved since, undefined: not known.
+ */
+export async function imageBuiltOn(
+  image: { reference: string; annotations: Record<string, string> | undefined },
+  known: RegistryEndpoint[],
+  signal?: AbortSignal,
+): Promise<PinnedImage | undefined> {
+  const raw = image.annotations?.[BASE_NAME_ANNOTATION];
+  if (!raw) return undefined;
+  let from: ReturnType<typeof parseReference>;
   try {
-    const r = parseReference(reference);
-    return `${r.registry}/${r.repository}`;
+    from = parseReference(raw);
   } catch {
-    return reference;
+    return undefined;
   }
+  const name = `${from.registry}/${from.repository}`;
+  if (from.digest) return { name, digest: from.digest };
+  const now = await resolveImage(raw, known, signal);
+  const app = parseReference(image.reference);
+  const [fromLayers, appLayers] = await Promise.all([
+    diffIds(new RegistryClient(endpointForHost(from.registry, known)), from.repository, now.digest, signal),
+    diffIds(
+      new RegistryClient(endpointForHost(app.registry, known)),
+      app.repository,
+      app.digest ?? app.tag ?? 'latest',
+      signal,
+    ),
+  ]);
+  if (!fromLayers || !appLayers || fromLayers.length > appLayers.length) return undefined;
+  return fromLayers.every((d, i) => appLayers[i] === d) ? { name, digest: now.digest } : undefined;
 }
 
 /**
@@ -92,6 +132,22 @@ export async function stackBase(
   };
   const labels = config.config?.Labels ?? {};
   const digest = labels[BASE_DIGEST_LABEL];
-  if (digest?.startsWith('sha256:')) return { name: labels[BASE_NAME_LABEL] || 'unknown', digest };
-  return builtOn(json.annotations);
+  if (digest?.startsWith('sha256:')) {
+    // A name without a host ("ferry/base") is in the stack's own registry.
+    const label = labels[BASE_NAME_LABEL];
+    let name = label || 'unknown';
+    try {
+      if (label) {
+        const b = parseReference(label, ref.registry);
+        name = `${b.registry}/${b.repository}`;
+      }
+    } catch {
+      // Not a reference: show the label as it is.
+    }
+    return { name, digest };
+  }
+  // No labels: buildah's annotation, the best the stack image says.
+  const name = json.annotations?.[BASE_NAME_ANNOTATION];
+  const annotated = json.annotations?.[BASE_DIGEST_ANNOTATION];
+  return annotated?.startsWith('sha256:') ? { name: name || 'unknown', digest: annotated } : undefined;
 }

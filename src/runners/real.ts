@@ -4,7 +4,7 @@
 // file only connects them to a release.
 import { resolve } from 'node:path';
 import { BuildCoordinator, BuildFailed, MemoryBuildRecordStore } from '../build/index.ts';
-import { builtOn, resolveImage, STACK_BUILD_ARG, stackBase } from '../build/stack.ts';
+import { imageBuiltOn, resolveImage, STACK_BUILD_ARG, stackBase } from '../build/stack.ts';
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
@@ -149,9 +149,16 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
             }
           : undefined,
       );
-      // What it was actually built on, from the image itself (buildah's base
-      // annotations), so a literal FROM is recorded as truthfully as FERRY_STACK.
-      const on = builtOn(result.manifest.annotations);
+      // What it was actually built on, from the image itself, so a literal
+      // FROM is recorded as truthfully as FERRY_STACK.
+      const on = await imageBuiltOn(
+        {
+          reference: `${result.image.slice(0, result.image.lastIndexOf(':'))}@${result.digest}`,
+          annotations: result.manifest.annotations,
+        },
+        knownRegistries(config),
+        io.signal,
+      ).catch(() => undefined);
       const base = on
         ? await stackBase(on, knownRegistries(config), io.signal).catch(() => undefined)
         : undefined;
