@@ -135,6 +135,7 @@ beforeAll(async () => {
   const ferryStackApp = await gitRepo(join(work, 'repo-arg'), {
     Dockerfile: [
       'ARG FERRY_STACK',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile variable, not a JS one
       'FROM ${FERRY_STACK}',
       'COPY app.txt /app/app.txt',
       'RUN cat /etc/stack-release > /app/built-on',
