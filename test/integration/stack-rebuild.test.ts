@@ -93,7 +93,15 @@ async function gitRepo(dir: string, files: Record<string, string>): Promise<stri
 
 async function succeeded(id: string | undefined): Promise<Release> {
   expect(id).toMatch(/^r\d+$/);
-  return waitForState(rt, id as string, 'succeeded', 300_000);
+  // Any end, so a failed build fails the test at once, with its reason.
+  const r = await waitForState(
+    rt,
+    id as string,
+    ['succeeded', 'failed', 'rejected', 'expired', 'aborted', 'rolled-back'],
+    300_000,
+  );
+  expect(`${r.state} ${r.error ?? ''}`.trim()).toBe('succeeded');
+  return r;
 }
 
 beforeAll(async () => {
