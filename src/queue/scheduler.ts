@@ -94,7 +94,15 @@ export class BullScheduler implements WorkScheduler, RebuildScheduler {
     await this.timers.add(
       'rebuild',
       { kind: 'rebuild', batch },
-      { jobId: `rebuild.${batch.id}`, delay: 1000, removeOnComplete: true, removeOnFail: 100 },
+      {
+        jobId: `rebuild.${batch.id}`,
+        delay: 1000,
+        // A Redis hiccup must not drop the releases still waiting.
+        attempts: STEP_ATTEMPTS,
+        backoff: { type: 'exponential', delay: 2000 },
+        removeOnComplete: true,
+        removeOnFail: 100,
+      },
     );
   }
 
