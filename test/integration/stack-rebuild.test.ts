@@ -45,6 +45,7 @@ let s1: string;
 
 const CAROL = { userId: 'U_CAROL', channel: 'C_RELEASES' }; // platform: may release every app
 const ALICE = { userId: 'U_ALICE', channel: 'C_RELEASES' }; // payments-devs: not checkout
+const BOB = { userId: 'U_BOB', channel: 'C_RELEASES' }; // approvers
 
 async function buildah(args: string[], cwd?: string): Promise<string> {
   const { stdout } = await exec('buildah', [...storage(fixtureStore), ...args], {
@@ -293,5 +294,32 @@ describe('stacks that matter', () => {
     // Now nothing is outdated in test.
     const again = await handleText('/release rebuild stack shell to test', CAROL, services);
     expect(again.text).toContain('Nothing to rebuild.');
+  }, 900_000);
+
+  it('promotes like any release: prod keeps the stack its version was pinned to, and the rebuild waits for approval', async () => {
+    const s2 = await digestOf(stackTag);
+    // v1 was first built on S1: prod gets S1 too, although the tag names S2 now.
+    const v1 = await handleText('/release payments v1 to prod', CAROL, services);
+    expect(v1.ok, v1.text).toBe(true);
+    await waitForState(rt, v1.releaseId as string, 'awaiting-approval', 60_000);
+    expect((await handleText(`/release approve ${v1.releaseId}`, BOB, services)).ok).toBe(true);
+    await succeeded(v1.releaseId);
+    expect((await rt.versions.get('payments', 'v1'))?.images.prod?.stack?.digest).toBe(s1);
+
+    // Only payments runs in prod; its rebuild passed test above, so the promotion rule lets it go.
+    const newVersion = `v1-stack.${s2.slice(7, 19)}`;
+    const run = await handleText('/release rebuild stack shell to prod', CAROL, services);
+    expect(run.ok, run.text).toBe(true);
+    expect(run.text).toContain(`• payments v1 in prod (stack ${s1.slice(7, 19)}) → payments ${newVersion}`);
+    expect(run.text).not.toContain('checkout');
+    const rebuilt = (await rt.releases.byApp('payments', 20)).find(
+      (r) => r.version === newVersion && r.environment === 'prod',
+    );
+    // The environment's usual plan: an approval from approvers, not from the requester.
+    await waitForState(rt, rebuilt?.id as string, 'awaiting-approval', 60_000);
+    expect((await handleText(`/release approve ${rebuilt?.id}`, CAROL, services)).ok).toBe(false);
+    expect((await handleText(`/release approve ${rebuilt?.id}`, BOB, services)).ok).toBe(true);
+    await succeeded(rebuilt?.id);
+    expect((await rt.versions.get('payments', newVersion))?.images.prod?.stack?.digest).toBe(s2);
   }, 900_000);
 });
