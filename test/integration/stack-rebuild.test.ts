@@ -6,7 +6,7 @@
 // handler — releases exactly the apps on the old digest, one at a time under
 // a limit of 1, onto the new one.
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +188,7 @@ afterAll(async () => {
   await rt?.close();
   await redis?.stop();
   await registry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
 });
 
 describe('stacks that matter', () => {
