@@ -100,11 +100,14 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       const lines: string[] = [];
       for (const v of versions) {
         lines.push(
-          `*${literal(v.version)}* (ref ${literal(v.ref)}${v.commit ? `, commit ${literal(v.commit.slice(0, 10))}` : ''})`,
+          `*${literal(v.version)}* (ref ${literal(v.ref)}${v.commit ? `, commit ${literal(v.commit.slice(0, 10))}` : ''}${v.rebuildOf ? `, rebuild of ${literal(v.rebuildOf)} on stack ${v.stack?.stackName}` : ''})`,
         );
         for (const [env, img] of Object.entries(v.images)) {
           const passed = v.passed[env] ? `passed ${when(v.passed[env] as number)}` : 'not passed';
-          lines.push(`  ${env}: ${img.digest.slice(0, 19)}… ${passed}`);
+          // Full digests: a person compares them with the registry's.
+          const on = img.stack ? `; stack ${img.stack.name}@${img.stack.digest}` : '; stack not recorded';
+          const base = img.base ? `; base ${img.base.name}@${img.base.digest}` : '';
+          lines.push(`  ${env}: ${img.digest.slice(0, 19)}… ${passed}${on}${base}`);
         }
       }
       const envs = Object.keys(config.environments);
@@ -130,6 +133,10 @@ export async function handleCommand(cmd: Command, actor: Actor, s: CommandServic
       return s.adoptions
         ? s.adoptions.request(cmd, actor)
         : ephemeral(false, 'Adoption is not set up in this installation.');
+    case 'rebuild':
+      return s.rebuilds
+        ? s.rebuilds.request(cmd, actor)
+        : ephemeral(false, 'Stack rebuilds are not set up in this installation.');
     case 'help':
       return ephemeral(true, helpText(cmd.topic, s));
   }

@@ -8,6 +8,7 @@ import type { Announcer, ReleaseRepository } from '../src/domain/ports.ts';
 import type { VersionRepository } from '../src/domain/version.ts';
 import type { AdoptCommand } from './adopt.ts';
 import type { LogsCommand } from './logs.ts';
+import type { RebuildCommand } from './rebuild.ts';
 import type { RollbackCommand } from './rollback.ts';
 import type { SyncCommand } from './sync.ts';
 
@@ -37,6 +38,9 @@ export interface SyncService {
 export interface AdoptionService {
   request(cmd: AdoptCommand, actor: Actor): Promise<CommandReply>;
 }
+export interface RebuildService {
+  request(cmd: RebuildCommand, actor: Actor): Promise<CommandReply>;
+}
 
 export interface CommandServices {
   config: () => FerryConfig;
@@ -48,6 +52,7 @@ export interface CommandServices {
   logs?: LogService;
   syncs?: SyncService;
   adoptions?: AdoptionService;
+  rebuilds?: RebuildService;
 }
 
 export const ephemeral = (ok: boolean, text: string, releaseId?: string): CommandReply => ({

@@ -13,6 +13,7 @@ import { history } from './history.ts';
 import { logs } from './logs.ts';
 import { pause } from './pause.ts';
 import { plan } from './plan.ts';
+import { rebuild } from './rebuild.ts';
 import { reject } from './reject.ts';
 import { release } from './release.ts';
 import { resume } from './resume.ts';
@@ -27,6 +28,7 @@ export type { HelpCommand } from './help.ts';
 export type { HistoryCommand } from './history.ts';
 export type { LogsCommand } from './logs.ts';
 export type { PlanCommand } from './plan.ts';
+export type { RebuildCommand } from './rebuild.ts';
 export type { RejectCommand } from './reject.ts';
 export type { ReleaseCommand } from './release.ts';
 export type { RollbackCommand } from './rollback.ts';
@@ -49,6 +51,7 @@ export const COMMANDS = {
   sync,
   versions,
   adopt,
+  rebuild,
   help,
 } as const;
 

@@ -350,6 +350,13 @@ build_images() {
   chmod 1777 "$root/tmp" "$root/var/tmp"
   cp "$INFRA_DIR/images/base/Dockerfile" "$work/base/"
   bud "$logf" localhost/ferry/base:$IMAGES_TAG "$work/base"
+  # The archive's manifest goes to the registry byte for byte, so its digest is
+  # the one the registry serves: the stack records it as its base.
+  buildah push "localhost/ferry/base:$IMAGES_TAG" "oci-archive:$work/base.tar:ferry/base:$IMAGES_TAG" >>"$logf" 2>&1 ||
+    die "buildah push oci-archive base failed" "$logf"
+  local base_digest
+  base_digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$work/base.tar" 2>>"$logf") ||
+    die "skopeo inspect base archive failed" "$logf"
   # stack-shell: the "app server" runtime (static Go, stdlib only) + layout
   mkdir -p "$work/stack-shell"
   cp -r "$INFRA_DIR/images/stack-shell/." "$work/stack-shell/"
@@ -357,9 +364,10 @@ build_images() {
     GOCACHE=$CACHE/go-build go build -trimpath -ldflags '-s -w' -o ../ferry-run.bin .) >>"$logf" 2>&1 ||
     die "go build ferry-run failed" "$logf"
   bud "$logf" localhost/ferry/stack-shell:$IMAGES_TAG "$work/stack-shell" \
-    --build-arg BASE=localhost/ferry/base:$IMAGES_TAG
+    --build-arg BASE=localhost/ferry/base:$IMAGES_TAG \
+    --build-arg BASE_NAME=ferry/base --build-arg BASE_DIGEST="$base_digest"
   local img
-  for img in pause:$PAUSE_TAG base:$IMAGES_TAG stack-shell:$IMAGES_TAG; do
+  for img in pause:$PAUSE_TAG stack-shell:$IMAGES_TAG; do
     buildah push "localhost/ferry/$img" "oci-archive:$work/${img%%:*}.tar:ferry/$img" >>"$logf" 2>&1 ||
       die "buildah push oci-archive $img failed" "$logf"
   done

@@ -1,4 +1,5 @@
 // Build job: the environment's image of the version, built once and recorded.
+import type { BuildPin } from '../src/domain/ports.ts';
 import type { StepData } from '../src/queue/scheduler.ts';
 import { type JobContext, stepIO, waitWhilePaused } from './context.ts';
 
@@ -15,12 +16,33 @@ export async function buildJob(data: StepData, ctx: JobContext, signal: AbortSig
     );
     return existing.digest;
   }
-  const built = await ctx.runners.build(release, stepIO(ctx, release.id, signal));
+  // The version's record fixes the code and the stack for every environment:
+  // a stack rebuild pins both before its release; an ordinary version pins
+  // the stack at its first build, so prod is built on the stack test passed with.
+  const record = await ctx.versions.get(release.app, release.version);
+  const pin: BuildPin = {
+    // A rebuild builds the exact commit of the version it rebuilds.
+    ref: record?.rebuildOf && record.commit ? record.commit : (record?.ref ?? release.version),
+    ...(record?.stack ? { stack: record.stack } : {}),
+  };
+  const built = await ctx.runners.build(release, stepIO(ctx, release.id, signal), pin);
+  if (built.pinnedStack && !record?.stack)
+    await ctx.versions.pin(release.app, release.version, {
+      ref: record?.ref ?? release.version,
+      stack: built.pinnedStack,
+    });
   await ctx.versions.recordImage(
     release.app,
     release.version,
     release.environment,
-    { image: built.image, digest: built.digest, builtAt: Date.now(), releaseId: release.id },
+    {
+      image: built.image,
+      digest: built.digest,
+      builtAt: Date.now(),
+      releaseId: release.id,
+      ...(built.stack ? { stack: built.stack } : {}),
+      ...(built.base ? { base: built.base } : {}),
+    },
     built.commit,
   );
   return built.digest;

@@ -2,7 +2,10 @@
 import type { TimerData } from '../src/queue/scheduler.ts';
 import type { JobContext } from './context.ts';
 
-export async function expireJob(data: TimerData, ctx: JobContext): Promise<string> {
+export async function expireJob(
+  data: Extract<TimerData, { kind: 'expire' }>,
+  ctx: JobContext,
+): Promise<string> {
   await ctx.lifecycle.expire(data.releaseId);
   return 'checked';
 }

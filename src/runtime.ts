@@ -125,12 +125,18 @@ export async function commandServices(
     { KubeLogService },
     { RegistrySyncService },
     { KubeAdoptionService },
+    { StackRebuildService },
+    { resolveImage },
+    { knownRegistries },
   ] = await Promise.all([
     import('./kube/rollback-service.ts'),
     import('./kube/client.ts'),
     import('./logs/service.ts'),
     import('./runners/sync-service.ts'),
     import('./kube/adopt.ts'),
+    import('./runners/rebuild-service.ts'),
+    import('./build/stack.ts'),
+    import('./runners/real.ts'),
   ]);
   return {
     config: rt.config,
@@ -151,6 +157,15 @@ export async function commandServices(
       config: rt.config,
       releases: rt.releases,
       clients: (region) => kubeClients(rt.config(), region),
+    }),
+    rebuilds: new StackRebuildService({
+      config: rt.config,
+      lifecycle: rt.lifecycle,
+      releases: rt.releases,
+      versions: rt.versions,
+      scheduler: rt.scheduler,
+      resolveStack: (stack) =>
+        resolveImage(rt.config().stacks[stack]?.image ?? '', knownRegistries(rt.config())),
     }),
   };
 }

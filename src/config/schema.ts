@@ -434,8 +434,10 @@ export const configSchema = z.strictObject({
       parallelBuilds: z.number().int().min(1).default(2),
       logLines: z.number().int().min(1).default(200),
       logBytes: z.number().int().min(1024).default(5_000_000),
+      /** Releases of one `/release rebuild stack` in flight at once; the rest wait their turn. */
+      parallelRebuilds: z.number().int().min(1).default(5),
     })
-    .default({ parallelBuilds: 2, logLines: 200, logBytes: 5_000_000 }),
+    .default({ parallelBuilds: 2, logLines: 200, logBytes: 5_000_000, parallelRebuilds: 5 }),
   redaction: z.array(z.strictObject({ name: z.string(), pattern: z.string() })).default([]),
   alerts: z
     .strictObject({ dedupeWindow: durationSchema.default('15m'), silenceFor: durationSchema.default('1h') })

@@ -2,6 +2,7 @@
 // (Redis), the scheduler (BullMQ) and the chat adapter (Slack) implement
 // them; the domain never sees their types.
 import type { AuditEntry, Release, ReleaseEvent } from './release.ts';
+import type { PinnedImage } from './version.ts';
 
 export type CommitResult =
   | { ok: true; release: Release; audit: AuditEntry; handedTo?: string }
@@ -99,6 +100,18 @@ export interface BuiltImage {
   digest: string;
   cached: boolean;
   commit?: string;
+  /** The image the app was built FROM (the stack, normally), by digest. */
+  stack?: PinnedImage;
+  /** The stack's own base, when the stack says which. */
+  base?: PinnedImage;
+  /** The stack digest the build was given (FERRY_STACK), to pin on the version. */
+  pinnedStack?: PinnedImage & { stackName: string };
+}
+
+/** What a version's record fixes for its build: the code (ref or commit) and the stack digest. */
+export interface BuildPin {
+  ref: string;
+  stack?: PinnedImage & { stackName: string };
 }
 
 /** One region's rollout, as the deploy job drives it batch by batch. */
@@ -130,7 +143,7 @@ export interface RegionRollout {
 
 /** The real work of each step. Tests and the local run plug in the real builder, registries and clusters. */
 export interface StepRunners {
-  build(release: Release, io: StepIO): Promise<BuiltImage>;
+  build(release: Release, io: StepIO, pin?: BuildPin): Promise<BuiltImage>;
   sync(release: Release, image: BuiltImage, io: StepIO): Promise<void>;
   rollout(release: Release, region: string, image: BuiltImage, io: StepIO): Promise<RegionRollout>;
   /** After the last batch everywhere: is every region still running the new image, healthy? */

@@ -7,6 +7,17 @@ export interface ImageRecord {
   digest: string;
   builtAt: number;
   releaseId?: string;
+  /** The image the app's final stage was built FROM (normally the app's stack), pinned by digest. */
+  stack?: PinnedImage;
+  /** That stack image's own base (e.g. ferry/base), when the stack says which it was built on. */
+  base?: PinnedImage;
+}
+
+/** An image by name and the exact manifest digest meant: `name@digest` pulls it. */
+export interface PinnedImage {
+  /** host/repository (no tag), or the name as the image recorded it. */
+  name: string;
+  digest: string;
 }
 
 export interface DeployRecord {
@@ -28,6 +39,22 @@ export interface VersionRecord {
   images: Record<string, ImageRecord>;
   /** Environments where this version's release succeeded (the promotion rule reads this). */
   passed: Record<string, number>;
+  /**
+   * The stack every environment's image of this version is built on, pinned
+   * at the version's first build (or by `/release rebuild stack`), so test
+   * and prod get the same stack even if its tag moves in between.
+   */
+  stack?: PinnedImage & { stackName: string };
+  /** For a stack rebuild: the version whose code it rebuilds. */
+  rebuildOf?: string;
+}
+
+/** What a stack rebuild fixes before its release is requested: the code and the stack to build on. */
+export interface VersionPin {
+  ref: string;
+  commit?: string;
+  stack: PinnedImage & { stackName: string };
+  rebuildOf?: string;
 }
 
 /** Where version records live; the store implements it on Redis. */
@@ -42,6 +69,8 @@ export interface VersionRepository {
     commit?: string,
   ): Promise<VersionRecord>;
   recordPassed(app: string, version: string, env: string, at?: number): Promise<void>;
+  /** Sets the version's code ref and stack unless it already has a stack pinned; returns the record as stored. */
+  pin(app: string, version: string, pin: VersionPin): Promise<VersionRecord>;
   recordDeploy(d: DeployRecord): Promise<void>;
   /** Newest first. */
   deploys(app: string, env: string, region: string, limit?: number): Promise<DeployRecord[]>;

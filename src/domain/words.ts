@@ -15,12 +15,24 @@ export const SUBCOMMANDS = [
   'sync',
   'versions',
   'adopt',
+  'rebuild',
   'help',
 ] as const;
 export type Subcommand = (typeof SUBCOMMANDS)[number];
 
 /** Keywords inside commands ("to prod", "in eu-west", "lines 50"…). */
-export const KEYWORDS = ['to', 'in', 'version', 'pod', 'file', 'lines', 'since', 'grep', 'promote'] as const;
+export const KEYWORDS = [
+  'to',
+  'in',
+  'version',
+  'pod',
+  'file',
+  'lines',
+  'since',
+  'grep',
+  'promote',
+  'stack',
+] as const;
 
 export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([...SUBCOMMANDS, ...KEYWORDS]);
 

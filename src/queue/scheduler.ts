@@ -5,6 +5,7 @@ import { type FlowJob, FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { WorkScheduler } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
+import type { RebuildBatch, RebuildScheduler } from '../runners/rebuild-service.ts';
 import { jobId, QUEUES } from './names.ts';
 
 export interface StepData {
@@ -14,10 +15,10 @@ export interface StepData {
   regions?: string[];
 }
 
-export interface TimerData {
-  kind: 'expire';
-  releaseId: string;
-}
+export type TimerData =
+  | { kind: 'expire'; releaseId: string }
+  /** A stack rebuild's releases still waiting for a free slot (src/runners/rebuild-service.ts). */
+  | { kind: 'rebuild'; batch: RebuildBatch };
 
 export interface RollbackData {
   releaseId: string;
@@ -59,7 +60,7 @@ export function releaseFlow(release: Release, prefix?: string): FlowJob {
   return node('finish', {}, [chain]);
 }
 
-export class BullScheduler implements WorkScheduler {
+export class BullScheduler implements WorkScheduler, RebuildScheduler {
   private readonly flows: FlowProducer;
   private readonly timers: Queue<TimerData>;
   private readonly rollbacks: Queue<RollbackData>;
@@ -83,6 +84,22 @@ export class BullScheduler implements WorkScheduler {
       {
         jobId: jobId(release.id, 'expire'),
         delay: Math.max(0, at - Date.now()),
+        removeOnComplete: true,
+        removeOnFail: 100,
+      },
+    );
+  }
+
+  async scheduleRebuild(batch: RebuildBatch): Promise<void> {
+    await this.timers.add(
+      'rebuild',
+      { kind: 'rebuild', batch },
+      {
+        jobId: `rebuild.${batch.id}`,
+        delay: 1000,
+        // A Redis hiccup must not drop the releases still waiting.
+        attempts: STEP_ATTEMPTS,
+        backoff: { type: 'exponential', delay: 2000 },
         removeOnComplete: true,
         removeOnFail: 100,
       },

@@ -9,6 +9,7 @@ import { type JobContext, WorkerStopping } from '../../jobs/context.ts';
 import { deployJob } from '../../jobs/deploy.ts';
 import { expireJob } from '../../jobs/expire.ts';
 import { finishJob } from '../../jobs/finish.ts';
+import { rebuildJob } from '../../jobs/rebuild.ts';
 import { rollbackJob } from '../../jobs/rollback.ts';
 import { syncJob } from '../../jobs/sync.ts';
 import { isTransient } from '../domain/errors.ts';
@@ -109,10 +110,19 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
   };
 
   const release = new Worker(QUEUES.release, runStep, { ...common, concurrency: opts.concurrency ?? 8 });
-  const timers = new Worker(QUEUES.timers, async (job: Job<TimerData>) => expireJob(job.data, ctx), {
-    ...common,
-    concurrency: 4,
-  });
+  const timers = new Worker(
+    QUEUES.timers,
+    async (job: Job<TimerData>, token?: string) => {
+      if (job.data.kind === 'expire') return expireJob(job.data, ctx);
+      const r = await rebuildJob(job.data, ctx);
+      if (r.waiting === 0) return `rebuild ${r.batch.id}: every release requested`;
+      // Releases still wait for a slot: look again soon, with the batch as it is now.
+      await job.updateData({ kind: 'rebuild', batch: r.batch });
+      await job.moveToDelayed(Date.now() + Math.max(1000, ctx.pollMs * 4), token);
+      throw new DelayedError();
+    },
+    { ...common, concurrency: 4 },
+  );
   for (const w of [release, timers]) {
     w.on('error', (err) => opts.log.error({ err: err.message }, 'worker error'));
   }

@@ -4,11 +4,12 @@
 // file only connects them to a release.
 import { BuildCoordinator, BuildFailed, type BuildRegistry, MemoryBuildRecordStore } from '../build/index.ts';
 import { appRepo } from '../build/repo-config.ts';
+import { imageBuiltOn, resolveImage, STACK_BUILD_ARG, stackBase } from '../build/stack.ts';
 import { expandPath } from '../config/paths.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { formatDuration } from '../domain/duration.ts';
 import { TransientError } from '../domain/errors.ts';
-import type { BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';
+import type { BuildPin, BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { literal } from '../domain/text.ts';
 import type { RegistryEndpoint } from '../registry/client.ts';
@@ -72,22 +73,61 @@ export function syncTargets(
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
+/** Every registry of the config, with its credentials: where stack images are looked up. */
+export function knownRegistries(config: FerryConfig): RegistryEndpoint[] {
+  return [
+    endpoint('primary', config.primaryRegistry),
+    ...Object.entries(config.regions).map(([name, r]) => endpoint(name, r.registry)),
+  ];
+}
+
+/**
+ * The app's stack as the build gets it: the version's pinned digest, or the
+ * digest the stack's tag names now (which the build job then pins).
+ */
+async function stackForBuild(
+  config: FerryConfig,
+  stackName: string,
+  pin: BuildPin | undefined,
+  signal: AbortSignal,
+): Promise<NonNullable<BuildPin['stack']>> {
+  if (pin?.stack) return pin.stack;
+  const stack = config.stacks[stackName];
+  if (!stack) throw new Error(`stack ${stackName} is no longer in the config`);
+  try {
+    const r = await resolveImage(stack.image, knownRegistries(config), signal);
+    return { stackName, name: r.name, digest: r.digest };
+  } catch (err) {
+    // The cause keeps a network error transient (retried) and a missing tag final.
+    throw new Error(
+      `cannot resolve stack ${stackName} (${stack.image}) to a digest: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export function buildRunner(config: FerryConfig): StepRunners['build'] {
   const coordinator = new BuildCoordinator({
     store: new MemoryBuildRecordStore(),
     concurrency: config.limits.parallelBuilds,
   });
-  return async (release: Release, io: StepIO): Promise<BuiltImage> => {
+  return async (release: Release, io: StepIO, pin?: BuildPin): Promise<BuiltImage> => {
     const app = config.apps[release.app];
     const env = config.environments[release.environment];
     if (!app || !env) throw new Error(`${release.app} or ${release.environment} is no longer in the config`);
     const lines: string[] = [];
     let lastSaid = 0;
+    const stack = await stackForBuild(config, app.stack, pin, io.signal);
     try {
       const result = await coordinator.request({
         app: release.app,
         version: release.version,
-        ref: release.version,
+        ref: pin?.ref ?? release.version,
+        // `ARG FERRY_STACK` + `FROM ${FERRY_STACK}` builds on exactly this digest;
+        // a Dockerfile with a literal FROM ignores it (buildah only warns).
+        buildArgs: { [STACK_BUILD_ARG]: `${stack.name}@${stack.digest}` },
         ...appRepo(config, release.app),
         dockerfile: app.dockerfile,
         tail: env.tail,
@@ -122,11 +162,31 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
             }
           : undefined,
       );
+      // What it was actually built on, from the image itself, so a literal
+      // FROM is recorded as truthfully as FERRY_STACK.
+      const on = await imageBuiltOn(
+        {
+          reference: `${result.image.slice(0, result.image.lastIndexOf(':'))}@${result.digest}`,
+          annotations: result.manifest.annotations,
+        },
+        knownRegistries(config),
+        io.signal,
+      ).catch(() => undefined);
+      const base = on
+        ? await stackBase(on, knownRegistries(config), io.signal).catch(() => undefined)
+        : undefined;
+      if (on)
+        await io.say(
+          `Built on \`${on.name}@${on.digest}\`${base ? ` (base \`${base.name}@${base.digest}\`)` : ''}.`,
+        );
       return {
         image: result.image,
         digest: result.digest,
         cached: result.cached,
         ...(result.commit ? { commit: result.commit } : {}),
+        ...(on ? { stack: on } : {}),
+        ...(base ? { base } : {}),
+        pinnedStack: stack,
       };
     } catch (err) {
       if (err instanceof BuildFailed) {

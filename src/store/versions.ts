@@ -1,7 +1,13 @@
 // The version record: code ref → image digest per environment → where it is
 // deployed. Rollback reads it to redeploy a recorded digest without a build.
 import type { Redis } from 'ioredis';
-import type { DeployRecord, ImageRecord, VersionRecord, VersionRepository } from '../domain/version.ts';
+import type {
+  DeployRecord,
+  ImageRecord,
+  VersionPin,
+  VersionRecord,
+  VersionRepository,
+} from '../domain/version.ts';
 
 export type { DeployRecord, ImageRecord, VersionRecord };
 
@@ -69,6 +75,21 @@ export class VersionStore implements VersionRepository {
       ...(commit ? { commit } : {}),
       images: { ...r.images, [env]: image },
     }));
+  }
+
+  async pin(app: string, version: string, pin: VersionPin): Promise<VersionRecord> {
+    // First pin wins: a version's stack never changes once something was built on it.
+    return this.update(app, version, (r) =>
+      r.stack
+        ? r
+        : {
+            ...r,
+            ref: pin.ref,
+            ...(pin.commit ? { commit: pin.commit } : {}),
+            stack: pin.stack,
+            ...(pin.rebuildOf ? { rebuildOf: pin.rebuildOf } : {}),
+          },
+    );
   }
 
   async recordPassed(app: string, version: string, env: string, at = Date.now()): Promise<void> {

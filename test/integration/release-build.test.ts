@@ -36,6 +36,8 @@ beforeAll(async () => {
   const config: FerryConfig = fastConfig((c) => {
     c.primaryRegistry = { url: registry.url, insecure: true, pullThrough: false };
     (c.apps.payments as FerryConfig['apps'][string]).repo = repo.dir;
+    // The fixture base plays the stack: a build resolves the app's stack to a digest first.
+    (c.stacks.shell as FerryConfig['stacks'][string]).image = base;
     c.build = { ...c.build, cacheDir: join(work, 'cache') };
   });
   rt = createRuntime({ config, redisUrl: redis.url, prefix: 'rb', name: 'release-build' });

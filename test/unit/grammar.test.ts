@@ -193,6 +193,14 @@ const validCommand: fc.Arbitrary<Command> = fc.oneof(
   }),
   fc.record({ kind: fc.constant('versions' as const), app: fc.constantFrom(...apps) }),
   fc
+    .record({
+      kind: fc.constant('rebuild' as const),
+      stack: fc.constantFrom(...Object.keys(config.stacks)),
+      environment: opt(fc.constantFrom(...envs)),
+      dryRun: fc.boolean(),
+    })
+    .map(clean),
+  fc
     .record({ kind: fc.constant('help' as const), topic: opt(fc.constantFrom('release', 'factors', 'logs')) })
     .map(clean),
 ) as fc.Arbitrary<Command>;
