@@ -48,7 +48,7 @@ describe('/release rebuild stack', () => {
     expect(error('/release rebuild stack shell to test to prod').message).toContain('"to" is given twice');
     expect(error('/release rebuild stack shell now').message).toContain(`I don't understand "now"`);
     for (const e of [error('/release rebuild'), error('/release rebuild stack shell now')])
-      expect(e.message).toContain('Usage: /release rebuild stack <stack> [to <env>] [plan]');
+      expect(e.message).toContain('Usage: /release rebuild stack &lt;stack&gt; [to &lt;env&gt;] [plan]');
   });
 
   it('reserves "rebuild" and "stack": neither can be read as an app', () => {
