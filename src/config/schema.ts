@@ -212,7 +212,10 @@ export const workloadSchema = z.strictObject({
   replicas: z.number().int().min(1).max(1000).optional(),
   /** Extra pods a batch may start before it removes old ones: a count or a share of the replicas. */
   surge: z
-    .union([z.number().int().min(1), z.string().regex(/^\d{1,3}%$/, 'a share such as 25%')])
+    .union([
+      z.number().int().min(1),
+      z.string().regex(/^(\d+|\d{1,3}%)$/, 'a pod count such as 1 or a share such as 25%'),
+    ])
     .transform(String)
     .optional(),
   ports: z

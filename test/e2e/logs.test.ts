@@ -60,7 +60,10 @@ beforeAll(async () => {
   queueConn = new Redis(server.url, { maxRetriesPerRequest: null });
   ns = await newNamespace('eu-west', 'logs');
   config = exampleConfig();
-  (config.apps.payments as FerryConfig['apps'][string]).namespace = ns.name;
+  const payments = config.apps.payments as FerryConfig['apps'][string];
+  payments.namespace = ns.name;
+  // the fixture below is prod's workload, made by kubectl as a team would have it
+  payments.environments = { ...payments.environments, prod: { deployment: 'payments' } };
   config.redaction = [{ name: 'card', pattern: '\\b(?:\\d{4}-){3}\\d{4}\\b' }];
   announcer = new QueueAnnouncer(queueConn, prefix);
   notify = new Queue(QUEUES.notify, { connection: queueConn, prefix });
