@@ -2,7 +2,7 @@
 # Idempotent installs for a fresh machine: Debian packages and npm dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(redis-server docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium)
+PKGS=(redis-server redis-sentinel docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
