@@ -3,8 +3,11 @@
 # locally built base/stack/app images, and two real Kubernetes clusters
 # (eu-west, us-east) built from the k8s.io/kubernetes Go module.
 #
-#   infra/infra.sh up [redis|registries|images|k8s ...] [--proxy REGION]
-#   infra/infra.sh down        stop everything this script started (by pid)
+#   infra/infra.sh up [redis|registries|images|k8s|sentinel ...] [--proxy REGION]
+#                              (sentinel: Redis primary + 2 replicas + 3 sentinels,
+#                              infra/lib/sentinel.sh; only when named)
+#   infra/infra.sh down [sentinel]  stop everything this script started (by pid),
+#                              or only the sentinel part
 #   infra/infra.sh status      what runs, where
 #   infra/infra.sh check [component...]  exit 0 if all of them run
 #   infra/infra.sh env         print $FERRY_RUN_DIR/env.sh
@@ -185,6 +188,9 @@ port_free_or_ours() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+
+# shellcheck source=lib/sentinel.sh
+source "$INFRA_DIR/lib/sentinel.sh"
 
 # --------------------------------------------------------------- redis --
 up_redis() {
@@ -927,6 +933,7 @@ component_up() {
       for n in primary "${REGIONS[@]}"; do pid_of "registry-$n" >/dev/null || return 1; done
       ;;
     images) [[ -f $CACHE/images-$(images_key)/.done ]] ;;
+    sentinel) sentinel_up ;;
     k8s)
       for r in "${REGIONS[@]}"; do
         for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
@@ -1009,6 +1016,7 @@ down() {
   stop_procs "${apis[@]}"
   stop_procs "${etcds[@]}"
   stop_procs registry-primary "${REGIONS[@]/#/registry-}" redis
+  down_sentinel
   cleanup_mounts
   cleanup_net
   cleanup_cgroups
@@ -1045,8 +1053,8 @@ main() {
         case $a in
           --proxy) PROXY_REGION=${1:?--proxy needs a region (or none)}; shift ;;
           --proxy=*) PROXY_REGION=${a#--proxy=} ;;
-          redis | registries | images | k8s) comps+=("$a") ;;
-          *) die "unknown component '$a' (redis, registries, images, k8s)" ;;
+          redis | registries | images | k8s | sentinel) comps+=("$a") ;;
+          *) die "unknown component '$a' (redis, registries, images, k8s, sentinel)" ;;
         esac
       done
       if [[ -n $PROXY_REGION && $PROXY_REGION != none && -z ${REGION_PORT[$PROXY_REGION]:-} ]]; then
@@ -1064,7 +1072,7 @@ main() {
     down)
       exec 9>"$RUN/.lock"
       flock -w 600 9 || die "another infra.sh holds $RUN/.lock"
-      down
+      if [[ ${1:-} == sentinel ]]; then down_sentinel; else down; fi
       ;;
     clean)
       exec 9>"$RUN/.lock"

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # lighttpd, lighttpd-mod-openssl, openssh-server: the git servers the remote-git tests start (test/support/git-servers.ts).
-PKGS=(redis-server docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium lighttpd lighttpd-mod-openssl openssh-server openssh-client)
+PKGS=(redis-server redis-sentinel docker-registry buildah skopeo containerd runc containernetworking-plugins iproute2 iptables conntrack socat git openssl chromium lighttpd lighttpd-mod-openssl openssh-server openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -96,8 +96,12 @@ export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): Job
 export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
   const kind = process.env.FERRY_RUNNERS ?? 'real';
   if (kind === 'recording') {
+    // FERRY_RECORDING_REDIS_URL: record effects in another Redis, the way a real
+    // cluster keeps its state apart from Ferry's (a failover test loses Ferry's, not the cluster's).
     return new RecordingRunners(
-      rt.store,
+      process.env.FERRY_RECORDING_REDIS_URL
+        ? storeConnection(process.env.FERRY_RECORDING_REDIS_URL)
+        : rt.store,
       {
         stepMs: Number(process.env.FERRY_RECORDING_STEP_MS ?? 300),
         replicas: Number(process.env.FERRY_RECORDING_REPLICAS ?? 4),

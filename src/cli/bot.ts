@@ -4,6 +4,7 @@
 // SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL (optional: another Web
 // API base, e.g. the emulator), REDIS_URL, FERRY_CONFIG.
 import { startBot } from '../chat/slack/app.ts';
+import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { commandServices, createRuntime } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
@@ -38,6 +39,12 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(process.env.SLACK_API_URL ? { apiUrl: process.env.SLACK_API_URL } : {}),
     port: Number(process.env.PORT ?? 3000),
   });
+  // The bot answers rollback, logs and status from the clusters, so its readiness includes them.
+  const health = new Health({
+    ready: [redisReady(rt.store), ...(readinessUsesKube(true) ? kubeReadyForRegions(rt.config()) : [])],
+  });
+  const healthServer = await healthFromEnv(health, 3101, (m) => io.err(`ferry bot: ${m}`));
+  if (healthServer) io.err(`ferry bot: /healthz /readyz /metrics on ${healthServer.url}`);
   io.err(
     bot.url ? `ferry bot: listening on ${bot.url} (HTTP mode)` : 'ferry bot: connected over Socket Mode',
   );
@@ -47,6 +54,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   });
   rt.log.info('shutting down');
   await bot.stop();
+  await healthServer?.close();
   await rt.close();
   return 0;
 }

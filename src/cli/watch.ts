@@ -6,6 +6,7 @@
 //
 //   ferry watch                  pods + events (+ local node agents when the clusters are local)
 //   ferry watch node-agent       the node agent alone (the DaemonSet's command)
+import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { createRuntime } from '../runtime.ts';
 import { localTargets, targetsFromEnv } from '../watch/targets.ts';
 import { startWatch } from '../watch/watcher.ts';
@@ -47,6 +48,14 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(process.env.FERRY_WATCH_RELIST_MS ? { relistMs: Number(process.env.FERRY_WATCH_RELIST_MS) } : {}),
     ...(process.env.FERRY_AGENT_POLL_MS ? { pollMs: Number(process.env.FERRY_AGENT_POLL_MS) } : {}),
   });
+  // The node agent reads cgroups and writes to Redis; the watcher also lists and watches the API servers.
+  const health = new Health({
+    ready: [redisReady(rt.store), ...(readinessUsesKube(!agentOnly) ? kubeReadyForRegions(config) : [])],
+  });
+  const healthServer = await healthFromEnv(health, agentOnly ? 3104 : 3103, (m) =>
+    io.err(`ferry watch: ${m}`),
+  );
+  if (healthServer) io.err(`ferry watch: /healthz /readyz /metrics on ${healthServer.url}`);
   await handle.ready;
   io.err(
     `ferry watch: ${agentOnly ? 'node agent' : `${handle.watches.length} watches`}${targets.length ? `, node agent on ${targets.map((t) => `${t.region}/${t.node ?? '?'}`).join(', ')}` : ''} (redis ${process.env.REDIS_URL ?? 'default'})`,
@@ -57,6 +66,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   });
   rt.log.info('shutting down');
   await handle.stop();
+  await healthServer?.close();
   await rt.close();
   return 0;
 }

@@ -1,5 +1,13 @@
 // `ferry worker`: runs the release steps and timers until SIGTERM/SIGINT,
 // then stops taking jobs, hands unfinished ones back to the queue and exits.
+import {
+  Health,
+  healthFromEnv,
+  kubeReadyForRegions,
+  queueDepthGauge,
+  readinessUsesKube,
+  redisReady,
+} from '../health.ts';
 import { startOpsServer } from '../queue/ops-server.ts';
 import { startWorkers } from '../queue/worker.ts';
 import { createRuntime, jobContext, runnersFromEnv } from '../runtime.ts';
@@ -31,6 +39,19 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     },
     Number(process.env.FERRY_RECONCILE_MS ?? 30_000),
   );
+  const depth = queueDepthGauge(rt.queue, rt.prefix);
+  const health = new Health({
+    alive: [() => workers.notRunning()],
+    ready: [
+      redisReady(rt.store),
+      ...(readinessUsesKube(process.env.FERRY_RUNNERS !== 'recording')
+        ? kubeReadyForRegions(rt.config())
+        : []),
+    ],
+    beforeMetrics: () => depth.refresh(),
+  });
+  const healthServer = await healthFromEnv(health, 3102, (m) => io.err(`ferry worker: ${m}`));
+  if (healthServer) io.err(`ferry worker: /healthz /readyz /metrics on ${healthServer.url}`);
   const ops = await startOpsServer(rt.queue, {
     port: Number(process.env.FERRY_OPS_PORT ?? 3100),
     ...(process.env.FERRY_OPS_HOST ? { host: process.env.FERRY_OPS_HOST } : {}),
@@ -49,6 +70,8 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   rt.log.info('shutting down');
   await workers.close();
   await ops.close();
+  await healthServer?.close();
+  await depth.close();
   await rt.close();
   return 0;
 }

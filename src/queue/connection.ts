@@ -1,32 +1,108 @@
-// Redis connections. BullMQ workers need maxRetriesPerRequest: null (a
-// blocking command must wait out a Redis restart rather than fail); plain
-// store connections keep ioredis' default so a call fails fast and is retried
-// by whoever made it.
+// Redis connections: the one factory every ioredis connection of Ferry goes
+// through. BullMQ workers need maxRetriesPerRequest: null (a blocking command
+// must wait out a Redis restart rather than fail); plain store connections
+// keep ioredis' default so a call fails fast and is retried by whoever made it.
+//
+// Where Redis is, as one string (so it passes through options and env alike):
+//   redis://[:password@]host:port[/db]              one server (REDIS_URL)
+//   redis+sentinel://[:password@]host:port,host:port[/name[/db]]
+//                                                   Sentinel (BullMQ's documented HA setup):
+//                                                   ioredis asks the sentinels for the
+//                                                   primary of `name` and follows failovers.
+// REDIS_SENTINELS=host:port,host:port with REDIS_SENTINEL_NAME (default "ferry")
+// builds the sentinel form; REDIS_SENTINEL_PASSWORD is the sentinels' own password.
 //
 // The bot's command path is different: a person is waiting, and Slack gives
 // 3 s. Its connection (commandConnection) never queues a command while Redis
 // is away, gives up on one after COMMAND_TIMEOUT_MS and does not retry it, so
 // the person is told at once that nothing was started. It keeps reconnecting
 // in the background, so the next command works as soon as Redis is back.
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
-export function redisUrl(): string {
-  return process.env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+export const SENTINEL_SCHEME = 'redis+sentinel:';
+const DEFAULT_MASTER_NAME = 'ferry';
+
+export function redisUrl(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.REDIS_SENTINELS) {
+    return `redis+sentinel://${env.REDIS_SENTINELS}/${env.REDIS_SENTINEL_NAME ?? DEFAULT_MASTER_NAME}`;
+  }
+  return env.REDIS_URL ?? 'redis://127.0.0.1:6390';
+}
+
+export interface SentinelTarget {
+  sentinels: { host: string; port: number }[];
+  name: string;
+  password?: string;
+  db?: number;
+}
+
+/** Parses a redis+sentinel:// URL; throws with what is wrong. */
+export function parseSentinelUrl(url: string): SentinelTarget {
+  const rest = url.slice(`${SENTINEL_SCHEME}//`.length);
+  const at = rest.lastIndexOf('@', rest.indexOf('/') === -1 ? undefined : rest.indexOf('/'));
+  const auth = at === -1 ? '' : rest.slice(0, at);
+  const afterAuth = at === -1 ? rest : rest.slice(at + 1);
+  const [hosts = '', name, db] = afterAuth.split('/');
+  const sentinels = hosts
+    .split(',')
+    .filter(Boolean)
+    .map((hp) => {
+      const i = hp.lastIndexOf(':');
+      const host = i === -1 ? hp : hp.slice(0, i);
+      const port = i === -1 ? 26379 : Number(hp.slice(i + 1));
+      if (!host || !Number.isInteger(port) || port <= 0) {
+        throw new Error(`${url}: "${hp}" is not host:port`);
+      }
+      return { host, port };
+    });
+  if (sentinels.length === 0)
+    throw new Error(`${url}: no sentinels (want redis+sentinel://host:port,host:port/name)`);
+  const password = auth.includes(':') ? decodeURIComponent(auth.slice(auth.indexOf(':') + 1)) : undefined;
+  return {
+    sentinels,
+    name: name || DEFAULT_MASTER_NAME,
+    ...(password ? { password } : {}),
+    ...(db ? { db: Number(db) } : {}),
+  };
+}
+
+/** ioredis options for a Sentinel target: find the primary through the sentinels, follow failovers. */
+function sentinelOptions(target: SentinelTarget, env: NodeJS.ProcessEnv): RedisOptions {
+  return {
+    sentinels: target.sentinels,
+    name: target.name,
+    ...(target.password ? { password: target.password } : {}),
+    ...(target.db !== undefined ? { db: target.db } : {}),
+    ...(env.REDIS_SENTINEL_PASSWORD ? { sentinelPassword: env.REDIS_SENTINEL_PASSWORD } : {}),
+    // Reconnect as soon as the sentinels announce a new primary (+switch-master),
+    // not only when the old one's socket dies.
+    failoverDetector: true,
+    // A former primary that came back as a replica answers writes with READONLY:
+    // reconnect (to the primary the sentinels name) and resend the command.
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+  };
+}
+
+function connect(url: string, options: RedisOptions): Redis {
+  if (url.startsWith(SENTINEL_SCHEME)) {
+    return new Redis({ ...sentinelOptions(parseSentinelUrl(url), process.env), ...options });
+  }
+  return new Redis(url, options);
 }
 
 export function storeConnection(url = redisUrl()): Redis {
-  return new Redis(url, { lazyConnect: false, enableOfflineQueue: true });
+  return connect(url, { lazyConnect: false, enableOfflineQueue: true });
 }
 
 export function queueConnection(url = redisUrl()): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
+  return connect(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
 /** How long one Redis command on the command path may take before the person is told. */
 export const COMMAND_TIMEOUT_MS = 1000;
 
 export function commandConnection(url = redisUrl()): Redis {
-  const redis = new Redis(url, {
+  const redis = connect(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: COMMAND_TIMEOUT_MS,

@@ -52,6 +52,8 @@ export interface WorkerOptions {
 
 export interface RunningWorkers {
   close(): Promise<void>;
+  /** Why the workers are not taking jobs, or undefined while they run (for /healthz). */
+  notRunning(): string | undefined;
 }
 
 export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorkers {
@@ -140,6 +142,10 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
       .catch((e: Error) => opts.log.error({ releaseId, err: e.message }, 'could not fail a stalled release'));
   });
   return {
+    notRunning() {
+      const stopped = [release, timers].filter((w) => !w.isRunning()).map((w) => w.name);
+      return stopped.length ? `BullMQ workers not running: ${stopped.join(', ')}` : undefined;
+    },
     async close() {
       stopping.abort();
       await Promise.all([release.close(), timers.close()]);

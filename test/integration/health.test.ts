@@ -1,0 +1,158 @@
+// /healthz and /readyz of every Ferry process, run as the real processes
+// (`ferry worker`, `ferry bot`, `ferry watch node-agent`) on a real Redis that
+// the test stops and starts: ready only while Redis answers (and, for the
+// bot, the Kubernetes API), alive all along.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { SlackEmulator } from '../../src/chat/emulator/index.ts';
+import { freePort, TestRedis } from '../support/redis.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const SECRET = 'health-test-signing-secret';
+const BOT = 'xoxb-ferry-health-test';
+let redis: TestRedis;
+let emu: SlackEmulator;
+let dir: string;
+let configFile: string;
+const children: ChildProcess[] = [];
+const output: string[] = [];
+
+function ferry(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args, '--config', configFile], {
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      FERRY_PREFIX: `health${process.pid}`,
+      FERRY_OPS_PORT: '0',
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  // Kept for the failure message: why a process did not come up.
+  child.stderr?.on('data', (d: Buffer) => {
+    output.push(`${args.join(' ')}: ${d.toString()}`);
+  });
+  children.push(child);
+  return child;
+}
+
+async function get(url: string): Promise<{ status: number; body: string }> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    return { status: res.status, body: await res.text() };
+  } catch (err) {
+    return { status: 0, body: (err as Error).message };
+  }
+}
+
+/** Polls until the endpoint answers `status`; returns the last answer. */
+async function until(
+  url: string,
+  status: number,
+  timeoutMs = 90_000,
+): Promise<{ status: number; body: string }> {
+  const end = Date.now() + timeoutMs;
+  let last = await get(url);
+  while (last.status !== status && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    last = await get(url);
+  }
+  if (last.status !== status)
+    throw new Error(
+      `${url} answered ${last.status} (${last.body}), wanted ${status}; process output:\n${output.join('')}`,
+    );
+  return last;
+}
+
+beforeAll(async () => {
+  redis = await TestRedis.start();
+  emu = await SlackEmulator.start({ signingSecret: SECRET, botToken: BOT });
+  dir = mkdtempSync(join(tmpdir(), 'ferry-health-'));
+  configFile = join(ROOT, 'examples', 'ferry.yaml');
+  // A kubeconfig whose API servers do not answer (nothing listens on the port).
+  const deadPort = await freePort();
+  writeFileSync(
+    join(dir, 'kubeconfig'),
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: ['eu-west', 'us-east'].map((name) => ({
+        name,
+        cluster: { server: `https://127.0.0.1:${deadPort}`, 'insecure-skip-tls-verify': true },
+      })),
+      users: [{ name: 'u', user: { token: 't' } }],
+      contexts: ['eu-west', 'us-east'].map((name) => ({ name, context: { cluster: name, user: 'u' } })),
+      'current-context': 'eu-west',
+    }),
+  );
+  mkdirSync(join(dir, 'cgroup'));
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await emu?.close();
+  await redis?.stop();
+});
+
+describe('health endpoints follow Redis', () => {
+  it('worker, bot and node agent: alive throughout, ready only while Redis answers', async () => {
+    const [workerPort, botPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+    ferry(['worker'], { FERRY_RUNNERS: 'recording', FERRY_HEALTH_PORT: String(workerPort) });
+    ferry(['bot'], {
+      SLACK_BOT_TOKEN: BOT,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: emu.apiUrl,
+      PORT: '0',
+      FERRY_HEALTH_PORT: String(botPort),
+      FERRY_READY_KUBE: '0',
+    });
+    ferry(['watch', 'node-agent'], {
+      FERRY_REGION: 'eu-west',
+      NODE_NAME: 'health-test',
+      FERRY_CGROUP_ROOTS: join(dir, 'cgroup'),
+      // The agent reads a pod's logs for an alert; its readiness is Redis only.
+      KUBECONFIG: join(dir, 'kubeconfig'),
+      FERRY_HEALTH_PORT: String(agentPort),
+    });
+    const bases = [workerPort, botPort, agentPort].map((p) => `http://127.0.0.1:${p}`);
+
+    for (const base of bases) {
+      expect((await until(`${base}/readyz`, 200)).body).toBe('ok\n');
+      expect((await get(`${base}/healthz`)).status).toBe(200);
+      expect((await get(`${base}/metrics`)).body).toContain('process_cpu_seconds_total');
+    }
+
+    await redis.stop();
+    for (const base of bases) {
+      const down = await until(`${base}/readyz`, 503);
+      expect(down.body).toMatch(/^redis: /);
+      // Liveness does not depend on Redis: an outage must not restart every pod.
+      expect(await get(`${base}/healthz`)).toEqual({ status: 200, body: 'ok\n' });
+    }
+
+    await redis.up();
+    for (const base of bases) expect((await until(`${base}/readyz`, 200)).body).toBe('ok\n');
+  }, 300_000);
+
+  it('bot: not ready while the Kubernetes API does not answer, with the region named', async () => {
+    const port = await freePort();
+    ferry(['bot'], {
+      SLACK_BOT_TOKEN: BOT,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: emu.apiUrl,
+      PORT: '0',
+      FERRY_HEALTH_PORT: String(port),
+      KUBECONFIG: join(dir, 'kubeconfig'),
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await until(`${base}/healthz`, 200);
+    const answer = await until(`${base}/readyz`, 503);
+    expect(answer.body).toMatch(/^kubernetes eu-west: .+\nkubernetes us-east: .+\n$/);
+    expect(answer.body).not.toContain('redis');
+  }, 120_000);
+});
