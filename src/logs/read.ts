@@ -108,13 +108,19 @@ export async function readLog(reader: ClusterReader, spec: ReadSpec): Promise<Re
  * (`<deployment>` or Ferry's second track `<deployment>-b`); it must not say it runs for another
  * environment (`ferry.dev/environment` or FERRY_ENV, which the rollout sets).
  */
-export function notAppPod(pod: V1Pod, deployment: string, environment: string): string | undefined {
+export function notAppPod(
+  pod: V1Pod,
+  deployment: string,
+  environment: string,
+  app = deployment,
+): string | undefined {
   const labels = pod.metadata?.labels ?? {};
   if (labels['ferry.dev/prewarm']) return 'it is a pre-warm pod, which only pulls the image';
   const owner = ownerOf(pod);
+  // the environment's own workload, or (Ferry's label) another environment's pod of the app
   const ofApp =
     labels['app.kubernetes.io/name'] === deployment ||
-    labels['ferry.dev/app'] === deployment ||
+    labels['ferry.dev/app'] === app ||
     labels.app === deployment ||
     (owner.kind === 'Deployment' && (owner.name === deployment || owner.name === `${deployment}-b`));
   if (!ofApp)

@@ -27,7 +27,8 @@ const SECRET_KEY = String.raw`[A-Za-z0-9_.-]{0,40}?(?:passw(?:or)?d|passphrase|p
 // A command-line flag naming a secret, its value after a space: `--password X`, `--client-secret X`.
 const SECRET_FLAG = String.raw`--?(?:[a-z0-9]+[_-])*(?:password|passwd|passphrase|pass|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key|client[_-]?secret|auth[_-]?token|private[_-]?key)`;
 // The value: quoted (JSON, shell) or a run up to whitespace or a separator.
-const VALUE = String.raw`(?:"(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,;&"'<>}\])]+)`;
+// A value already redacted (text passes the redactor at more than one exit) is left as it is.
+const VALUE = String.raw`(?!\[REDACTED)(?:"(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,;&"'<>}\])]+)`;
 
 const BUILT_IN: Rule[] = [
   {

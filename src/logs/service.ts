@@ -125,10 +125,10 @@ export class KubeLogService implements LogService {
       // A named pod must be this app's, in this environment: the name alone could be any pod of the
       // namespace. The refusal names the app's pods there, never the others.
       const named = isPodName(cmd.pod) ? await reader.pod(namespace, cmd.pod) : undefined;
-      const why = named ? notAppPod(named, deployment, env) : 'there is no such pod';
+      const why = named ? notAppPod(named, deployment, env, cmd.app) : 'there is no such pod';
       if (!named || why) {
         const theirs = (await reader.pods(namespace))
-          .filter((p) => !p.metadata?.deletionTimestamp && !notAppPod(p, deployment, env))
+          .filter((p) => !p.metadata?.deletionTimestamp && !notAppPod(p, deployment, env, cmd.app))
           .map((p) => p.metadata?.name as string);
         throw new Refusal(
           `${echo(cmd.pod)} is not a pod of ${cmd.app} in ${env} (${region}): ${why}. ${
@@ -142,7 +142,7 @@ export class KubeLogService implements LogService {
     } else {
       // Only the app's pods, never another app's of the namespace nor one that runs for another
       // environment (the same rule as for a named pod).
-      const mine = (await reader.pods(namespace)).filter((p) => !notAppPod(p, deployment, env));
+      const mine = (await reader.pods(namespace)).filter((p) => !notAppPod(p, deployment, env, cmd.app));
       // where environments share a namespace, the pods that say they run this environment
       const ofEnv = mine.filter((p) => environmentOfPod(p) === env);
       pod = newestPod(ofEnv.length ? ofEnv : mine);

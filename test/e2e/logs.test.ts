@@ -260,7 +260,12 @@ describe('logs from chat on a real cluster', () => {
         kind: 'List',
         items: [
           bare('intruder-1', { app: 'intruder' }),
-          bare('payments-test-1', { app: 'payments', 'ferry.dev/environment': 'test' }),
+          // payments' test workload (its own Deployment name, payments-test), as Ferry labels it
+          bare('payments-test-1', {
+            app: 'payments-test',
+            'ferry.dev/app': 'payments',
+            'ferry.dev/environment': 'test',
+          }),
         ],
       }),
     });

@@ -45,31 +45,35 @@ function podOf(app: string, environment: string, track: 'a' | 'b' = 'a'): V1Pod 
 
 describe('a named pod must be the app’s, in the environment asked for', () => {
   it('takes the app’s pods on both of Ferry’s tracks', () => {
-    expect(notAppPod(podOf('payments', 'prod'), 'payments', 'prod')).toBeUndefined();
-    expect(notAppPod(podOf('payments', 'prod', 'b'), 'payments', 'prod')).toBeUndefined();
+    expect(notAppPod(podOf('payments', 'prod'), 'payments-prod', 'prod', 'payments')).toBeUndefined();
+    expect(notAppPod(podOf('payments', 'prod', 'b'), 'payments-prod', 'prod', 'payments')).toBeUndefined();
   });
 
   it('refuses another app’s pod in the same namespace, naming whose it is', () => {
-    expect(notAppPod(podOf('ledger', 'prod'), 'payments', 'prod')).toBe(
+    expect(notAppPod(podOf('ledger', 'prod'), 'payments-prod', 'prod', 'payments')).toBe(
       'it belongs to Deployment ledger-prod',
     );
   });
 
   it('refuses the app’s pod that runs for another environment', () => {
-    expect(notAppPod(podOf('payments', 'test'), 'payments', 'prod')).toBe('it runs for test');
+    expect(notAppPod(podOf('payments', 'test'), 'payments-prod', 'prod', 'payments')).toBe(
+      'it runs for test',
+    );
   });
 
   it('refuses pre-warm pods and bare pods that merely share the name', () => {
     const prewarm = podOf('payments', 'prod');
     prewarm.metadata = { ...prewarm.metadata, labels: { 'ferry.dev/prewarm': 'payments' } };
-    expect(notAppPod(prewarm, 'payments', 'prod')).toMatch(/pre-warm/);
+    expect(notAppPod(prewarm, 'payments-prod', 'prod', 'payments')).toMatch(/pre-warm/);
     const bare: V1Pod = { metadata: { name: 'payments', labels: {} } };
-    expect(notAppPod(bare, 'payments', 'prod')).toBe('it belongs to no deployment of the app');
+    expect(notAppPod(bare, 'payments-prod', 'prod', 'payments')).toBe(
+      'it belongs to no deployment of the app',
+    );
   });
 
   it('takes a pod another tool labelled app=<deployment>', () => {
-    const pod: V1Pod = { metadata: { name: 'payments-x', labels: { app: 'payments' } } };
-    expect(notAppPod(pod, 'payments', 'prod')).toBeUndefined();
+    const pod: V1Pod = { metadata: { name: 'payments-x', labels: { app: 'payments-prod' } } };
+    expect(notAppPod(pod, 'payments-prod', 'prod', 'payments')).toBeUndefined();
   });
 
   it.each(['../kube-system/x', 'x;y', 'Payments-1', `p${'a'.repeat(253)}`, '-x', 'x_y'])(

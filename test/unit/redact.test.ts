@@ -345,6 +345,13 @@ describe('redactor: real-world formats', () => {
     expect(redactText(line)).toBe(line);
   });
 
+  // Text passes the redactor at more than one exit (the log service, then the notify queue):
+  // a second pass must leave a redacted line exactly as the first left it.
+  it.each(SECRETS)('redacting twice is redacting once: %s', (_name, line) => {
+    const once = redactText(line);
+    expect(redactText(once)).toBe(once);
+  });
+
   it('redactDeep hides secrets in every string of a message and keeps the rest', () => {
     const blocks = [
       { type: 'section', text: { type: 'mrkdwn', text: 'build failed: password=hunter2hunter2' } },
