@@ -15,6 +15,7 @@
 // ends, errors, or simply reaches its restart timer.
 import {
   AppsV1Api,
+  AutoscalingV2Api,
   CoreV1Api,
   KubeConfig,
   PatchStrategy,
@@ -32,6 +33,7 @@ export interface KubeClients {
   kc: KubeConfig;
   core: CoreV1Api;
   apps: AppsV1Api;
+  autoscaling: AutoscalingV2Api;
 }
 
 export interface KubeOptions {
@@ -69,6 +71,7 @@ export function kubeClients(config: FerryConfig, region: string, opts: KubeOptio
     kc,
     core: kc.makeApiClient(CoreV1Api),
     apps: kc.makeApiClient(AppsV1Api),
+    autoscaling: kc.makeApiClient(AutoscalingV2Api),
   };
 }
 

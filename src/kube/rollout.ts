@@ -70,6 +70,7 @@ import {
   sleep,
   statusOf,
 } from './client.ts';
+import { findHpa, hpaReplicas, pauseHpa, resumeHpa } from './hpa.ts';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
@@ -493,6 +494,8 @@ export class KubeRollout implements RegionRollout {
   private adopted: Record<string, string> | undefined;
   /** Labels the team's Service selects on, kept on every pod Ferry makes. */
   private serviceLabels: Record<string, string> = {};
+  /** The HPA that owns the app's replica count, if any (paused while pods move). */
+  private hpa: import('@kubernetes/client-node').V2HorizontalPodAutoscaler | undefined;
 
   constructor(k: KubeClients, config: FerryConfig, spec: RolloutSpec, opts: RolloutOptions = {}) {
     this.k = k;
@@ -537,12 +540,15 @@ export class KubeRollout implements RegionRollout {
     this.previousImage = trackImage(old, t.container) ?? null;
     const recorded = Number(ann(tracks[this.newTrack], ANN.replicas));
     const sum = (tracks.a?.spec?.replicas ?? 0) + (tracks.b?.spec?.replicas ?? 0);
-    // A rollout in flight keeps the total it started with; otherwise the
-    // config decides, then what runs, then Ferry's default.
+    this.hpa = await findHpa(this.k, t.namespace, [trackName(t, 'a'), trackName(t, 'b')]);
+    // A rollout in flight keeps the total it started with; otherwise an HPA
+    // decides, then the config, then what runs, then Ferry's default.
     this.replicas =
       mine && Number.isInteger(recorded) && recorded > 0
         ? recorded
-        : (this.workload.replicas ?? (sum > 0 ? sum : (this.opts.defaultReplicas ?? 2)));
+        : this.hpa
+          ? hpaReplicas(this.hpa)
+          : (this.workload.replicas ?? (sum > 0 ? sum : (this.opts.defaultReplicas ?? 2)));
     // Before the first batch only: a rollout in flight (or its rollback) has
     // the image on the nodes already and must not be blocked by the registry.
     if (!mine && this.opts.checkRegistry !== false)
@@ -567,6 +573,10 @@ export class KubeRollout implements RegionRollout {
     await this.ensurePrepared();
     const total = this.replicas;
     const p = Math.max(0, Math.min(total, pods));
+    // The HPA must not scale either track while pods move between them.
+    // (read again: a re-run must see its own pause, not repeat it over the original behavior)
+    const hpa = this.hpa && (await this.currentHpa());
+    if (hpa) await pauseHpa(this.k, hpa, this.target.name);
     let tracks = await readTracks(this.k, this.target);
     if (this.newTrack === 'a' && tracks.adopted) tracks = await this.retireAdopted(tracks);
     const next = tracks[this.newTrack];
@@ -579,6 +589,7 @@ export class KubeRollout implements RegionRollout {
       const ready = await this.waitNewReady(p, limits);
       if (!ready.ok) return ready;
       await this.waitExact(p, 0);
+      if (p >= total) await this.handHpaTo(this.newTrack);
       return { ok: true };
     }
     const step = surgePods(this.workload.surge, total);
@@ -597,7 +608,18 @@ export class KubeRollout implements RegionRollout {
       await this.waitExact(target, total - target);
       current = target;
     } while (current < p);
+    if (p >= total) await this.handHpaTo(this.newTrack);
     return { ok: true };
+  }
+
+  /** The rollout is over: the HPA scales the track that runs the app now, as before. */
+  private async handHpaTo(track: Track): Promise<void> {
+    const hpa = this.hpa && (await this.currentHpa());
+    if (hpa) await resumeHpa(this.k, hpa, trackName(this.target, track));
+  }
+
+  private currentHpa() {
+    return findHpa(this.k, this.target.namespace, [trackName(this.target, 'a'), trackName(this.target, 'b')]);
   }
 
   /**
@@ -991,6 +1013,7 @@ export class KubeRollout implements RegionRollout {
       await sleep(this.opts.pollMs ?? 300, this.signal);
     }
     if (tracks[leaving]) await scaleTrack(this.k, t, leaving, 0, 'next');
+    await this.handHpaTo(other(leaving));
     for (;;) {
       this.checkStopped();
       const all = await this.pollPods();

@@ -20,6 +20,7 @@ import {
   kubectlJson,
   newNamespace,
   type TestNamespace,
+  waitFor,
 } from '../support/infra.ts';
 import {
   countPods,
@@ -425,3 +426,67 @@ async function teamPods(
     images,
   };
 }
+
+describe('an app under a HorizontalPodAutoscaler', () => {
+  it('takes its total from the HPA, never fights it while pods move, and hands it the new track', async () => {
+    const ns = await namespace('wl-hpa');
+    const config = twoEnvironments(ns, { replicas: 2 });
+    const rt = runtime(config);
+    await deploy(rt, 'v1', v1, 'kt');
+    // A real HPA on the running track; its controller raises the app to its minimum of 3.
+    await kubectl('eu-west', [
+      '-n',
+      ns,
+      'autoscale',
+      'deployment',
+      'hello-kt',
+      '--min=3',
+      '--max=5',
+      '--cpu-percent=80',
+    ]);
+    type Dep = { spec: { replicas: number } };
+    const replicasOf = async (name: string) =>
+      (await kubectlJson<Dep>('eu-west', ['-n', ns, 'get', 'deployment', name])).spec.replicas;
+    await waitFor(async () => (await replicasOf('hello-kt')) === 3 || undefined, {
+      timeoutMs: 120_000,
+      what: 'the HPA controller scaling hello-kt to its minimum',
+    });
+    await waitFor(
+      async () => (await countPods('eu-west', ns, 'hello-kt')).byImage[ref(v1)] === 3 || undefined,
+      {
+        timeoutMs: 120_000,
+        what: 'three v1 pods',
+      },
+    );
+
+    // The config says 2; the HPA says 3, and the HPA wins.
+    const release = await deploy(rt, 'v2', v2, 'kt');
+    expect(release.state).not.toBe('failed');
+    expect((await countPods('eu-west', ns, 'hello-kt')).byImage).toEqual({ [ref(v2)]: 3 });
+
+    type Hpa = {
+      metadata: { annotations?: Record<string, string> };
+      spec: { scaleTargetRef: { name: string } };
+    };
+    const hpa = await kubectlJson<Hpa>('eu-west', ['-n', ns, 'get', 'hpa', 'hello-kt']);
+    expect(hpa.spec.scaleTargetRef.name).toBe('hello-kt-b');
+    expect(hpa.metadata.annotations?.['ferry.dev/paused-target']).toBeUndefined();
+
+    // The HPA scales the new track from here on, and leaves the old one at 0.
+    await kubectl('eu-west', [
+      '-n',
+      ns,
+      'patch',
+      'hpa',
+      'hello-kt',
+      '--type=merge',
+      '-p',
+      '{"spec":{"minReplicas":4}}',
+    ]);
+    await waitFor(async () => (await replicasOf('hello-kt-b')) === 4 || undefined, {
+      timeoutMs: 120_000,
+      what: 'the HPA controller scaling the new track to 4',
+    });
+    expect(await replicasOf('hello-kt')).toBe(0);
+  }, 900_000);
+});
