@@ -564,7 +564,10 @@ describe('RBAC (deploy/rbac) is enough for a rollout, and no more', () => {
     const can = async (verb: string, res: string) =>
       (await as(['auth', 'can-i', verb, res, '-n', ns])).stdout.trim();
     expect(await can('patch', 'deployments')).toBe('yes');
-    expect(await can('delete', 'deployments')).toBe('no');
+    // delete: to retire a Deployment it adopted and emptied (`/release adopt`)
+    expect(await can('delete', 'deployments')).toBe('yes');
+    expect(await can('delete', 'services')).toBe('no');
+    expect(await can('patch', 'horizontalpodautoscalers.autoscaling')).toBe('yes');
     expect(await can('create', 'pods/exec')).toBe('yes');
     expect(await can('get', 'configmaps')).toBe('no');
     expect((await as(['auth', 'can-i', 'list', 'deployments', '-n', 'default'])).stdout.trim()).toBe('no');
