@@ -187,7 +187,8 @@ describe('a release from the chat console', () => {
         '-n',
         'payments',
         '-l',
-        'app.kubernetes.io/name=payments',
+        // prod's own workload (payments-prod): the test release's pods in eu-west are not prod's
+        'ferry.dev/app=payments,ferry.dev/environment=prod',
         '--field-selector=status.phase=Running',
       ]);
       const statuses = pods.items.flatMap((p) => p.status.containerStatuses ?? []);
