@@ -45,6 +45,8 @@ export interface LeaderElectorOptions {
   onStartedLeading(): void | Promise<void>;
   /** Called when it stops leading (lost the lease, or stopping). */
   onStoppedLeading(): void | Promise<void>;
+  /** After every round: who holds the Lease as this replica last saw it (logs, tests). */
+  onRound?(holder: string): void;
   /** The clock (tests). */
   now?: () => number;
 }
@@ -119,6 +121,9 @@ export class LeaderElector {
       timer = setTimeout(() => reject(new Error(`no answer in ${ROUND_TIMEOUT_MS} ms`)), ROUND_TIMEOUT_MS);
     });
     this.inFlight = Promise.race([this.tryAcquireOrRenew(), timeout])
+      .then((holder) => {
+        if (holder !== undefined) this.o.onRound?.(holder);
+      })
       .catch((err) => {
         this.o.log.warn({ lease: this.leaseRef(), err: kubeErrorMessage(err) }, 'leader election: API error');
       })
@@ -146,8 +151,8 @@ export class LeaderElector {
     return `${this.o.namespace}/${this.o.name}`;
   }
 
-  /** One round: take or renew the Lease if we may; returns whether we hold it now. */
-  private async tryAcquireOrRenew(): Promise<void> {
+  /** One round: take or renew the Lease if we may; returns who holds it after the round. */
+  private async tryAcquireOrRenew(): Promise<string | undefined> {
     const now = this.now();
     const { name, namespace, identity } = this.o;
     let lease: V1Lease | undefined;
@@ -156,7 +161,7 @@ export class LeaderElector {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    if (!this.running) return;
+    if (!this.running) return undefined;
     const spec = {
       holderIdentity: identity,
       leaseDurationSeconds: this.durationMs / 1000,
@@ -175,7 +180,7 @@ export class LeaderElector {
         }),
       );
       if (created) this.renewed(now, 'created the lease');
-      return;
+      return created ? identity : undefined;
     }
     const held = lease.spec ?? {};
     const holder = held.holderIdentity ?? '';
@@ -189,12 +194,12 @@ export class LeaderElector {
         }),
       );
       if (renewed) this.renewed(now, 'acquired the lease');
-      return;
+      return renewed ? identity : undefined;
     }
     if (holder !== '' && !this.expired(lease, now)) {
       // Someone else leads (if we thought we did, we were too late to renew).
       this.stepDown(`${holder} holds the lease`);
-      return;
+      return holder;
     }
     const taken = await this.write(() =>
       this.api.replaceNamespacedLease({
@@ -212,6 +217,7 @@ export class LeaderElector {
       }),
     );
     if (taken) this.renewed(now, holder ? `took over the expired lease of ${holder}` : 'acquired the lease');
+    return taken ? identity : undefined;
   }
 
   /** Whether the holder's lease has run out: renewTime + leaseDurationSeconds is past. */
