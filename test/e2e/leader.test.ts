@@ -86,6 +86,14 @@ async function leaseHolder(): Promise<{ holder: string; transitions: number }> {
   return { holder: lease.spec.holderIdentity ?? '', transitions: lease.spec.leaseTransitions ?? 0 };
 }
 
+/** No sample so far saw two candidates that both believed they lead. */
+function expectNeverTwoLeaders(): void {
+  expect(
+    samples.filter((s) => s.leaders.length > 1),
+    `samples with two leaders${why()}`,
+  ).toEqual([]);
+}
+
 function why(): string {
   return `\n--- candidates' output ---\n${output.slice(-80).join('\n')}`;
 }
@@ -120,11 +128,13 @@ describe('watcher leader election on a Lease', () => {
     expect((await leaseHolder()).holder).toBe(first.identity);
     // The standby tries again and again, sees the Lease held, and stands by.
     const seenBefore = standby.observed.length;
-    await waitFor(() => standby.observed.slice(seenBefore).filter((h) => h === first.identity).length >= 3, {
+    await waitFor(() => standby.observed.length >= seenBefore + 3, {
       timeoutMs: 30_000,
       intervalMs: 100,
-      what: `3 rounds of the standby${why()}`,
+      what: '3 rounds of the standby',
     });
+    expect(standby.observed.slice(seenBefore, seenBefore + 3), why()).toEqual(Array(3).fill(first.identity));
+    expectNeverTwoLeaders();
     expect(standby.role).toBe('standby');
     expect(leaders().map((c) => c.identity)).toEqual([first.identity]);
 
@@ -145,11 +155,12 @@ describe('watcher leader election on a Lease', () => {
 
     // A new replica (the restarted pod) stands by behind the new leader...
     const c = candidate('watcher-c');
-    await waitFor(() => c.observed.filter((h) => h === standby.identity).length >= 3, {
+    await waitFor(() => c.observed.length >= 3, {
       timeoutMs: 30_000,
       intervalMs: 100,
-      what: `3 rounds of the new replica${why()}`,
+      what: '3 rounds of the new replica',
     });
+    expect(c.observed.slice(0, 3), why()).toEqual(Array(3).fill(standby.identity));
     expect(c.role, why()).toBe('standby');
 
     // ...and takes over at once when the leader stops gracefully (releases the Lease).
@@ -167,9 +178,8 @@ describe('watcher leader election on a Lease', () => {
     expect((await leaseHolder()).holder).toBe(c.identity);
 
     // Never two leaders at once, over the whole run.
-    const both = samples.filter((s) => s.leaders.length > 1);
     expect(samples.length).toBeGreaterThan(50);
-    expect(both, why()).toEqual([]);
+    expectNeverTwoLeaders();
     console.log(
       `leader election: takeover after SIGKILL ${takeoverMs} ms, after graceful stop ${handoverMs} ms, ${samples.length} samples`,
     );
