@@ -263,7 +263,8 @@ export class LeaderElector {
     clearTimeout(this.deadlineTimer);
     if (!this.leading) return;
     this.leading = false;
-    this.o.log.warn(
+    // Losing the lease while running is worth a warning; stopping is not.
+    this.o.log[this.running ? 'warn' : 'info'](
       { lease: this.leaseRef(), identity: this.o.identity },
       `leader election: ${why}; standing by`,
     );
