@@ -41,6 +41,8 @@ export interface HealthOptions {
   loopStallMs?: number;
   /** Runs before /metrics is rendered (e.g. to refresh queue depth gauges). */
   beforeMetrics?: () => Promise<void>;
+  /** A line /readyz adds about the process's role (e.g. a watcher's "leader election: standby"); not a check. */
+  role?: () => string;
 }
 
 export interface Verdict {
@@ -105,8 +107,9 @@ export class Health {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     if (path === '/healthz' || path === '/readyz') {
       const v = path === '/healthz' ? this.live() : await this.ready();
+      const role = path === '/readyz' && this.opts.role ? `${this.opts.role()}\n` : '';
       res.writeHead(v.ok ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end(v.ok ? 'ok\n' : `${v.reasons.join('\n')}\n`);
+      res.end(v.ok ? `ok\n${role}` : `${v.reasons.join('\n')}\n${role}`);
       return true;
     }
     if (path === '/metrics') {

@@ -6,10 +6,14 @@
 //
 //   ferry watch                  pods + events (+ local node agents when the clusters are local)
 //   ferry watch node-agent       the node agent alone (the DaemonSet's command)
+//
+// With FERRY_LEADER_ELECTION=1 (the manifests' replicas) the pods and events
+// are watched only while this replica holds the Lease (src/watch/leader.ts).
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { createRuntime } from '../runtime.ts';
+import { LeaderElector, leaderIdentity, leaderKubeConfig, leaderSettingsFromEnv } from '../watch/leader.ts';
 import { localTargets, targetsFromEnv } from '../watch/targets.ts';
-import { startWatch } from '../watch/watcher.ts';
+import { startWatch, type WatchHandle } from '../watch/watcher.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
@@ -36,36 +40,77 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     await rt.close();
     return 1;
   }
-  const handle = startWatch({
-    config: rt.config,
-    redis: rt.store,
-    ...(rt.prefix ? { prefix: rt.prefix } : {}),
-    announcer: rt.announcer,
-    releases: rt.releases,
-    log: rt.log,
-    watchApi: !agentOnly,
-    nodeAgents: targets,
-    ...(process.env.FERRY_WATCH_RELIST_MS ? { relistMs: Number(process.env.FERRY_WATCH_RELIST_MS) } : {}),
-    ...(process.env.FERRY_AGENT_POLL_MS ? { pollMs: Number(process.env.FERRY_AGENT_POLL_MS) } : {}),
-  });
+  const begin = (): WatchHandle =>
+    startWatch({
+      config: rt.config,
+      redis: rt.store,
+      ...(rt.prefix ? { prefix: rt.prefix } : {}),
+      announcer: rt.announcer,
+      releases: rt.releases,
+      log: rt.log,
+      watchApi: !agentOnly,
+      nodeAgents: targets,
+      ...(process.env.FERRY_WATCH_RELIST_MS ? { relistMs: Number(process.env.FERRY_WATCH_RELIST_MS) } : {}),
+      ...(process.env.FERRY_AGENT_POLL_MS ? { pollMs: Number(process.env.FERRY_AGENT_POLL_MS) } : {}),
+    });
+  const describe = (h: WatchHandle) =>
+    `${agentOnly ? 'node agent' : `${h.watches.length} watches`}${targets.length ? `, node agent on ${targets.map((t) => `${t.region}/${t.node ?? '?'}`).join(', ')}` : ''} (redis ${process.env.REDIS_URL ?? 'default'})`;
+  // With several replicas (deploy/ferry), only the holder of the Lease watches;
+  // the node agent is per node and never elects.
+  const election = agentOnly ? undefined : leaderSettingsFromEnv(config);
+  let handle: WatchHandle | undefined;
+  let elector: LeaderElector | undefined;
+  if (election) {
+    elector = new LeaderElector({
+      kc: leaderKubeConfig(config, election.context),
+      name: election.name,
+      namespace: election.namespace,
+      identity: leaderIdentity(),
+      log: rt.log,
+      onStartedLeading: () => {
+        const h = begin();
+        handle = h;
+        // Not awaited: a slow first list must not hold up a step-down queued behind it.
+        h.ready.then(
+          () => io.err(`ferry watch: leading (lease ${election.namespace}/${election.name}): ${describe(h)}`),
+          () => {},
+        );
+      },
+      onStoppedLeading: async () => {
+        const h = handle;
+        handle = undefined;
+        await h?.stop();
+        io.err(`ferry watch: standing by (lease ${election.namespace}/${election.name})`);
+      },
+    }).start();
+    io.err(
+      `ferry watch: leader election on lease ${election.namespace}/${election.name} (${election.context}) as ${elector.identity}`,
+    );
+  }
   // The node agent reads cgroups and writes to Redis; the watcher also lists and watches the API servers.
   const health = new Health({
     ready: [redisReady(rt.store), ...(readinessUsesKube(!agentOnly) ? kubeReadyForRegions(config) : [])],
+    // A standby is ready: it is healthy and takes over when the leader goes.
+    ...(elector ? { role: () => `leader election: ${elector?.role}` } : {}),
   });
   const healthServer = await healthFromEnv(health, agentOnly ? 3104 : 3103, (m) =>
     io.err(`ferry watch: ${m}`),
   );
   if (healthServer) io.err(`ferry watch: /healthz /readyz /metrics on ${healthServer.url}`);
-  await handle.ready;
-  io.err(
-    `ferry watch: ${agentOnly ? 'node agent' : `${handle.watches.length} watches`}${targets.length ? `, node agent on ${targets.map((t) => `${t.region}/${t.node ?? '?'}`).join(', ')}` : ''} (redis ${process.env.REDIS_URL ?? 'default'})`,
-  );
+  if (!elector) {
+    const h = begin();
+    handle = h;
+    await h.ready;
+    io.err(`ferry watch: ${describe(h)}`);
+  }
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
   rt.log.info('shutting down');
-  await handle.stop();
+  // The leader stops watching, then releases the Lease so a standby takes over at once.
+  if (elector) await elector.stop();
+  else await handle?.stop();
   await healthServer?.close();
   await rt.close();
   return 0;

@@ -72,6 +72,35 @@ describe('deploy/ferry', () => {
     expect(agent.securityContext.runAsNonRoot).toBe(false);
   });
 
+  it('the watcher elects a leader on Lease ferry-watcher, which its service account may get, create and update', () => {
+    const env = workload('ferry-watcher')?.spec.template.spec.containers[0].env as {
+      name: string;
+      value?: string;
+    }[];
+    const value = (name: string) => env.find((e) => e.name === name)?.value;
+    expect(value('FERRY_LEADER_ELECTION')).toBe('1');
+    expect(value('FERRY_LEADER_LEASE')).toBe('ferry-watcher');
+    expect(value('FERRY_LEADER_NAMESPACE')).toBe('ferry-system');
+    const binding = objects.find(
+      (o) => o.kind === 'RoleBinding' && o.metadata.name === 'ferry-leader-election',
+    ) as Obj & { roleRef: { name: string }; subjects: { name: string; namespace: string }[] };
+    expect(binding.metadata.namespace).toBe('ferry-system');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ferry', namespace: 'ferry-system' }]);
+    const role = objects.find((o) => o.kind === 'Role' && o.metadata.name === binding.roleRef.name) as Obj & {
+      rules: { apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] }[];
+    };
+    expect(role.metadata.namespace).toBe('ferry-system');
+    const granted = (verb: string) =>
+      role.rules.some(
+        (r) =>
+          r.apiGroups.includes('coordination.k8s.io') &&
+          r.resources.includes('leases') &&
+          r.verbs.includes(verb) &&
+          (!r.resourceNames || r.resourceNames.includes('ferry-watcher')),
+      );
+    for (const verb of ['get', 'create', 'update']) expect(granted(verb), verb).toBe(true);
+  });
+
   it('tokens come from Secrets, not from the ConfigMap', () => {
     const bot = workload('ferry-bot')?.spec.template.spec.containers[0];
     for (const key of ['SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET']) {
