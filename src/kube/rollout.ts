@@ -605,9 +605,12 @@ export class KubeRollout implements RegionRollout {
         total - target,
         target >= total ? 'next' : 'stable',
       );
-      await this.waitExact(target, total - target);
+      // Old pods being deleted are already out of the Service (not Ready) and
+      // the next step counts only Ready new pods, so the steps inside a batch
+      // do not wait for terminations; the batch's end does, exactly.
       current = target;
     } while (current < p);
+    await this.waitExact(p, total - p);
     if (p >= total) await this.handHpaTo(this.newTrack);
     return { ok: true };
   }
