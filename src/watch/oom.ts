@@ -7,6 +7,7 @@
 // - the node agent: a memory cgroup's oom_kill counter went up — the only
 //   source that sees a kill of a process other than the container's main one.
 import type { CoreV1Event, V1Container, V1Pod } from '@kubernetes/client-node';
+import { memoryBytes } from '../domain/workload.ts';
 import { ownerOf } from '../kube/logs.ts';
 
 export type OomSource = 'pod-status' | 'event' | 'cgroup';
@@ -184,21 +185,7 @@ export function podRefFromKernelMessage(message: string): { podUid?: string; con
 
 /** "256Mi" → bytes (for messages); undefined when not a quantity. */
 export function quantityBytes(q: string | undefined): number | undefined {
-  if (!q) return undefined;
-  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T|)$/.exec(q.trim());
-  if (!m) return undefined;
-  const mult: Record<string, number> = {
-    '': 1,
-    k: 1e3,
-    M: 1e6,
-    G: 1e9,
-    T: 1e12,
-    Ki: 1024,
-    Mi: 1024 ** 2,
-    Gi: 1024 ** 3,
-    Ti: 1024 ** 4,
-  };
-  return Number(m[1]) * (mult[m[2] as string] as number);
+  return memoryBytes(q?.trim());
 }
 
 export function formatBytes(n: number): string {
