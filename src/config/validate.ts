@@ -244,16 +244,16 @@ function placementProblems(c: FerryConfig): RefProblem[] {
   const named = new Set<string>();
   for (const [app, a] of Object.entries(c.apps)) {
     for (const env of Object.keys(a.environments ?? {})) {
-      if (!Object.hasOwn(c.environments, env))
+      if (!defines(c.environments, env))
         out.push({
           path: ['apps', app, 'environments', env],
           message: `unknown environment "${env}"; ${known('environments', Object.keys(c.environments))}`,
         });
     }
     for (const [env, e] of Object.entries(c.environments)) {
-      const override = a.environments && Object.hasOwn(a.environments, env) ? a.environments[env] : undefined;
+      const override = a.environments && lookup(a.environments, env);
       for (const region of e.regions) {
-        if (!Object.hasOwn(c.regions, region)) continue;
+        if (!defines(c.regions, region)) continue;
         const p = placementOf(c, app, env, region);
         const at = (field: 'namespace' | 'deployment'): (string | number)[] =>
           override?.[field] !== undefined

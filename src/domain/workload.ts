@@ -8,6 +8,7 @@
 // the same way a plan is layered. Nothing here knows Kubernetes' types; the
 // rollout turns a `Workload` into a pod template.
 import type { FerryConfig, ProbeConfig, WorkloadConfig } from '../config/schema.ts';
+import { defines, lookup } from './lookup.ts';
 
 export interface Placement {
   app: string;
@@ -72,9 +73,6 @@ export const WORKLOAD_DEFAULTS: Workload = {
   annotations: {},
 };
 
-const own = <T>(rec: Record<string, T> | undefined, key: string): T | undefined =>
-  rec && Object.hasOwn(rec, key) ? rec[key] : undefined;
-
 /** Expands {app}, {env} and {region} in a placement pattern. */
 export function expandPattern(
   pattern: string,
@@ -92,9 +90,9 @@ export function placementOf(
   environment: string,
   region: string,
 ): Placement {
-  const a = own(config.apps, app);
+  const a = lookup(config.apps, app);
   if (!a) throw new Error(`unknown app ${app}`);
-  const envOverride = own(a.environments, environment);
+  const envOverride = a.environments && lookup(a.environments, environment);
   const defaults = config.workloads ?? { namespace: '{app}', deployment: '{app}-{env}' };
   const vars = { app, environment, region };
   return {
@@ -109,8 +107,8 @@ export function placementOf(
 
 /** The layers of a workload, defaults first. */
 function layers(config: FerryConfig, app: string, environment: string): WorkloadConfig[] {
-  const a = own(config.apps, app);
-  return [a?.workload ?? {}, own(a?.environments, environment)?.workload ?? {}];
+  const a = lookup(config.apps, app);
+  return [a?.workload ?? {}, (a?.environments && lookup(a.environments, environment))?.workload ?? {}];
 }
 
 export function workloadOf(config: FerryConfig, app: string, environment: string): Workload {
@@ -208,7 +206,7 @@ export function ownerOfWorkload(
   w: { region?: string; namespace: string; owner?: string; labels?: Record<string, string> },
 ): { app: string; environment?: string } | undefined {
   const app = w.labels?.['ferry.dev/app'];
-  if (app && Object.hasOwn(config.apps, app)) {
+  if (app && defines(config.apps, app)) {
     const environment = w.labels?.['ferry.dev/environment'];
     return environment ? { app, environment } : { app };
   }

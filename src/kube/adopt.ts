@@ -15,6 +15,7 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { AdoptCommand } from '../../commands/adopt.ts';
 import { type Actor, type AdoptionService, type CommandReply, ephemeral } from '../../commands/handler.ts';
 import type { FerryConfig } from '../config/schema.ts';
+import { lookup } from '../domain/lookup.ts';
 import { may } from '../domain/policy.ts';
 import type { ReleaseRepository } from '../domain/ports.ts';
 import { placementOf } from '../domain/workload.ts';
@@ -146,10 +147,10 @@ export class KubeAdoptionService implements AdoptionService {
 
   async request(cmd: AdoptCommand, actor: Actor): Promise<CommandReply> {
     const config = this.deps.config();
-    const app = Object.hasOwn(config.apps, cmd.app) ? config.apps[cmd.app] : undefined;
+    const app = lookup(config.apps, cmd.app);
     if (!app) return ephemeral(false, `Ferry does not know the app "${cmd.app}".`);
     const env = cmd.environment ?? app.defaultEnvironment;
-    const envCfg = Object.hasOwn(config.environments, env) ? config.environments[env] : undefined;
+    const envCfg = lookup(config.environments, env);
     if (!envCfg) return ephemeral(false, `Ferry does not know the environment "${env}".`);
     const allowed = may(config, actor.userId, 'adopt', cmd.app, env);
     if (!allowed.ok) return ephemeral(false, allowed.reason);
