@@ -18,8 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, LogLevel } from '@slack/bolt';
-import { SlackEmulator } from '../src/chat/emulator/index.ts';
-import { signSlackRequest } from '../src/chat/signature.ts';
+import { SlackEmulator, signSlackRequest } from '../dev/slack-emulator/index.ts';
 import { freePort, TestRedis } from '../test/support/redis.ts';
 
 const SECRET = 'bench-signing-secret';

@@ -18,7 +18,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { SlackEmulator } from '../src/chat/emulator/index.ts';
+import { SlackEmulator } from '../dev/slack-emulator/index.ts';
 import { type ChatClient, startNotifier } from '../src/chat/notifier.ts';
 import { notifierClient } from '../src/chat/slack/app.ts';
 import type { FerryConfig } from '../src/config/schema.ts';

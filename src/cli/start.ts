@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SlackEmulator } from '../chat/emulator/index.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { loadConfigOrThrow } from '../config/load.ts';
 import { FERRY_REPO, ferryCache } from '../config/paths.ts';
 import type { CliIO, ProcessOptions } from './main.ts';

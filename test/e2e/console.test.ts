@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { startBot } from '../../src/chat/slack/app.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';

@@ -3,7 +3,7 @@
 // "Ferry's store is unreachable; nothing was started", nothing is stored for
 // it, and once Redis is back the same command works.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { fastConfig } from '../support/lifecycle.ts';

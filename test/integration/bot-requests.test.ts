@@ -3,8 +3,8 @@
 // `x-slack-request-timestamp`. Slack's rule is "within 5 minutes"; Bolt alone
 // enforces only the past side, Ferry's receiver both.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
-import type { StoredMessage } from '../../src/chat/emulator/types.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
+import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
 import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import { type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';

@@ -2,8 +2,8 @@
 // Redis with in-process workers and recording runners, in HTTP mode and in
 // Socket Mode. Assertions are about what people in the workspace see.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
-import type { StoredMessage } from '../../src/chat/emulator/types.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
+import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
 import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import { type Harness, harness, waitForState } from '../support/lifecycle.ts';

@@ -11,8 +11,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
-import type { StoredMessage } from '../../src/chat/emulator/types.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
+import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
 import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import { logger } from '../../src/logging.ts';
 import { storeConnection } from '../../src/queue/connection.ts';

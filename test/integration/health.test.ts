@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -4,7 +4,7 @@
 // it goes into a file.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { validateBlocks } from '../../src/chat/emulator/blocks.ts';
+import { validateBlocks } from '../../dev/slack-emulator/blocks.ts';
 import {
   type Block,
   buttonsFor,

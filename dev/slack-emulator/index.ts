@@ -7,4 +7,5 @@ export type {
   SubmitViewInput,
 } from './emulator.ts';
 export { SlackEmulator } from './emulator.ts';
+export { signSlackRequest } from './events/signing.ts';
 export type * from './types.ts';

@@ -1,11 +1,12 @@
 // Runs the Slack emulator on its own for the local demo:
-//   node src/chat/emulator/main.ts
+//   node dev/slack-emulator/main.ts
 // Environment: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN, SLACK_APP_TOKEN (optional, Socket Mode),
 // SLACK_EMULATOR_PORT (default 3333), SLACK_EMULATOR_HOST (default 127.0.0.1),
 // SLACK_EVENTS_URL (the bot's request URL in HTTP mode, e.g. http://127.0.0.1:3000/slack/events).
 // Prints SLACK_API_URL for the bot and the console address.
-import type { SlackEmulatorOptions } from './emulator.ts';
+
 import { SlackEmulator } from './emulator.ts';
+import type { SlackEmulatorOptions } from './options.ts';
 
 const env = process.env;
 const opts: SlackEmulatorOptions = {
