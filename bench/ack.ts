@@ -214,8 +214,7 @@ const env = {
   FERRY_CONFIG: path.join(root, 'examples', 'ferry.yaml'),
   FERRY_CACHE: cache,
   FERRY_PREFIX: prefix,
-  FERRY_RUNNERS: 'recording',
-  FERRY_RECORDING_STEP_MS: '20',
+  RECORDING_STEP_MS: '20',
   SLACK_BOT_TOKEN: TOKEN,
   SLACK_SIGNING_SECRET: SECRET,
   SLACK_API_URL: emu.apiUrl,
@@ -230,7 +229,7 @@ let card: Stats | undefined;
 try {
   [bot, worker, floor] = await Promise.all([
     startChild('ferry bot', ['bin/ferry.mjs', 'bot'], { ...env, PORT: String(ferryPort) }, /listening on/),
-    startChild('ferry worker', ['bin/ferry.mjs', 'worker'], env, /running/),
+    startChild('ferry worker', ['test/support/recording-worker.ts'], env, /running/),
     startChild('floor', ['bench/ack.ts', '--floor', String(floorPort)], env, /ready/),
   ]);
   const targets = {

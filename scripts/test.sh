@@ -12,6 +12,8 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 echo "== lint and types" >&2
 biome check .
 tsc --noEmit
+echo "== imports (no cycles; domain, commands and chat adapters keep to their layer; .dependency-cruiser.cjs)" >&2
+depcruise --config .dependency-cruiser.cjs src commands jobs dev
 
 echo "== local infrastructure (redis, registries, images, two clusters)" >&2
 bash infra/infra.sh up

@@ -11,7 +11,6 @@ import { type Logger, logger } from './logging.ts';
 import { QueueAnnouncer } from './queue/announcer.ts';
 import { commandConnection, queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
 import { BullScheduler } from './queue/scheduler.ts';
-import { RecordingRunners } from './runners/recording.ts';
 import { ReleaseStore } from './store/releases.ts';
 import { VersionStore } from './store/versions.ts';
 
@@ -92,26 +91,8 @@ export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): Job
   };
 }
 
-/** The runners named by FERRY_RUNNERS: "recording" (no side effects, for tests) or "real" (the default). */
-export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
-  const kind = process.env.FERRY_RUNNERS ?? 'real';
-  if (kind === 'recording') {
-    // FERRY_RECORDING_REDIS_URL: record effects in another Redis, the way a real
-    // cluster keeps its state apart from Ferry's (a failover test loses Ferry's, not the cluster's).
-    return new RecordingRunners(
-      process.env.FERRY_RECORDING_REDIS_URL
-        ? storeConnection(process.env.FERRY_RECORDING_REDIS_URL)
-        : rt.store,
-      {
-        stepMs: Number(process.env.FERRY_RECORDING_STEP_MS ?? 300),
-        replicas: Number(process.env.FERRY_RECORDING_REPLICAS ?? 4),
-        ...(process.env.FERRY_RECORDING_FAIL_GATE
-          ? { failGate: JSON.parse(process.env.FERRY_RECORDING_FAIL_GATE) }
-          : {}),
-      },
-      rt.prefix ?? 'ferry',
-    );
-  }
+/** The step runners that build, sync and deploy for real (loaded only by the processes that run steps). */
+export async function realStepRunners(rt: Runtime): Promise<StepRunners> {
   const { realRunners } = await import('./runners/real.ts');
   return await realRunners(rt);
 }

@@ -6,7 +6,7 @@
 import { startBot } from '../chat/slack/app.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { commandServices, createRuntime } from '../runtime.ts';
-import type { CliIO, ProcessOptions } from './main.ts';
+import type { CliIO, ProcessOptions } from './io.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const token = process.env.SLACK_BOT_TOKEN;

@@ -8,6 +8,7 @@ import type { FerryConfig } from '../config/schema.ts';
 import { lookup } from '../domain/lookup.ts';
 import { explainPlan, planRelease } from '../domain/plan.ts';
 import { plainText } from '../domain/text.ts';
+import { type CliIO, type ProcessOptions, stdio } from './io.ts';
 
 const USAGE = `usage: ferry <command> [options]
 
@@ -20,17 +21,7 @@ const USAGE = `usage: ferry <command> [options]
 
 options: --config FILE (or FERRY_CONFIG)`;
 
-type Out = (line: string) => void;
-
-export interface CliIO {
-  out: Out;
-  err: Out;
-}
-
-const stdio: CliIO = {
-  out: (l) => process.stdout.write(`${l}\n`),
-  err: (l) => process.stderr.write(`${l}\n`),
-};
+export type { CliIO, ProcessOptions } from './io.ts';
 
 function loadOrReport(file: string, io: CliIO): FerryConfig | undefined {
   const result = loadConfigFile(file);
@@ -119,12 +110,6 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
   }
   io.err(`unknown command: ${[cmd, ...rest].join(' ')}\n${USAGE}`);
   return 2;
-}
-
-export interface ProcessOptions {
-  configPath: string;
-  args: string[];
-  noInfra: boolean;
 }
 
 type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;

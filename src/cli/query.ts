@@ -4,7 +4,7 @@
 import { handleText } from '../../commands/handle.ts';
 import { plainText } from '../domain/text.ts';
 import { createRuntime } from '../runtime.ts';
-import type { CliIO, ProcessOptions } from './main.ts';
+import type { CliIO, ProcessOptions } from './io.ts';
 
 export function runner(subcommand: 'history' | 'status' | 'versions') {
   return async (opts: ProcessOptions, io: CliIO): Promise<number> => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { loadConfigOrThrow } from '../config/load.ts';
 import { FERRY_REPO, ferryCache } from '../config/paths.ts';
-import type { CliIO, ProcessOptions } from './main.ts';
+import type { CliIO, ProcessOptions } from './io.ts';
 
 interface InfraJson {
   redis?: { url: string };

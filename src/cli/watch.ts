@@ -14,7 +14,7 @@ import { createRuntime } from '../runtime.ts';
 import { LeaderElector, leaderIdentity, leaderKubeConfig, leaderSettingsFromEnv } from '../watch/leader.ts';
 import { localTargets, targetsFromEnv } from '../watch/targets.ts';
 import { startWatch, type WatchHandle } from '../watch/watcher.ts';
-import type { CliIO, ProcessOptions } from './main.ts';
+import type { CliIO, ProcessOptions } from './io.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const agentOnly =

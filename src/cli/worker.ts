@@ -1,5 +1,7 @@
 // `ferry worker`: runs the release steps and timers until SIGTERM/SIGINT,
 // then stops taking jobs, hands unfinished ones back to the queue and exits.
+
+import type { StepRunners } from '../domain/ports.ts';
 import {
   Health,
   healthFromEnv,
@@ -10,16 +12,27 @@ import {
 } from '../health.ts';
 import { startOpsServer } from '../queue/ops-server.ts';
 import { startWorkers } from '../queue/worker.ts';
-import { createRuntime, jobContext, runnersFromEnv } from '../runtime.ts';
-import type { CliIO, ProcessOptions } from './main.ts';
+import { createRuntime, jobContext, type Runtime, realStepRunners } from '../runtime.ts';
+import type { CliIO, ProcessOptions } from './io.ts';
 
-export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
+/** What runs the steps. `ferry worker` uses the real runners; a test harness passes its own. */
+export interface WorkerParts {
+  runners: (rt: Runtime) => Promise<StepRunners>;
+  /** Whether the runners talk to the clusters, so readiness checks them (FERRY_READY_KUBE overrides). */
+  runnersUseKube: boolean;
+}
+
+export function run(opts: ProcessOptions, io: CliIO): Promise<number> {
+  return runWorker(opts, io, { runners: realStepRunners, runnersUseKube: true });
+}
+
+export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerParts): Promise<number> {
   const rt = createRuntime({
     config: opts.configPath,
     name: 'worker',
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
-  const runners = await runnersFromEnv(rt);
+  const runners = await parts.runners(rt);
   const lockDuration = Number(process.env.FERRY_LOCK_MS ?? 30_000);
   const workers = startWorkers(jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500)), {
     connection: rt.queue,
@@ -44,9 +57,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     alive: [() => workers.notRunning()],
     ready: [
       redisReady(rt.store),
-      ...(readinessUsesKube(process.env.FERRY_RUNNERS !== 'recording')
-        ? kubeReadyForRegions(rt.config())
-        : []),
+      ...(readinessUsesKube(parts.runnersUseKube) ? kubeReadyForRegions(rt.config()) : []),
     ],
     beforeMetrics: () => depth.refresh(),
   });

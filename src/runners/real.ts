@@ -14,7 +14,6 @@ import type { Release } from '../domain/release.ts';
 import { literal } from '../domain/text.ts';
 import type { RegistryEndpoint } from '../registry/client.ts';
 import { ensureImage, syncImages } from '../registry/sync.ts';
-import type { Runtime } from '../runtime.ts';
 
 /** Where an app's images live in every registry: the same path everywhere. */
 export function repositoryOf(app: string): string {
@@ -266,7 +265,7 @@ export async function ensureInRegion(
   return regional;
 }
 
-export async function realRunners(rt: Runtime): Promise<StepRunners> {
+export async function realRunners(rt: { config: () => FerryConfig }): Promise<StepRunners> {
   const config = rt.config();
   const { kubeRunners } = await import('./deploy.ts');
   const kube = kubeRunners(config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });

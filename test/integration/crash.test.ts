@@ -16,23 +16,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { ReleaseState } from '../../src/domain/release.ts';
 import { jobId, QUEUES } from '../../src/queue/names.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
+import { NODE, recordingWorkerArgs } from '../support/node.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 let redis: TestRedis;
 let h: Harness;
 let configFile: string;
 
 function startWorker(env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), 'worker', '--config', configFile], {
+  const child = spawn(NODE, recordingWorkerArgs(configFile), {
     env: {
       ...process.env,
       REDIS_URL: redis.url,
       FERRY_PREFIX: h.prefix,
-      FERRY_RUNNERS: 'recording',
-      FERRY_RECORDING_STEP_MS: '400',
+      RECORDING_STEP_MS: '400',
       FERRY_LOCK_MS: '2000',
       FERRY_RECONCILE_MS: '1000',
       FERRY_POLL_MS: '100',
@@ -221,7 +220,7 @@ describe('a step whose worker dies every time', () => {
   it('fails its release with the reason after FERRY_MAX_STALLS stalls, instead of retrying for ever', async () => {
     h = harness(redis.url, fastConfig());
     // The build takes two minutes: every worker that picks it up is killed in the middle of it.
-    const env = { FERRY_RECORDING_STEP_MS: '120000', FERRY_MAX_STALLS: '2' };
+    const env = { RECORDING_STEP_MS: '120000', FERRY_MAX_STALLS: '2' };
     const queue = new Queue(QUEUES.release, { connection: h.rt.queue, prefix: h.prefix });
     let worker = startWorker(env);
     try {

@@ -17,9 +17,9 @@ import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import { logger } from '../../src/logging.ts';
 import { storeConnection } from '../../src/queue/connection.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { fastConfig, waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 import { TestSentinel } from '../support/sentinel.ts';
 

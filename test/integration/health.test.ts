@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
+import { NODE, recordingWorkerArgs } from '../support/node.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -21,8 +22,13 @@ let configFile: string;
 const children: ChildProcess[] = [];
 const output: string[] = [];
 
+/** `ferry <args>`, or the worker with the recording runners (no builds or clusters behind it). */
 function ferry(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/ferry.mjs'), ...args, '--config', configFile], {
+  const argv =
+    args[0] === 'recording-worker'
+      ? recordingWorkerArgs(configFile)
+      : [join(ROOT, 'bin/ferry.mjs'), ...args, '--config', configFile];
+  const child = spawn(NODE, argv, {
     env: {
       ...process.env,
       REDIS_URL: redis.url,
@@ -102,7 +108,7 @@ afterAll(async () => {
 describe('health endpoints follow Redis', () => {
   it('worker, bot and node agent: alive throughout, ready only while Redis answers', async () => {
     const [workerPort, botPort, agentPort] = [await freePort(), await freePort(), await freePort()];
-    ferry(['worker'], { FERRY_RUNNERS: 'recording', FERRY_HEALTH_PORT: String(workerPort) });
+    ferry(['recording-worker'], { FERRY_HEALTH_PORT: String(workerPort) });
     ferry(['bot'], {
       SLACK_BOT_TOKEN: BOT,
       SLACK_SIGNING_SECRET: SECRET,

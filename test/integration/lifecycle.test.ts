@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { EXAMPLE_CONFIG_PATH } from '../support/config.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const ALICE = 'U_ALICE'; // payments developer

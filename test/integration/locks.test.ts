@@ -5,8 +5,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { handleText } from '../../commands/handle.ts';
 import type { CommandServices } from '../../commands/handler.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { type Harness, harness, waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const ALICE = 'U_ALICE'; // payments developer

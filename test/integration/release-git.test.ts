@@ -12,7 +12,6 @@ import type { Outbound } from '../../src/domain/ports.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
 import { buildRunner, repositoryOf } from '../../src/runners/real.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
   buildBusyboxBase,
@@ -23,6 +22,7 @@ import {
 } from '../support/build-fixtures.ts';
 import { type HttpsGitServer, publishBare, startHttpsGitServer } from '../support/git-servers.ts';
 import { fastConfig, waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const GOOD_ENV = 'FERRY_RG_PAYMENTS_TOKEN';

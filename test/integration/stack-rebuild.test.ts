@@ -17,7 +17,6 @@ import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
 import { buildRunner } from '../../src/runners/real.ts';
-import { RecordingRunners } from '../../src/runners/recording.ts';
 import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
   buildBusyboxBase,
@@ -28,6 +27,7 @@ import {
   tempDir,
 } from '../support/build-fixtures.ts';
 import { fastConfig, waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const exec = promisify(execFile);

@@ -6,9 +6,9 @@ import type { Outbound } from '../../src/domain/ports.ts';
 import type { Release, ReleaseState } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
-import { type RecordingOptions, RecordingRunners } from '../../src/runners/recording.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { exampleConfig } from './config.ts';
+import { type RecordingOptions, RecordingRunners } from './recording-runners.ts';
 
 /** The example config with pauses short enough for tests. */
 export function fastConfig(change?: (c: FerryConfig) => void): FerryConfig {

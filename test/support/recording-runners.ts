@@ -1,14 +1,15 @@
 // Step runners that build, sync and deploy nothing: they record in Redis each
 // time an effect is performed, and what it produced. The lifecycle and crash
-// tests use them to count effects without a cluster; `FERRY_RUNNERS=recording
-// ferry worker` selects them. Every execution is counted — a step run twice
+// tests use them to count effects without a cluster, in-process (lifecycle.ts)
+// or in a worker process of their own (recording-worker.ts). Every execution is counted — a step run twice
 // shows 2 — so a test can assert exactly-once where Ferry promises it, and
 // at-least-once plus idempotence (the same outcome every time) where a crash
 // may repeat the step in flight, as README's "Exactly once, at least once"
 // table says.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../domain/ports.ts';
-import type { Release } from '../domain/release.ts';
+import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../../src/domain/ports.ts';
+import type { Release } from '../../src/domain/release.ts';
 
 export interface RecordingOptions {
   /** How long each step takes, so a test can kill the worker in the middle of it. */
@@ -66,14 +67,9 @@ export class RecordingRunners implements StepRunners {
     return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Number(v)]));
   }
 
-  private pause(signal: AbortSignal, ms = this.opts.stepMs): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      signal.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+  /** Waits as long as a real step would; a cancelled step stops waiting at once. */
+  private async pause(signal: AbortSignal, ms = this.opts.stepMs): Promise<void> {
+    await sleep(ms, undefined, { signal }).catch(() => {});
   }
 
   async build(release: Release, io: StepIO): Promise<BuiltImage> {
