@@ -17,6 +17,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const rt = createRuntime({
     config: opts.configPath,
     name: 'worker',
+    watchConfig: process.env.FERRY_CONFIG_WATCH !== '0',
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const runners = await runnersFromEnv(rt);

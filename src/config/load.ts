@@ -42,7 +42,9 @@ export function loadConfigFile(path: string): ConfigResult {
     return {
       ok: false,
       file: path,
-      problems: [{ file: path, line: 0, path: '', message: `cannot read the config: ${(err as Error).message}` }],
+      problems: [
+        { file: path, line: 0, path: '', message: `cannot read the config: ${(err as Error).message}` },
+      ],
     };
   }
   return parseSources(path, sources);
@@ -80,7 +82,11 @@ export function parseSources(root: string, sources: readonly ConfigSource[]): Co
   const config = withDefaultFactors(parsed.data);
   const refs = crossReferenceProblems(config);
   if (refs.length > 0)
-    return { ok: false, file: root, problems: refs.map((p) => toProblem(merged.map.problem(p.path, p.message))) };
+    return {
+      ok: false,
+      file: root,
+      problems: refs.map((p) => toProblem(merged.map.problem(p.path, p.message))),
+    };
   return { ok: true, config, file: root };
 }
 

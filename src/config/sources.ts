@@ -7,16 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  type Document,
-  isMap,
-  isNode,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node,
-  parseDocument,
-} from 'yaml';
+import { type Document, isMap, isNode, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 
 /** One file of a config, as read. */
 export interface ConfigSource {
@@ -113,8 +104,8 @@ export class SourceMap {
   }
 
   addListItem(section: string, file: string, index: number): void {
-    let l = this.listed.get(section);
-    if (!l) this.listed.set(section, (l = []));
+    const l = this.listed.get(section) ?? [];
+    this.listed.set(section, l);
     l.push([file, index]);
   }
 

@@ -23,8 +23,8 @@ function known(kind: string, names: Iterable<string>): string {
 function knownOnce(): (kind: string, names: readonly string[]) => string {
   const said = new Map<readonly string[], string>();
   return (kind, names) => {
-    let text = said.get(names);
-    if (text === undefined) said.set(names, (text = known(kind, names)));
+    const text = said.get(names) ?? known(kind, names);
+    said.set(names, text);
     return text;
   };
 }
@@ -209,16 +209,16 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   }
   for (const [name, members] of Object.entries(c.groups)) {
     members.forEach((m, i) => {
-      check(
-        defines(c.people, m),
-        ['groups', name, i],
-        `unknown person "${m}"; ${known('people', people)}`,
-      );
+      check(defines(c.people, m), ['groups', name, i], `unknown person "${m}"; ${known('people', people)}`);
     });
   }
   c.rules.forEach((rule, i) => {
     rule.groups.forEach((g, j) => {
-      check(defines(c.groups, g), ['rules', i, 'groups', j], `unknown group "${g}"; ${known('groups', groups)}`);
+      check(
+        defines(c.groups, g),
+        ['rules', i, 'groups', j],
+        `unknown group "${g}"; ${known('groups', groups)}`,
+      );
     });
     rule.apps.forEach((a, j) => {
       check(wildcardOr(c.apps, a), ['rules', i, 'apps', j], `unknown app "${a}"`);
