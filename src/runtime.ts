@@ -3,7 +3,8 @@
 // watcher and the tests. Nothing here decides anything.
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context.ts';
-import { loadConfigOrThrow } from './config/load.ts';
+import { LiveConfig } from './config/live.ts';
+import { type ConfigProblem, formatProblem } from './config/load.ts';
 import type { FerryConfig } from './config/schema.ts';
 import { Lifecycle } from './domain/lifecycle.ts';
 import type { StepRunners } from './domain/ports.ts';
@@ -15,7 +16,10 @@ import { ReleaseStore } from './store/releases.ts';
 import { VersionStore } from './store/versions.ts';
 
 export interface Runtime {
+  /** The running config: read it at the moment it is needed, it changes when the config files do. */
   config: () => FerryConfig;
+  /** Its holder, to subscribe to changes (the watcher's namespaces) or reload by hand. */
+  live: LiveConfig;
   store: Redis;
   queue: Redis;
   /** The stores, queues and lifecycle below run on this connection (fail-fast on the bot's command path). */
@@ -32,7 +36,13 @@ export interface Runtime {
 }
 
 export interface RuntimeOptions {
-  config: FerryConfig | string;
+  /** A config, a config file or directory, or a holder of one. */
+  config: FerryConfig | string | LiveConfig;
+  /**
+   * Watch the config file or directory and apply valid changes without a restart; a refused
+   * change is logged and posted to `ops.channel` (once per content, whichever process sees it first).
+   */
+  watchConfig?: boolean;
   redisUrl?: string;
   /** BullMQ key prefix and store prefix, so tests can share one Redis. */
   prefix?: string;
@@ -46,7 +56,22 @@ export interface RuntimeOptions {
 }
 
 export function createRuntime(opts: RuntimeOptions): Runtime {
-  const config = typeof opts.config === 'string' ? loadConfigOrThrow(opts.config) : opts.config;
+  const log = logger(opts.name ?? 'ferry');
+  // Problems of a refused change go out through `report`, set once the announcer exists.
+  let report: (problems: ConfigProblem[], digest: string) => Promise<void> = async () => {};
+  const live =
+    opts.config instanceof LiveConfig
+      ? opts.config
+      : typeof opts.config === 'string'
+        ? LiveConfig.load(opts.config, {
+            ...(process.env.FERRY_CONFIG_POLL_MS ? { pollMs: Number(process.env.FERRY_CONFIG_POLL_MS) } : {}),
+            onApplied: (c, digest) =>
+              log.info({ digest: digest.slice(0, 12), apps: Object.keys(c.apps).length }, 'config reloaded'),
+            onRefused: (problems, digest) => report(problems, digest),
+            onError: (err) => log.warn({ err: err.message }, 'config watch'),
+          })
+        : LiveConfig.fixed(opts.config);
+  const config = live.get;
   const url = opts.redisUrl ?? redisUrl();
   const store = storeConnection(url);
   const queue = queueConnection(url);
@@ -55,10 +80,14 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   const backgroundReleases = fast ? new ReleaseStore(store, opts.prefix ?? 'ferry') : releases;
   const versions = new VersionStore(fast ?? store, opts.prefix ?? 'ferry');
   const scheduler = new BullScheduler(fast ?? queue, opts.prefix);
-  const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix, () => config.redaction);
-  const lifecycle = new Lifecycle({ config: () => config, releases, versions, scheduler, announcer });
+  const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix, () => config().redaction);
+  const lifecycle = new Lifecycle({ config, releases, versions, scheduler, announcer });
+  report = (problems, digest) =>
+    reportRefusedConfig({ log, store, announcer, prefix: opts.prefix ?? 'ferry', config }, problems, digest);
+  if (opts.watchConfig) live.watch();
   return {
-    config: () => config,
+    config,
+    live,
     store,
     queue,
     releases,
@@ -68,8 +97,9 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
     announcer,
     lifecycle,
     prefix: opts.prefix,
-    log: logger(opts.name ?? 'ferry'),
+    log,
     async close() {
+      live.close();
       await scheduler.close();
       await announcer.close();
       store.disconnect();
@@ -77,6 +107,36 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
       fast?.disconnect();
     },
   };
+}
+
+/**
+ * A refused config change: logged by every process that sees it, and posted to the ops channel of the
+ * running config by the first of them (a Redis SET NX per content), so the bot, the workers and the
+ * watchers do not each post it, and a content refused once is not posted again.
+ */
+export async function reportRefusedConfig(
+  d: {
+    log: Logger;
+    store: Redis;
+    announcer: QueueAnnouncer;
+    prefix: string;
+    config: () => FerryConfig;
+  },
+  problems: ConfigProblem[],
+  digest: string,
+): Promise<void> {
+  const lines = problems.map(formatProblem);
+  d.log.error({ problems: lines }, 'config change refused; the running config stays');
+  const channel = d.config().ops?.channel;
+  if (!channel) return;
+  const first = await d.store.set(`${d.prefix}:config:refused:${digest}`, '1', 'EX', 7 * 86_400, 'NX');
+  if (first !== 'OK') return;
+  await d.announcer.announce({
+    kind: 'message',
+    channel,
+    text: `A config change was refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}. The running config stays until the files are fixed.`,
+    snippet: lines.join('\n'),
+  });
 }
 
 export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): JobContext {

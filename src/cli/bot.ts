@@ -21,6 +21,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const rt = createRuntime({
     config: opts.configPath,
     name: 'bot',
+    watchConfig: process.env.FERRY_CONFIG_WATCH !== '0',
     failFast: true,
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });

@@ -24,6 +24,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const rt = createRuntime({
     config: opts.configPath,
     name: agentOnly ? 'node-agent' : 'watch',
+    watchConfig: process.env.FERRY_CONFIG_WATCH !== '0',
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const config = rt.config();
@@ -50,6 +51,8 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
       log: rt.log,
       watchApi: !agentOnly,
       nodeAgents: targets,
+      // namespaces and regions added to the config are watched at once, removed ones no longer
+      configChanges: (listener) => rt.live.onChange(listener),
       ...(process.env.FERRY_WATCH_RELIST_MS ? { relistMs: Number(process.env.FERRY_WATCH_RELIST_MS) } : {}),
       ...(process.env.FERRY_AGENT_POLL_MS ? { pollMs: Number(process.env.FERRY_AGENT_POLL_MS) } : {}),
     });

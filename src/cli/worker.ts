@@ -30,6 +30,7 @@ export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerPa
   const rt = createRuntime({
     config: opts.configPath,
     name: 'worker',
+    watchConfig: process.env.FERRY_CONFIG_WATCH !== '0',
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const runners = await parts.runners(rt);

@@ -1,11 +1,11 @@
-// Reading ferry.yaml: YAML syntax, then the zod schema, then cross-references.
-// Every problem carries the file, the line and the path of the node it is
-// about, so `ferry config check` can list them all at once.
-import { readFileSync } from 'node:fs';
-import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
+// Reading ferry.yaml (or a ferry.d/ directory of files, see sources.ts): YAML
+// syntax, then the zod schema, then cross-references. Every problem carries
+// the file, the line and the path of the node it is about, so `ferry config
+// check` can list them all at once.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { nullPrototype } from '../domain/lookup.ts';
 import { configSchema, type FerryConfig } from './schema.ts';
+import { type ConfigSource, mergeSources, readConfigSources, type SourceProblem } from './sources.ts';
 import { crossReferenceProblems } from './validate.ts';
 
 export interface ConfigProblem {
@@ -33,75 +33,61 @@ export function defaultConfigPath(): string {
   return process.env.FERRY_CONFIG ?? 'ferry.yaml';
 }
 
-export function loadConfigFile(file: string): ConfigResult {
-  let text: string;
+/** Loads a config from a file or a directory of files (`ferry.d/*.yaml`), merged. */
+export function loadConfigFile(path: string): ConfigResult {
+  let sources: ConfigSource[];
   try {
-    text = readFileSync(file, 'utf8');
+    sources = readConfigSources(path);
   } catch (err) {
     return {
       ok: false,
-      file,
-      problems: [{ file, line: 0, path: '', message: `cannot read the file: ${(err as Error).message}` }],
+      file: path,
+      problems: [
+        { file: path, line: 0, path: '', message: `cannot read the config: ${(err as Error).message}` },
+      ],
     };
   }
-  return parseConfig(text, file);
+  return parseSources(path, sources);
 }
 
 export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  return parseSources(file, [{ file, text }]);
+}
+
+/** Parses and merges `sources` (the files of `root`), then checks the schema and the cross-references. */
+export function parseSources(root: string, sources: readonly ConfigSource[]): ConfigResult {
+  if (sources.length === 0)
     return {
       ok: false,
-      file,
-      problems: doc.errors.map((e) => ({
-        file,
-        line: lines.linePos(e.pos[0]).line,
-        path: '',
-        message: e.message.split('\n')[0] ?? e.message,
-      })),
+      file: root,
+      problems: [{ file: root, line: 0, path: '', message: 'no *.yaml files in the config directory' }],
     };
-  }
-  // The line of the deepest node that exists on the path: a missing key is
-  // reported at its parent, which is where a person would add it.
-  const lineOf = (path: readonly PropertyKey[]): number => {
-    // A problem with a name (`apps.ledger-`) is on the line of the key, not of the value below it.
-    const parent = path.length ? doc.getIn(path.slice(0, -1) as unknown[], true) : undefined;
-    if (isMap(parent)) {
-      const key = parent.items.find((p) => isScalar(p.key) && p.key.value === path.at(-1))?.key;
-      if (isNode(key) && key.range) return lines.linePos(key.range[0]).line;
-    }
-    for (let n = path.length; n >= 0; n--) {
-      const node = doc.getIn(path.slice(0, n) as unknown[], true);
-      if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
-    }
-    return 1;
-  };
-  const raw = doc.toJS() ?? {};
-  const parsed = configSchema.safeParse(raw);
+  const merged = mergeSources(root, sources);
+  const toProblem = (p: SourceProblem): ConfigProblem => ({
+    file: p.file,
+    line: p.line,
+    path: pathToString(p.path),
+    message: p.message,
+  });
+  if (merged.problems.length > 0) return { ok: false, file: root, problems: merged.problems.map(toProblem) };
+  const parsed = configSchema.safeParse(merged.raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       // Unknown keys point at the key itself rather than its parent object.
       const keyPath = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
-      return { file, line: lineOf(keyPath), path: pathToString(keyPath), message: issue.message };
+      return toProblem(merged.map.problem(keyPath, issue.message));
     });
-    return { ok: false, file, problems };
+    return { ok: false, file: root, problems };
   }
   const config = withDefaultFactors(parsed.data);
   const refs = crossReferenceProblems(config);
-  if (refs.length > 0) {
+  if (refs.length > 0)
     return {
       ok: false,
-      file,
-      problems: refs.map((p) => ({
-        file,
-        line: lineOf(p.path),
-        path: pathToString(p.path),
-        message: p.message,
-      })),
+      file: root,
+      problems: refs.map((p) => toProblem(merged.map.problem(p.path, p.message))),
     };
-  }
-  return { ok: true, config, file };
+  return { ok: true, config, file: root };
 }
 
 /** Built-in factors first; a factor of the same name in the file replaces the built-in one. */
@@ -110,7 +96,7 @@ export function withDefaultFactors(config: FerryConfig): FerryConfig {
   return { ...config, factors: nullPrototype({ ...DEFAULT_FACTORS, ...config.factors }) };
 }
 
-/** Loads a config or throws an error listing every problem (for processes that cannot start without one). */
+/** Loads a config (file or directory) or throws an error listing every problem (for processes that cannot start without one). */
 export function loadConfigOrThrow(file: string): FerryConfig {
   const result = loadConfigFile(file);
   if (!result.ok)

@@ -445,6 +445,8 @@ export const configSchema = z.strictObject({
   alerts: z
     .strictObject({ dedupeWindow: durationSchema.default('15m'), silenceFor: durationSchema.default('1h') })
     .default({ dedupeWindow: '15m', silenceFor: '1h' }),
+  /** Ferry's own operations: a config change that is refused (with its problems) is posted to `channel`. */
+  ops: z.strictObject({ channel: z.string().min(1) }).optional(),
 });
 export type FerryConfig = z.infer<typeof configSchema>;
 export type FerryConfigInput = z.input<typeof configSchema>;

@@ -16,6 +16,19 @@ function known(kind: string, names: Iterable<string>): string {
   return list.length ? `known ${kind}: ${list.join(', ')}` : `no ${kind} are defined`;
 }
 
+/**
+ * known(), built once per list: the messages are written for every check, passing or not, and a
+ * large config checks thousands of names against lists of hundreds.
+ */
+function knownOnce(): (kind: string, names: readonly string[]) => string {
+  const said = new Map<readonly string[], string>();
+  return (kind, names) => {
+    const text = said.get(names) ?? known(kind, names);
+    said.set(names, text);
+    return text;
+  };
+}
+
 /** A DNS-1123 label: what Kubernetes takes as a namespace, a container or a label value. */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -36,11 +49,15 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
   const regions = Object.keys(c.regions);
   const envs = Object.keys(c.environments);
   const groups = Object.keys(c.groups);
+  const people = Object.keys(c.people);
+  const stacks = Object.keys(c.stacks);
+  const known = knownOnce();
   const check = (ok: boolean, path: (string | number)[], message: string) => {
     if (!ok) out.push({ path, message });
   };
   const inList = (list: string[], name: string) => list.includes(name);
-  const wildcardOr = (list: string[], name: string) => name === '*' || list.includes(name);
+  // `defines` on the map, not a list of its keys: rules name apps by the thousand in a large config.
+  const wildcardOr = (table: object, name: string) => name === '*' || defines(table, name);
 
   for (const [name, env] of Object.entries(c.environments)) {
     env.regions.forEach((r, i) => {
@@ -60,7 +77,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     const g = env.plan.approvals?.group;
     if (g)
       check(
-        inList(groups, g),
+        defines(c.groups, g),
         ['environments', name, 'plan', 'approvals', 'group'],
         `unknown group "${g}"; ${known('groups', groups)}`,
       );
@@ -115,7 +132,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     check(
       defines(c.stacks, app.stack),
       ['apps', name, 'stack'],
-      `unknown stack "${app.stack}"; ${known('stacks', Object.keys(c.stacks))}`,
+      `unknown stack "${app.stack}"; ${known('stacks', stacks)}`,
     );
     check(
       inList(envs, app.defaultEnvironment),
@@ -171,7 +188,7 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       const group = f.authority?.[key];
       if (group)
         check(
-          inList(groups, group),
+          defines(c.groups, group),
           ['factors', name, 'authority', key],
           `unknown group "${group}"; ${known('groups', groups)}`,
         );
@@ -179,36 +196,36 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
     const g = f.effects.approvals?.group;
     if (g)
       check(
-        inList(groups, g),
+        defines(c.groups, g),
         ['factors', name, 'effects', 'approvals', 'group'],
         `unknown group "${g}"; ${known('groups', groups)}`,
       );
     if (f.requestGroup)
       check(
-        inList(groups, f.requestGroup),
+        defines(c.groups, f.requestGroup),
         ['factors', name, 'requestGroup'],
         `unknown group "${f.requestGroup}"`,
       );
   }
   for (const [name, members] of Object.entries(c.groups)) {
     members.forEach((m, i) => {
-      check(
-        defines(c.people, m),
-        ['groups', name, i],
-        `unknown person "${m}"; ${known('people', Object.keys(c.people))}`,
-      );
+      check(defines(c.people, m), ['groups', name, i], `unknown person "${m}"; ${known('people', people)}`);
     });
   }
   c.rules.forEach((rule, i) => {
     rule.groups.forEach((g, j) => {
-      check(inList(groups, g), ['rules', i, 'groups', j], `unknown group "${g}"; ${known('groups', groups)}`);
+      check(
+        defines(c.groups, g),
+        ['rules', i, 'groups', j],
+        `unknown group "${g}"; ${known('groups', groups)}`,
+      );
     });
     rule.apps.forEach((a, j) => {
-      check(wildcardOr(Object.keys(c.apps), a), ['rules', i, 'apps', j], `unknown app "${a}"`);
+      check(wildcardOr(c.apps, a), ['rules', i, 'apps', j], `unknown app "${a}"`);
     });
     rule.environments.forEach((e, j) => {
       check(
-        wildcardOr(envs, e),
+        wildcardOr(c.environments, e),
         ['rules', i, 'environments', j],
         `unknown environment "${e}"; ${known('environments', envs)}`,
       );
@@ -223,10 +240,10 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       );
     });
     rule.apps.forEach((a, j) => {
-      check(wildcardOr(Object.keys(c.apps), a), ['sync', i, 'apps', j], `unknown app "${a}"`);
+      check(wildcardOr(c.apps, a), ['sync', i, 'apps', j], `unknown app "${a}"`);
     });
     rule.environments.forEach((e, j) => {
-      check(wildcardOr(envs, e), ['sync', i, 'environments', j], `unknown environment "${e}"`);
+      check(wildcardOr(c.environments, e), ['sync', i, 'environments', j], `unknown environment "${e}"`);
     });
   });
   return out;

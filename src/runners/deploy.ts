@@ -36,10 +36,13 @@ export function kubeRunners(
   const cfg = typeof config === 'function' ? config : () => config;
   const cache = new Map<string, KubeClients>();
   const clients = (region: string): KubeClients => {
-    let k = cache.get(region);
+    const config = cfg();
+    // keyed by the context too: a reloaded config may point a region at another cluster
+    const key = `${region}\0${config.regions[region]?.context ?? ''}`;
+    let k = cache.get(key);
     if (!k) {
-      k = kubeClients(cfg(), region, opts);
-      cache.set(region, k);
+      k = kubeClients(config, region, opts);
+      cache.set(key, k);
     }
     return k;
   };

@@ -107,12 +107,18 @@ async function stackForBuild(
   }
 }
 
-export function buildRunner(config: FerryConfig): StepRunners['build'] {
+/** The config as a function, read at each step: a reloaded config applies to the next release. */
+const reader = (config: FerryConfig | (() => FerryConfig)) =>
+  typeof config === 'function' ? config : () => config;
+
+export function buildRunner(live: FerryConfig | (() => FerryConfig)): StepRunners['build'] {
+  const current = reader(live);
   const coordinator = new BuildCoordinator({
     store: new MemoryBuildRecordStore(),
-    concurrency: config.limits.parallelBuilds,
+    concurrency: current().limits.parallelBuilds,
   });
   return async (release: Release, io: StepIO, pin?: BuildPin): Promise<BuiltImage> => {
+    const config = current();
     const app = config.apps[release.app];
     const env = config.environments[release.environment];
     if (!app || !env) throw new Error(`${release.app} or ${release.environment} is no longer in the config`);
@@ -201,8 +207,10 @@ export function buildRunner(config: FerryConfig): StepRunners['build'] {
   };
 }
 
-export function syncRunner(config: FerryConfig): StepRunners['sync'] {
+export function syncRunner(live: FerryConfig | (() => FerryConfig)): StepRunners['sync'] {
+  const current = reader(live);
   return async (release, image, io) => {
+    const config = current();
     const tag = image.image.slice(image.image.lastIndexOf(':') + 1);
     const regions = syncTargets(config, release, tag).filter((r) => !config.regions[r]?.registry.pullThrough);
     if (regions.length === 0) {
@@ -266,18 +274,18 @@ export async function ensureInRegion(
 }
 
 export async function realRunners(rt: { config: () => FerryConfig }): Promise<StepRunners> {
-  const config = rt.config();
   const { kubeRunners } = await import('./deploy.ts');
-  const kube = kubeRunners(config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });
+  const kube = kubeRunners(rt.config, { defaultReplicas: Number(process.env.FERRY_DEFAULT_REPLICAS ?? 4) });
   const { kubeClients } = await import('../kube/client.ts');
   const { ensurePullSecret, regionPullCredentials } = await import('../kube/pull-secrets.ts');
   const { appTarget } = await import('../kube/rollout.ts');
   const { workloadOf } = await import('../domain/workload.ts');
   return {
-    build: buildRunner(config),
-    sync: syncRunner(config),
+    build: buildRunner(rt.config),
+    sync: syncRunner(rt.config),
     // Back-to-source first: the region's nodes pull from the region's registry.
     rollout: async (release, region, image, io) => {
+      const config = rt.config();
       await ensureInRegion(config, region, image, io);
       // Nodes pull from the region's registry; when it wants credentials, the namespace's pull secret carries them.
       const creds = regionPullCredentials(config, region);

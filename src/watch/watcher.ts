@@ -43,6 +43,11 @@ export interface WatchOptions {
   clusterWideAbove?: number;
   onAlert?: AlerterDeps['onAlert'];
   onOutcome?: (f: OomFinding, outcome: AlertOutcome) => void;
+  /**
+   * Subscribes to config changes (LiveConfig.onChange): the watches then follow the managed
+   * namespaces and regions of each new config. Returns the unsubscribe.
+   */
+  configChanges?: (listener: (config: FerryConfig) => void) => () => void;
 }
 
 export interface WatchHandle {
@@ -54,6 +59,8 @@ export interface WatchHandle {
   pods: Map<string, PodIndex>;
   /** Resolves when every watch has listed once and every agent has taken its first reading. */
   ready: Promise<void>;
+  /** Resolves when the watches have followed the config changes seen so far (and listed). */
+  settled(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -83,23 +90,33 @@ export function startWatch(o: WatchOptions): WatchHandle {
       o.log.debug({ outcome, occurrence: f.occurrence, source: f.source }, 'OOM finding');
     return outcome;
   };
-  const watches: ListWatch<unknown>[] = [];
+  /** The running watches by what they watch: `region\0context\0pods|events|node\0namespace|*`. */
+  const running = new Map<string, ListWatch<unknown>>();
   const agents: NodeAgent[] = [];
   const pods = new Map<string, PodIndex>();
-  const regions = o.regions ?? Object.keys(config.regions);
-  const namespaces = managedNamespaces(config);
-  const nsSet = new Set(namespaces);
+  /** What is watched now; replaced when the config changes (managed namespaces, regions). */
+  let namespaces: string[] = [];
+  let nsSet = new Set<string>();
+  const regionState = new Map<string, { context: string; reader: ClusterReader; index: PodIndex }>();
 
-  for (const region of regions) {
-    const rc = config.regions[region];
-    if (!rc) throw new Error(`unknown region ${region}`);
+  const regionOf = (region: string, rc: { context: string }) => {
+    const had = regionState.get(region);
+    if (had && had.context === rc.context) return had;
     const reader = cluster(rc.context);
     const index = new PodIndex(async () => {
       const lists = await Promise.all(namespaces.map((namespace) => reader.pods(namespace)));
       return lists.flat();
     });
+    const state = { context: rc.context, reader, index };
+    regionState.set(region, state);
     pods.set(region, index);
-    if (o.watchApi === false) continue;
+    return state;
+  };
+
+  /** The watches one region needs for `scopes` (namespaces, or one cluster-wide scope), by key. */
+  const wanted = (region: string, rc: { context: string }, scopes: (string | undefined)[]) => {
+    const { reader, index } = regionOf(region, rc);
+    const out = new Map<string, () => ListWatch<unknown>>();
 
     const onPod = async (type: string, pod: V1Pod) => {
       if (!nsSet.has(pod.metadata?.namespace ?? '')) return;
@@ -149,29 +166,29 @@ export function startWatch(o: WatchOptions): WatchHandle {
       list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
       onObject: (type: string, obj: T) => Promise<void>;
     }) => {
-      watches.push(
-        new ListWatch<T>({
-          name: `${region}/${spec.name}`,
-          kc: reader.kc,
-          path: spec.path,
-          ...(spec.query ? { query: spec.query } : {}),
-          list: async () => {
-            const l = await spec.list();
-            return {
-              items: l.items,
-              ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
-            };
-          },
-          onObject: spec.onObject,
-          log: o.log,
-          ...(o.relistMs ? { relistMs: o.relistMs } : {}),
-        }).start() as ListWatch<unknown>,
+      out.set(
+        `${region}\0${rc.context}\0${spec.name}`,
+        () =>
+          new ListWatch<T>({
+            name: `${region}/${spec.name}`,
+            kc: reader.kc,
+            path: spec.path,
+            ...(spec.query ? { query: spec.query } : {}),
+            list: async () => {
+              const l = await spec.list();
+              return {
+                items: l.items,
+                ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
+              };
+            },
+            onObject: spec.onObject,
+            log: o.log,
+            ...(o.relistMs ? { relistMs: o.relistMs } : {}),
+          }).start() as ListWatch<unknown>,
       );
     };
 
-    const clusterWide = namespaces.length > (o.clusterWideAbove ?? 50);
-    const podScopes = clusterWide ? [undefined] : namespaces;
-    for (const ns of podScopes) {
+    for (const ns of scopes) {
       watch<V1Pod>({
         name: `pods/${ns ?? '*'}`,
         path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
@@ -196,7 +213,63 @@ export function startWatch(o: WatchOptions): WatchHandle {
       list: () => reader.core.listNamespacedEvent({ namespace: 'default', ...nodeQuery }),
       onObject: onEvent,
     });
-  }
+    return out;
+  };
+
+  /**
+   * Brings the watches in line with `c`: starts those of namespaces and regions it adds, stops those
+   * of the ones it removes, keeps the rest running (no re-list). Resolves when the new ones have listed.
+   */
+  const reconcile = (c: FerryConfig): Promise<void> => {
+    namespaces = managedNamespaces(c);
+    nsSet = new Set(namespaces);
+    const regions = o.regions ?? Object.keys(c.regions);
+    const want = new Map<string, () => ListWatch<unknown>>();
+    for (const region of regions) {
+      const rc = c.regions[region];
+      if (!rc) {
+        if (o.regions) throw new Error(`unknown region ${region}`);
+        continue;
+      }
+      regionOf(region, rc);
+      if (o.watchApi === false) continue;
+      const clusterWide = namespaces.length > (o.clusterWideAbove ?? 50);
+      for (const [key, make] of wanted(region, rc, clusterWide ? [undefined] : namespaces))
+        want.set(key, make);
+    }
+    for (const [key, w] of running) {
+      if (want.has(key)) continue;
+      w.stop();
+      running.delete(key);
+    }
+    const started: Promise<void>[] = [];
+    for (const [key, make] of want) {
+      if (running.has(key)) continue;
+      const w = make();
+      running.set(key, w);
+      started.push(w.ready);
+    }
+    return Promise.all(started).then(() => undefined);
+  };
+
+  const firstWatches = reconcile(config);
+  let stopped = false;
+  let changes = Promise.resolve();
+  const unsubscribe = o.configChanges?.((c) => {
+    if (stopped) return;
+    const before = new Set(running.keys());
+    changes = changes
+      .then(() => (stopped ? undefined : reconcile(c)))
+      .then(
+        () => {
+          const added = [...running.keys()].filter((k) => !before.has(k)).length;
+          const removed = [...before].filter((k) => !running.has(k)).length;
+          if (added || removed)
+            o.log.info({ added, removed, namespaces: namespaces.length }, 'watches follow the config');
+        },
+        (err) => o.log.warn({ err: (err as Error).message }, 'watches could not follow the config'),
+      );
+  });
 
   const agentStarts: Promise<unknown>[] = [];
   for (const t of o.nodeAgents ?? []) {
@@ -218,12 +291,18 @@ export function startWatch(o: WatchOptions): WatchHandle {
     alerter,
     silences,
     dedupe,
-    watches,
+    get watches() {
+      return [...running.values()];
+    },
     agents,
     pods,
-    ready: Promise.all([...watches.map((w) => w.ready), ...agentStarts]).then(() => undefined),
+    ready: Promise.all([firstWatches, ...agentStarts]).then(() => undefined),
+    settled: () => changes,
     async stop() {
-      for (const w of watches) w.stop();
+      stopped = true;
+      unsubscribe?.();
+      for (const w of running.values()) w.stop();
+      running.clear();
       for (const a of agents) a.stop();
     },
   };
