@@ -26,6 +26,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,
     ...(process.env.FERRY_MAX_STALLS ? { maxStalledCount: Number(process.env.FERRY_MAX_STALLS) } : {}),
+    ...(process.env.POD_NAME ? { name: process.env.POD_NAME } : {}),
     log: rt.log,
   });
   // Bring every stored release back in step: a crash may have left one between two steps.
