@@ -121,7 +121,7 @@ function writeOverlay(dir: string): void {
     JSON.stringify({
       apiVersion: 'apps/v1',
       kind,
-      metadata: { name },
+      metadata: { name, namespace: 'ferry-system' },
       spec: { template: { spec: { containers: [{ name: container, env: vars }] } } },
     });
   writeFileSync(join(dir, 'ferry.yaml'), configText);
