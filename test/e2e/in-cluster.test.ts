@@ -154,15 +154,14 @@ function writeOverlay(dir: string): void {
           env('FERRY_RECONCILE_MS', '5000'),
         ]),
       },
-      { patch: patch('DaemonSet', 'ferry-node-agent', 'agent', [env('FERRY_AGENT_POLL_MS', '500')]) },
     ],
   };
   writeFileSync(join(dir, 'kustomization.yaml'), JSON.stringify(kustomization, null, 2));
 }
 
 async function rolledOut(name: string): Promise<void> {
-  await kubectl(EU, ['-n', ferryNs, 'rollout', 'status', `deployment/${name}`, '--timeout=300s'], {
-    timeoutMs: 320_000,
+  await kubectl(EU, ['-n', ferryNs, 'rollout', 'status', `deployment/${name}`, '--timeout=600s'], {
+    timeoutMs: 620_000,
   });
 }
 
