@@ -22,7 +22,9 @@ describe('host network', () => {
     const file = join(dir, 'health-port');
     process.env.FERRY_HEALTH_PORT = '0';
     process.env.FERRY_HEALTH_PORT_FILE = file;
-    const servers = await Promise.all([1, 2].map(() => healthFromEnv(new Health({}), 3199, () => {})));
+    const servers = await Promise.all(
+      [1, 2].map(() => healthFromEnv(new Health({ ready: [] }), 3199, () => {})),
+    );
     try {
       const [a, b] = servers;
       expect(a?.port).toBeGreaterThan(0);
