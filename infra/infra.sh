@@ -191,6 +191,9 @@ http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
 # shellcheck source=lib/sentinel.sh
 source "$INFRA_DIR/lib/sentinel.sh"
+# in-cluster (issue 16): the local nodes' CPU weight (node_cpu_weight, called at the end of up_k8s)
+# shellcheck source=lib/node-cpu.sh
+source "$INFRA_DIR/lib/node-cpu.sh"
 
 # --------------------------------------------------------------- redis --
 up_redis() {
@@ -853,6 +856,7 @@ up_k8s() {
     wait_until 120 "default ServiceAccount + kube-root-ca.crt in $r" "$LOGS/kube-controller-manager-$r.log" sa_ready "$r"
     log "cluster $r ready (https://127.0.0.1:${API_PORT[$r]}, node $(node_name "$r"))"
   done
+  node_cpu_weight # in-cluster (issue 16): infra/lib/node-cpu.sh
 }
 
 # ------------------------------------------------------- env / json --

@@ -12,7 +12,10 @@
 //   GET /metrics  the process's Prometheus registry.
 //
 // The server listens on FERRY_HEALTH_PORT (FERRY_HEALTH_HOST, default
-// 127.0.0.1; the manifests set 0.0.0.0 so the kubelet can reach it).
+// 127.0.0.1; the manifests set 0.0.0.0 so the kubelet can reach it). Port 0
+// picks a free one; FERRY_HEALTH_PORT_FILE then names a file the port is
+// written to, for exec probes (pods on the host network cannot share one port).
+import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
@@ -232,7 +235,10 @@ export async function healthFromEnv(
   if (setting === 'off') return undefined;
   const host = process.env.FERRY_HEALTH_HOST ?? '127.0.0.1';
   try {
-    return await startHealthServer(health, setting ? Number(setting) : defaultPort, host);
+    const server = await startHealthServer(health, setting ? Number(setting) : defaultPort, host);
+    const portFile = process.env.FERRY_HEALTH_PORT_FILE;
+    if (portFile) await writeFile(portFile, `${server.port}\n`);
+    return server;
   } catch (err) {
     if (setting) throw err;
     warn(`health endpoints not served: port ${defaultPort} ${(err as Error).message}; set FERRY_HEALTH_PORT`);

@@ -39,6 +39,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(appToken ? { appToken } : {}),
     ...(process.env.SLACK_API_URL ? { apiUrl: process.env.SLACK_API_URL } : {}),
     port: Number(process.env.PORT ?? 3000),
+    reusePort: process.env.FERRY_BOT_REUSE_PORT === '1',
   });
   // The bot answers rollback, logs and status from the clusters, so its readiness includes them.
   const health = new Health({

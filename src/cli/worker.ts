@@ -40,6 +40,7 @@ export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerPa
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,
     ...(process.env.FERRY_MAX_STALLS ? { maxStalledCount: Number(process.env.FERRY_MAX_STALLS) } : {}),
+    ...(process.env.POD_NAME ? { name: process.env.POD_NAME } : {}),
     log: rt.log,
   });
   // Bring every stored release back in step: a crash may have left one between two steps.

@@ -85,9 +85,42 @@ function sentinelOptions(target: SentinelTarget, env: NodeJS.ProcessEnv): RedisO
 
 function connect(url: string, options: RedisOptions): Redis {
   if (url.startsWith(SENTINEL_SCHEME)) {
-    return new Redis({ ...sentinelOptions(parseSentinelUrl(url), process.env), ...options });
+    return reviveAfterFailedResolve(
+      new Redis({ ...sentinelOptions(parseSentinelUrl(url), process.env), ...options }),
+    );
   }
   return new Redis(url, options);
+}
+
+/**
+ * ioredis ends a Sentinel connection for good ("end", no more reconnects) when
+ * asking the sentinels for the primary fails in a way it does not retry: a
+ * reconnect during a failover that lands while the sentinel lookup is in
+ * flight rejects it with "Connection is closed". A process that must outlive
+ * failovers then reports "connection end" until it is restarted, and its
+ * liveness (which never depends on Redis) does not restart it. So: unless this
+ * process closed the connection itself (quit, disconnect), connect it again.
+ */
+const REVIVE_DELAY_MS = 500;
+function reviveAfterFailedResolve(redis: Redis): Redis {
+  let closing = false;
+  const quit = redis.quit.bind(redis);
+  const disconnect = redis.disconnect.bind(redis);
+  redis.quit = ((...args: Parameters<Redis['quit']>) => {
+    closing = true;
+    return quit(...args);
+  }) as Redis['quit'];
+  redis.disconnect = (reconnect = false) => {
+    if (!reconnect) closing = true;
+    disconnect(reconnect);
+  };
+  redis.on('end', () => {
+    if (closing) return;
+    setTimeout(() => {
+      if (!closing && redis.status === 'end') redis.connect().catch(() => {});
+    }, REVIVE_DELAY_MS).unref();
+  });
+  return redis;
 }
 
 export function storeConnection(url = redisUrl()): Redis {

@@ -47,6 +47,8 @@ export interface WorkerOptions {
    * a step that takes its worker down every time must not be retried for ever. Default 2.
    */
   maxStalledCount?: number;
+  /** This worker's name (the pod's): BullMQ records it on every job it takes (`processedBy`). */
+  name?: string;
   log: Logger;
 }
 
@@ -64,6 +66,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     lockDuration: opts.lockDuration ?? 30_000,
     stalledInterval: Math.max(1000, Math.floor((opts.lockDuration ?? 30_000) / 2)),
     maxStalledCount: opts.maxStalledCount ?? DEFAULT_MAX_STALLS,
+    ...(opts.name ? { name: opts.name } : {}),
   };
 
   const runStep = async (job: Job, token: string | undefined): Promise<string> => {

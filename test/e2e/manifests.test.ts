@@ -76,11 +76,15 @@ describe('deploy/ferry', () => {
     const env = workload('ferry-watcher')?.spec.template.spec.containers[0].env as {
       name: string;
       value?: string;
+      valueFrom?: { fieldRef?: { fieldPath: string } };
     }[];
     const value = (name: string) => env.find((e) => e.name === name)?.value;
     expect(value('FERRY_LEADER_ELECTION')).toBe('1');
     expect(value('FERRY_LEADER_LEASE')).toBe('ferry-watcher');
-    expect(value('FERRY_LEADER_NAMESPACE')).toBe('ferry-system');
+    // the pod's own namespace, so an overlay's `namespace:` moves the Lease with the Role
+    expect(env.find((e) => e.name === 'FERRY_LEADER_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath).toBe(
+      'metadata.namespace',
+    );
     const binding = objects.find(
       (o) => o.kind === 'RoleBinding' && o.metadata.name === 'ferry-leader-election',
     ) as Obj & { roleRef: { name: string }; subjects: { name: string; namespace: string }[] };
@@ -128,4 +132,44 @@ describe('deploy/ferry', () => {
     expect(lines).toHaveLength(objects.length);
     for (const line of lines) expect(line).toMatch(/\(server dry run\)$/);
   }, 120_000);
+});
+
+async function render(dir: string): Promise<Obj[]> {
+  const out = await kubectlRun('eu-west', ['kustomize', join(REPO_ROOT, 'deploy', 'overlays', dir)]);
+  expect(out.code, out.stderr).toBe(0);
+  return parseAllDocuments(out.stdout).map((d) => d.toJSON() as Obj);
+}
+
+describe('deploy/overlays', () => {
+  it('socket-mode: the bot takes the app token from the Secret, has no signing secret and no Service', async () => {
+    const objs = await render('socket-mode');
+    const bot = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'ferry-bot');
+    const env = bot?.spec.template.spec.containers[0].env as {
+      name: string;
+      valueFrom?: { secretKeyRef?: { name: string; key: string } };
+    }[];
+    expect(env.find((e) => e.name === 'SLACK_APP_TOKEN')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'ferry',
+      key: 'slack-app-token',
+    });
+    expect(env.map((e) => e.name)).not.toContain('SLACK_SIGNING_SECRET');
+    expect(objs.filter((o) => o.kind === 'Service')).toEqual([]);
+  });
+
+  it('local: on the host network, without containerPorts, probed by exec on the port each pod wrote', async () => {
+    const objs = await render('local');
+    for (const name of ['ferry-bot', 'ferry-worker', 'ferry-watcher', 'ferry-node-agent']) {
+      const pod = objs.find((o) => o.metadata.name === name && /Deployment|DaemonSet/.test(o.kind))?.spec
+        .template.spec;
+      expect(pod.hostNetwork, name).toBe(true);
+      const c = pod.containers[0];
+      expect(c.ports, name).toBeUndefined();
+      const value = (n: string) => c.env.find((e: { name: string }) => e.name === n)?.value;
+      expect(value('FERRY_HEALTH_PORT'), name).toBe('0');
+      expect(value('FERRY_HEALTH_PORT_FILE'), name).toBe('/tmp/health-port');
+      expect(c.livenessProbe.exec.command.join(' '), name).toContain('/healthz');
+      expect(c.readinessProbe.exec.command.join(' '), name).toContain('/readyz');
+      expect(c.securityContext.readOnlyRootFilesystem, name).toBe(true);
+    }
+  });
 });

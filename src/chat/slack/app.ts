@@ -52,6 +52,11 @@ export interface BotOptions {
   apiUrl?: string;
   /** HTTP port (0 picks a free one). Default 3000. */
   port?: number;
+  /**
+   * Listen with SO_REUSEPORT: several bot processes of one network namespace (pods on the
+   * host network of one node) share the port and the kernel spreads the connections.
+   */
+  reusePort?: boolean;
   /** Slash command name (default /release). */
   command?: string;
   /** Run the notify queue consumer in this process (default true). */
@@ -493,7 +498,9 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
   let port: number | undefined;
   if (socketMode) await app.start();
   else {
-    const server = (await app.start(opts.port ?? 3000)) as Server;
+    const server = (await app.start(
+      opts.reusePort ? { port: opts.port ?? 3000, reusePort: true } : (opts.port ?? 3000),
+    )) as Server;
     port = (server.address() as AddressInfo).port;
     url = `http://127.0.0.1:${port}/slack/events`;
   }
