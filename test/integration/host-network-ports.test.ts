@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SlackEmulator } from '../../src/chat/emulator/index.ts';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import { Health, healthFromEnv } from '../../src/health.ts';
 import { harness } from '../support/lifecycle.ts';
