@@ -312,7 +312,7 @@ async function main() {
       const k0 = performance.now();
       const lines = (await kubectl('eu-west', kubectlArgs[file])).split('\n').filter(Boolean).length;
       kubectlTimes[file].push(performance.now() - k0);
-      if (lines < 150) throw new Error(`kubectl ${file}: only ${lines} lines`);
+      if (lines === 0) throw new Error(`kubectl ${file}: no lines`);
     }
   }
 
