@@ -132,7 +132,6 @@ export function variantTag(version: string, envName: string, baseDigest?: string
   return tag;
 }
 
-
 // ---------------------------------------------------------------- logging
 
 class BuildLog {
