@@ -40,9 +40,10 @@ import {
   type ImageManifest,
   registryHost,
 } from './registry-client.ts';
+import { chooseStorageDriver, type StorageChoice, storageArgs } from './storage.ts';
 import { composeDockerfile, TAIL_CONTEXT_NAME, type TailSpec, TailSpecError } from './tail.ts';
 
-export type StorageDriver = 'vfs' | 'overlay';
+export { type StorageDriver, storageArgs } from './storage.ts';
 export type Isolation = 'chroot' | 'oci' | 'rootless';
 
 export interface BuildVariantRequest {
@@ -77,7 +78,11 @@ export interface BuildVariantRequest {
   /** Tag to push; default `<version>-<envName>` (with `-on-<base digest>` when rebasing). */
   tag?: string;
   buildArgs?: Record<string, string>;
-  storageDriver?: StorageDriver;
+  /**
+   * buildah storage: "auto" picks overlay where the kernel and file system
+   * allow it (else vfs, with the reason in the build log). Default "vfs".
+   */
+  storageDriver?: StorageChoice;
   isolation?: Isolation;
   /** buildah `--pull` policy for FROM images. Default "true" (pull if newer). */
   pull?: 'true' | 'false' | 'always' | 'never';
@@ -125,18 +130,6 @@ export function variantTag(version: string, envName: string, baseDigest?: string
   const tag =
     `${version}-${envName}` + (baseDigest ? `-on-${baseDigest.replace(/^sha256:/, '').slice(0, 12)}` : '');
   return tag;
-}
-
-/** Storage flags shared by every buildah call of a cache dir. */
-export function storageArgs(cacheDir: string, driver: StorageDriver = 'vfs'): string[] {
-  return [
-    '--root',
-    join(resolve(cacheDir), 'storage', driver, 'root'),
-    '--runroot',
-    join(resolve(cacheDir), 'storage', driver, 'run'),
-    '--storage-driver',
-    driver,
-  ];
 }
 
 // ---------------------------------------------------------------- logging
@@ -495,7 +488,10 @@ export async function buildVariant(req: BuildVariantRequest): Promise<BuildResul
     `${req.version.replace(SAFE_NAME_RE, '_')}-${req.envName.replace(SAFE_NAME_RE, '_')}-${stamp}-${randomUUID().slice(0, 8)}.log`,
   );
   const log = new BuildLog(logPath, req.onLog);
-  const driver = req.storageDriver ?? 'vfs';
+  const { driver, fallbackReason } = await chooseStorageDriver(cacheDir, req.storageDriver ?? 'vfs', {
+    buildah: req.buildah ?? 'buildah',
+  });
+  if (fallbackReason) log.line(`storage: vfs, because ${fallbackReason}`);
   const tmpDir = join(cacheDir, 'tmp');
   const ctx: Ctx = {
     req,

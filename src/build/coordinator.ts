@@ -3,10 +3,11 @@
 //    share one build;
 //  - recorded builds are answered from the BuildRecordStore without touching
 //    buildah (a version is an immutable record: ref → digests per env);
-//  - builds of different apps run in parallel up to `concurrency`; builds of
-//    one app run one at a time (by default), so the second environment of a
-//    version finds the first one's layers in the cache instead of building the
-//    shared layers twice in parallel.
+//  - builds of different apps run in parallel up to `concurrency`; the first
+//    build of an app's version runs alone (`perApp`, default 1), so it builds
+//    the layers every environment shares once; when it is done, the other
+//    environments of that version — each only its tail on the same cache — run
+//    in parallel (`tailsPerApp`, default 3).
 // Storage-agnostic: the queue layer can back BuildRecordStore with Redis (and
 // make `put` a compare-and-set across workers).
 
@@ -58,8 +59,10 @@ export interface BuildCoordinatorOptions {
   store: BuildRecordStore;
   /** Builds running at once across apps. Default 2. */
   concurrency?: number;
-  /** Builds of one app running at once. Default 1. */
+  /** Builds of one app running at once until a build of its version is done. Default 1. */
   perApp?: number;
+  /** Builds of one app version running at once once one of them is done (the tails). Default 3. */
+  tailsPerApp?: number;
   /** The build function (default buildVariant); replaceable for tests. */
   build?: (req: BuildVariantRequest) => Promise<BuildResult>;
 }
@@ -86,6 +89,8 @@ export function recordFromResult(req: BuildVariantRequest, r: BuildResult): Buil
 
 interface Pending {
   app: string;
+  /** app and version: once one build of it is done, its shared layers are in the cache. */
+  stage: string;
   start: () => void;
 }
 
@@ -93,6 +98,9 @@ export class BuildCoordinator {
   readonly #store: BuildRecordStore;
   readonly #concurrency: number;
   readonly #perApp: number;
+  readonly #tailsPerApp: number;
+  /** App versions with a finished build: their shared layers are cached. */
+  readonly #sharedBuilt = new Set<string>();
   readonly #build: (req: BuildVariantRequest) => Promise<BuildResult>;
   readonly #inflight = new Map<string, Promise<BuildResult>>();
   readonly #pending: Pending[] = [];
@@ -105,6 +113,7 @@ export class BuildCoordinator {
     this.#store = opts.store;
     this.#concurrency = Math.max(1, opts.concurrency ?? 2);
     this.#perApp = Math.max(1, opts.perApp ?? 1);
+    this.#tailsPerApp = Math.max(this.#perApp, opts.tailsPerApp ?? 3);
     this.#build = opts.build ?? buildVariant;
   }
 
@@ -154,13 +163,21 @@ export class BuildCoordinator {
 
   #schedule(req: BuildVariantRequest): Promise<BuildResult> {
     return new Promise<BuildResult>((resolvePromise, reject) => {
+      const stage = JSON.stringify([req.app, req.version]);
       this.#pending.push({
         app: req.app,
+        stage,
         start: () => {
           this.buildsStarted++;
           this.#running++;
           this.#runningPerApp.set(req.app, (this.#runningPerApp.get(req.app) ?? 0) + 1);
           this.#build(req)
+            .then((r) => {
+              this.#sharedBuilt.add(stage);
+              if (this.#sharedBuilt.size > 1000)
+                this.#sharedBuilt.delete(this.#sharedBuilt.values().next().value!);
+              return r;
+            })
             .then(resolvePromise, reject)
             .finally(() => {
               this.#running--;
@@ -178,7 +195,8 @@ export class BuildCoordinator {
   #pump(): void {
     for (let i = 0; i < this.#pending.length && this.#running < this.#concurrency; ) {
       const job = this.#pending[i]!;
-      if ((this.#runningPerApp.get(job.app) ?? 0) >= this.#perApp) {
+      const limit = this.#sharedBuilt.has(job.stage) ? this.#tailsPerApp : this.#perApp;
+      if ((this.#runningPerApp.get(job.app) ?? 0) >= limit) {
         i++;
         continue;
       }

@@ -1,8 +1,10 @@
 // The builder's read side of the distribution API — does a tag exist, what
-// are its manifest, config and layers — as a thin view over Ferry's registry
-// client (src/registry), which brings auth and digest verification.
-import { RegistryClient } from '../registry/client.ts';
+// are its manifest, config and layers — as a thin view over Ferry's one
+// registry client (src/registry), which brings auth and digest verification;
+// clients come from the process's pool, so tokens are reused across builds.
+import type { RegistryClient } from '../registry/client.ts';
 import { NotFoundError, RegistryError } from '../registry/errors.ts';
+import { defaultPool } from '../registry/pool.ts';
 
 export { RegistryError };
 
@@ -52,7 +54,7 @@ export function registryHost(registry: BuildRegistry): string {
 }
 
 function client(registry: BuildRegistry): RegistryClient {
-  return new RegistryClient({
+  return defaultPool.client({
     name: registryHost(registry),
     url: registry.url,
     insecure: registry.insecure,

@@ -143,7 +143,7 @@ const CACHE = '$' + '{FERRY_CACHE}';
 const BUILD_DEFAULTS = {
   cacheDir: `${CACHE}/build`,
   packageDir: `${CACHE}/packages`,
-  storageDriver: 'vfs' as const,
+  storageDriver: 'auto' as const,
   isolation: 'chroot' as const,
 };
 
@@ -428,7 +428,8 @@ export const configSchema = z.strictObject({
       cacheDir: z.string().default(BUILD_DEFAULTS.cacheDir),
       /** Package bundles the dependency-injection tail can install: `<packageDir>/<name>/` laid out like a root fs. */
       packageDir: z.string().default(BUILD_DEFAULTS.packageDir),
-      storageDriver: z.enum(['vfs', 'overlay']).default('vfs'),
+      /** buildah storage; "auto": overlay where the kernel and file system allow it, else vfs (the reason in the build log). */
+      storageDriver: z.enum(['auto', 'vfs', 'overlay']).default('auto'),
       isolation: z.enum(['chroot', 'oci']).default('chroot'),
     })
     .default(BUILD_DEFAULTS),

@@ -57,6 +57,9 @@ import {
   type Workload,
   workloadOf,
 } from '../domain/workload.ts';
+import type { Descriptor } from '../registry/client.ts';
+import { isAbortError, UnauthorizedError, UnreachableError } from '../registry/errors.ts';
+import { defaultPool } from '../registry/pool.ts';
 import { parseReference } from '../registry/reference.ts';
 import {
   type ApplyObject,
@@ -421,49 +424,40 @@ export interface RolloutOptions {
   /** Restart the gate's pod watch after this long (silent watches). Default 60 s. */
   watchRestartMs?: number;
   io?: StepIO;
-  /** Registry credentials for the check: username and password per registry host. */
-  fetch?: typeof fetch;
 }
 
-/** HEAD the digest in the region's registry; throws a clear error if it is missing. */
+/** HEAD the digest in the region's registry (Ferry's registry client: auth, tokens); throws a clear error if it is missing. */
 export async function checkRegionImage(
   config: FerryConfig,
   region: string,
   image: { image: string; digest: string },
-  doFetch: typeof fetch = fetch,
 ): Promise<void> {
   const r = config.regions[region];
   if (!r) throw new Error(`unknown region ${region}`);
   const repo = parseReference(image.image).repository;
-  const base = r.registry.url.replace(/\/+$/, '');
-  const headers: Record<string, string> = {
-    accept: [
-      'application/vnd.oci.image.manifest.v1+json',
-      'application/vnd.oci.image.index.v1+json',
-      'application/vnd.docker.distribution.manifest.v2+json',
-      'application/vnd.docker.distribution.manifest.list.v2+json',
-    ].join(', '),
-  };
   const password = r.registry.passwordEnv ? process.env[r.registry.passwordEnv] : undefined;
-  if (r.registry.username && password)
-    headers.authorization = `Basic ${Buffer.from(`${r.registry.username}:${password}`).toString('base64')}`;
-  const url = `${base}/v2/${repo}/manifests/${image.digest}`;
-  let res: Response;
+  const client = defaultPool.client({
+    name: region,
+    url: r.registry.url,
+    ...(r.registry.username && password ? { username: r.registry.username, password } : {}),
+  });
+  const host = new URL(r.registry.url).host;
+  let found: Descriptor | null;
   try {
-    res = await doFetch(url, { method: 'HEAD', headers, signal: AbortSignal.timeout(15_000) });
+    found = await client.headManifest(repo, image.digest, AbortSignal.timeout(15_000));
   } catch (err) {
+    if (err instanceof UnauthorizedError) return; // the kubelet pulls with its own pull secret
+    if (err instanceof UnreachableError || isAbortError(err))
+      throw new Error(
+        `${region}: cannot reach the region registry ${r.registry.url.replace(/\/+$/, '')} to check ${repo}@${image.digest}: ${(err as Error).message}`,
+      );
     throw new Error(
-      `${region}: cannot reach the region registry ${base} to check ${repo}@${image.digest}: ${(err as Error).message}`,
+      `${region}: the region registry ${host} failed the check of ${repo}@${image.digest}: ${(err as Error).message}`,
     );
   }
-  if (res.status === 404)
+  if (!found)
     throw new Error(
-      `${region}: the region registry ${new URL(base).host} has no ${repo}@${image.digest.slice(0, 19)}…; the pods could not pull it. Sync the image to ${region} first (/release sync).`,
-    );
-  if (res.status === 401 || res.status === 403) return; // token-auth registries: the kubelet has its own pull secret
-  if (!res.ok)
-    throw new Error(
-      `${region}: the region registry ${new URL(base).host} answered ${res.status} for ${repo}@${image.digest}`,
+      `${region}: the region registry ${host} has no ${repo}@${image.digest.slice(0, 19)}…; the pods could not pull it. Sync the image to ${region} first (/release sync).`,
     );
 }
 
@@ -552,7 +546,7 @@ export class KubeRollout implements RegionRollout {
     // Before the first batch only: a rollout in flight (or its rollback) has
     // the image on the nodes already and must not be blocked by the registry.
     if (!mine && this.opts.checkRegistry !== false)
-      await checkRegionImage(this.config, t.region, this.spec.image, this.opts.fetch);
+      await checkRegionImage(this.config, t.region, this.spec.image);
     this.prepared = true;
     return { replicas: this.replicas, previousImage: this.previousImage };
   }

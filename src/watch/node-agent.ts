@@ -1,11 +1,21 @@
 // The node agent: OOM kills seen by the memory cgroups on a node. Kubernetes
 // reports a container as OOMKilled only when its main process dies; a kill of
 // any other process in the container (a worker, a child JVM, a shell-out) is
-// reported nowhere but in the cgroup. The agent polls each container cgroup's
-// kill counter — cgroup v1 `memory.oom_control` (`oom_kill N`, kernels ≥ 4.13)
-// or cgroup v2 `memory.events` (`oom_kill N`) — every `pollMs` (Node cannot
-// create the eventfd that cgroup.event_control needs, and polling one small
-// file per container is cheap). It maps the cgroup path
+// reported nowhere but in the cgroup. The agent reads each container cgroup's
+// kill counter — cgroup v2 `memory.events` or cgroup v1 `memory.oom_control`
+// (`oom_kill N`, kernels ≥ 4.13) — when it changes:
+//
+// - cgroup v2: by notification. The kernel signals a change of memory.events
+//   to inotify watchers (cgroup_file_notify), and node:fs `watch` is inotify,
+//   so the counter is read within moments of the kill;
+// - cgroup v1: by polling every `pollMs` (100 ms). v1 announces an OOM only
+//   through an eventfd registered in cgroup.event_control, and Node has no way
+//   to create an eventfd without native code; its files send no inotify
+//   events. One small read per container per poll is cheap;
+// - a v2 cgroup whose watch cannot be set up falls back to polling, with a
+//   warning naming the reason.
+//
+// It maps the cgroup path
 // (…/pod<uid>/<container id>, or the systemd slice form) to the pod and
 // container through the API and reports a finding per kill.
 //
@@ -13,6 +23,7 @@
 // process: it carries the same occurrence id as the pod-status path
 // (`main:<container id>`), so whichever source is first alerts and the other
 // is a duplicate. Any other kill is a child process: `cgroup:<id>:<n>`.
+import { type FSWatcher, watch } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -35,8 +46,11 @@ export interface NodeAgentOptions {
   pods: PodIndex;
   onFinding: (f: OomFinding) => Promise<unknown>;
   log: Logger;
+  /** Poll interval for cgroups that cannot notify (v1, or a failed watch). Default 100 ms. */
   pollMs?: number;
-  /** Re-scan the directory tree for new containers this often (default: every poll). */
+  /** Use inotify on cgroup v2 memory.events (default true); false polls every cgroup. */
+  notify?: boolean;
+  /** Re-scan the directory tree for new containers this often (default: every second). */
   scanMs?: number;
   /** How long to wait before deciding main vs child (the container's tasks to exit). */
   settleMs?: number;
@@ -104,7 +118,15 @@ interface Tracked {
   cg: ContainerCgroup;
   kills: number;
   missing: number;
+  /** The inotify watch on memory.events (v2); absent: the cgroup is polled. */
+  watcher?: FSWatcher;
+  /** A check is running; `again` asks for one more when it ends (a change seen meanwhile). */
+  checking?: Promise<void>;
+  again?: boolean;
 }
+
+/** How a cgroup's kills are found. */
+export type DetectionMode = 'inotify' | 'poll';
 
 export class NodeAgent {
   private readonly o: NodeAgentOptions;
@@ -113,7 +135,8 @@ export class NodeAgent {
   private running = false;
   private first = true;
   private lastScan = 0;
-  readonly stats = { polls: 0, containers: 0, kills: 0 };
+  private announced = false;
+  readonly stats = { polls: 0, containers: 0, kills: 0, notified: 0, watched: 0, polled: 0 };
 
   constructor(o: NodeAgentOptions) {
     this.o = o;
@@ -121,33 +144,45 @@ export class NodeAgent {
 
   async start(): Promise<this> {
     await this.tick();
-    this.timer = setInterval(() => void this.tick(), this.o.pollMs ?? 500);
+    this.timer = setInterval(() => void this.tick(), this.o.pollMs ?? 100);
     this.timer.unref?.();
     return this;
   }
 
   stop(): void {
     clearInterval(this.timer);
+    for (const t of this.tracked.values()) t.watcher?.close();
+  }
+
+  /** How the container cgroup at `dir` is watched (undefined: not tracked). */
+  modeOf(dir: string): DetectionMode | undefined {
+    const t = this.tracked.get(dir);
+    return t ? (t.watcher ? 'inotify' : 'poll') : undefined;
   }
 
   private async tick(): Promise<void> {
     if (this.running) return;
     this.running = true;
     try {
-      if (this.first || Date.now() - this.lastScan >= (this.o.scanMs ?? 0)) {
+      if (this.first || Date.now() - this.lastScan >= (this.o.scanMs ?? 1000)) {
         this.lastScan = Date.now();
         for (const cg of await scanCgroups(this.o.roots)) {
           if (this.tracked.has(cg.dir)) continue;
           // Containers present at start: count from what they show now (older kills are history).
           // Containers that appear later: every kill counts, even one before the first poll.
           const kills = this.first ? ((await this.readKills(cg)) ?? 0) : 0;
-          this.tracked.set(cg.dir, { cg, kills, missing: 0 });
+          const t: Tracked = { cg, kills, missing: 0 };
+          this.tracked.set(cg.dir, t);
+          this.watchEvents(t);
+          // a kill between the scan and the watch: the first check sees it
+          if (!this.first) void this.checkSoon(t);
         }
         this.stats.containers = this.tracked.size;
+        this.announce();
       }
       this.first = false;
       this.stats.polls++;
-      await Promise.all([...this.tracked.values()].map((t) => this.check(t)));
+      await Promise.all([...this.tracked.values()].filter((t) => !t.watcher).map((t) => this.checkSoon(t)));
     } catch (err) {
       this.o.log.warn({ err: (err as Error).message }, 'node agent poll failed');
     } finally {
@@ -155,20 +190,92 @@ export class NodeAgent {
     }
   }
 
-  private async readKills(cg: ContainerCgroup): Promise<number | undefined> {
+  /** cgroup v2: an inotify watch on memory.events; any failure leaves the cgroup to polling. */
+  private watchEvents(t: Tracked): void {
+    if (t.cg.version !== 2 || this.o.notify === false) return;
     try {
-      const file = cg.version === 1 ? 'memory.oom_control' : 'memory.events';
-      return parseOomKill(await readFile(join(cg.dir, file), 'utf8'));
-    } catch {
-      return undefined;
+      const w = watch(join(t.cg.dir, 'memory.events'), { persistent: false });
+      w.on('change', () => {
+        this.stats.notified++;
+        void this.checkSoon(t);
+      });
+      w.on('error', (err) => {
+        // the cgroup went away (container removed) or the watch broke: poll it from now on
+        w.close();
+        if (t.watcher === w) t.watcher = undefined;
+        this.o.log.debug({ cgroup: t.cg.dir, err: err.message }, 'memory.events watch ended; polling');
+      });
+      t.watcher = w;
+    } catch (err) {
+      this.o.log.warn(
+        { cgroup: t.cg.dir, err: (err as Error).message, pollMs: this.o.pollMs ?? 100 },
+        'inotify on memory.events unavailable: polling this cgroup for OOM kills instead',
+      );
     }
+  }
+
+  /** One log line saying how kills are found, when the set of containers first shows it. */
+  private announce(): void {
+    const all = [...this.tracked.values()];
+    this.stats.watched = all.filter((t) => t.watcher).length;
+    this.stats.polled = all.length - this.stats.watched;
+    if (this.announced || all.length === 0) return;
+    this.announced = true;
+    const v1 = all.filter((t) => t.cg.version === 1).length;
+    this.o.log.info(
+      {
+        region: this.o.region,
+        inotify: this.stats.watched,
+        polled: this.stats.polled,
+        pollMs: this.o.pollMs ?? 100,
+      },
+      v1 > 0
+        ? 'node agent: cgroup v1 memory: OOM kills found by polling memory.oom_control (v1 notifies only through an eventfd, which Node cannot create without native code)'
+        : this.stats.polled > 0
+          ? 'node agent: cgroup v2 memory: some cgroups polled (inotify on memory.events unavailable or disabled)'
+          : 'node agent: cgroup v2 memory: OOM kills notified by inotify on memory.events',
+    );
+  }
+
+  /** Runs a check, or asks the running one to look again when it ends. */
+  private checkSoon(t: Tracked): Promise<void> {
+    if (t.checking) {
+      t.again = true;
+      return t.checking;
+    }
+    t.checking = (async () => {
+      try {
+        do {
+          t.again = false;
+          await this.check(t);
+        } while (t.again);
+      } finally {
+        t.checking = undefined;
+      }
+    })();
+    return t.checking;
+  }
+
+  /** The kill counter; null when the file cannot be read (the cgroup is gone), undefined when it has none. */
+  private async readKills(cg: ContainerCgroup): Promise<number | null | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(cg.dir, cg.version === 1 ? 'memory.oom_control' : 'memory.events'), 'utf8');
+    } catch {
+      return null;
+    }
+    return parseOomKill(text);
   }
 
   private async check(t: Tracked): Promise<void> {
     const kills = await this.readKills(t.cg);
-    if (kills === undefined) {
+    if (kills === undefined) return; // no counter in it (a kernel before 4.13): nothing to learn
+    if (kills === null) {
       // the cgroup is gone (container removed)
-      if (++t.missing > 3) this.tracked.delete(t.cg.dir);
+      if (++t.missing > 3 || t.watcher) {
+        t.watcher?.close();
+        this.tracked.delete(t.cg.dir);
+      }
       return;
     }
     t.missing = 0;
@@ -177,15 +284,7 @@ export class NodeAgent {
     t.kills = kills;
     this.stats.kills += kills - from;
     const detectedAt = Date.now();
-    // Let the container settle: if its main process died, its tasks are gone within moments.
-    const settle = this.o.settleMs ?? 150;
-    await new Promise((r) => setTimeout(r, settle));
-    let main = await this.emptied(t.cg);
-    if (!main && !(await this.initAlive(t.cg))) {
-      // not sure the main process survived (no /proc view of it): give it time to go too
-      await new Promise((r) => setTimeout(r, settle * 4));
-      main = await this.emptied(t.cg);
-    }
+    const main = await this.mainProcessDied(t.cg);
     const limit = await this.limitOf(t.cg);
     for (let n = from + 1; n <= kills; n++) {
       const victim: 'main' | 'child' = main && n === kills ? 'main' : 'child';
@@ -200,6 +299,25 @@ export class NodeAgent {
           this.o.log.warn({ err: (err as Error).message, pod: f.pod }, 'node agent alert failed'),
         );
     }
+  }
+
+  /**
+   * Whether the kill ended the container's main process. The kernel raises
+   * the counter just before it sends SIGKILL, so after a moment's grace a
+   * container init that is alive with no kill pending means a child died: no
+   * need to wait. Otherwise let the container settle: if its main process
+   * died, its tasks are gone within moments.
+   */
+  private async mainProcessDied(cg: ContainerCgroup): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, 20));
+    if (await this.initAlive(cg)) return false;
+    const settle = this.o.settleMs ?? 150;
+    await new Promise((r) => setTimeout(r, settle));
+    if (await this.emptied(cg)) return true;
+    if (await this.initAlive(cg)) return false;
+    // not sure the main process survived (no /proc view of it): give it time to go too
+    await new Promise((r) => setTimeout(r, settle * 4));
+    return this.emptied(cg);
   }
 
   /** True when no task is left in the container's cgroup (or it is gone): its main process died. */

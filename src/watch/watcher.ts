@@ -38,7 +38,10 @@ export interface WatchOptions {
   /** Node agents to run in this process. */
   nodeAgents?: NodeAgentTarget[];
   relistMs?: number;
+  /** The node agents' poll interval for cgroups that cannot notify (default 100 ms). */
   pollMs?: number;
+  /** Node agents use inotify on cgroup v2 memory.events (default true). */
+  agentNotify?: boolean;
   /** Above this many namespaces in a region, one cluster-wide watch replaces per-namespace ones. */
   clusterWideAbove?: number;
   onAlert?: AlerterDeps['onAlert'];
@@ -282,6 +285,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
       onFinding: report,
       log: o.log,
       ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+      ...(o.agentNotify !== undefined ? { notify: o.agentNotify } : {}),
     });
     agents.push(agent);
     agentStarts.push(agent.start());

@@ -119,6 +119,31 @@ describe('BuildCoordinator', () => {
     expect(c.maxRunning).toBe(2);
   });
 
+  it('builds the first environment of a version alone, then the other tails in parallel', async () => {
+    const c = controllable();
+    const co = new BuildCoordinator({ store: new MemoryBuildRecordStore(), build: c.build, concurrency: 4 });
+    const ps = ['test', 'uat', 'prod', 'perf'].map((env) => co.request(req('a', 'v1', env)));
+    await tick();
+    // the shared layers are built once: nothing else of app a starts before the first is done
+    expect(c.started).toEqual(['a:v1-test']);
+    c.finish('a:v1-test');
+    await tick();
+    // now the tails run side by side on the same cache, up to tailsPerApp (3)
+    expect(c.started).toEqual(['a:v1-test', 'a:v1-uat', 'a:v1-prod', 'a:v1-perf']);
+    expect(co.running).toBe(3);
+    // a new version of the same app starts alone again (its shared layers are new)
+    const next = co.request(req('a', 'v2', 'test'));
+    const later = co.request(req('a', 'v2', 'prod'));
+    for (const k of ['a:v1-uat', 'a:v1-prod', 'a:v1-perf']) c.finish(k);
+    await tick();
+    expect(c.started.slice(4)).toEqual(['a:v2-test']);
+    c.finish('a:v2-test');
+    await tick();
+    expect(c.started.slice(5)).toEqual(['a:v2-prod']);
+    c.finish('a:v2-prod');
+    await Promise.all([...ps, next, later]);
+  });
+
   it('does not record failed builds and lets a later request retry', async () => {
     let calls = 0;
     const co = new BuildCoordinator({
