@@ -2,7 +2,7 @@
 // Every problem carries the file, the line and the path of the node it is
 // about, so `ferry config check` can list them all at once.
 import { readFileSync } from 'node:fs';
-import { isMap, isNode, isScalar, LineCounter, parseDocument } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseDocument, visit, YAMLParseError } from 'yaml';
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { nullPrototype } from '../domain/lookup.ts';
 import { configSchema, type FerryConfig } from './schema.ts';
@@ -49,7 +49,10 @@ export function loadConfigFile(file: string): ConfigResult {
 
 export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // yaml's own unique-key check compares every key with every other (quadratic: minutes for a
+  // map of 9,000 apps); duplicateKeyErrors does the same check with a set per map.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  if (doc.errors.length === 0) doc.errors.push(...duplicateKeyErrors(doc));
   if (doc.errors.length > 0) {
     return {
       ok: false,
@@ -102,6 +105,26 @@ export function parseConfig(text: string, file = 'ferry.yaml'): ConfigResult {
     };
   }
   return { ok: true, config, file };
+}
+
+/** "Map keys must be unique" for each repeated scalar key, at the repeat (as yaml's uniqueKeys reports it). */
+function duplicateKeyErrors(doc: ReturnType<typeof parseDocument>): YAMLParseError[] {
+  const errors: YAMLParseError[] = [];
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        const k = isScalar(pair.key) ? pair.key.value : pair.key;
+        if (!seen.has(k)) {
+          seen.add(k);
+          continue;
+        }
+        const at = isNode(pair.key) && pair.key.range ? pair.key.range[0] : 0;
+        errors.push(new YAMLParseError([at, at + 1], 'DUPLICATE_KEY', 'Map keys must be unique'));
+      }
+    },
+  });
+  return errors;
 }
 
 /** Built-in factors first; a factor of the same name in the file replaces the built-in one. */
