@@ -148,7 +148,15 @@ export async function startBenchCluster(dir: string): Promise<BenchCluster> {
             const status = res.statusCode ?? 0;
             if (status >= 400 && !allow.includes(status))
               reject(new Error(`${method} ${path}: ${status} ${text.slice(0, 300)}`));
-            else resolveP((text ? JSON.parse(text) : undefined) as T);
+            else {
+              let v: unknown = text;
+              try {
+                v = text ? JSON.parse(text) : undefined;
+              } catch {
+                // plain text (/readyz answers "ok")
+              }
+              resolveP(v as T);
+            }
           });
           res.on('error', reject);
         },

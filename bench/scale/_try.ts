@@ -1,0 +1,12 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startBenchCluster, createNodes } from './cluster.ts';
+const d = mkdtempSync(join(tmpdir(), 'ferry-scale-try-'));
+const t = Date.now();
+const c = await startBenchCluster(d);
+console.log('up', Date.now() - t, c.url);
+console.log(await c.api('GET', '/version'));
+console.log((await createNodes(c, 3)).length);
+await c.stop();
+console.log('stopped');
