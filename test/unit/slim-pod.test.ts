@@ -18,9 +18,17 @@ function fullPod(): V1Pod {
       labels: { app: 'payments', 'pod-template-hash': '7d9f8c6b5' },
       annotations: { 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(5000) },
       ownerReferences: [
-        { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'payments-prod-7d9f8c6b5', uid: 'rs-1', controller: true },
+        {
+          apiVersion: 'apps/v1',
+          kind: 'ReplicaSet',
+          name: 'payments-prod-7d9f8c6b5',
+          uid: 'rs-1',
+          controller: true,
+        },
       ],
-      managedFields: [{ manager: 'kube-controller-manager', operation: 'Update', fieldsV1: { big: 'x'.repeat(5000) } }],
+      managedFields: [
+        { manager: 'kube-controller-manager', operation: 'Update', fieldsV1: { big: 'x'.repeat(5000) } },
+      ],
     },
     spec: {
       nodeName: 'node-7',
@@ -53,7 +61,12 @@ function fullPod(): V1Pod {
           containerID: 'containerd://new',
           state: { running: { startedAt: killedAt } },
           lastState: {
-            terminated: { reason: 'OOMKilled', exitCode: 137, finishedAt: killedAt, containerID: 'containerd://old' },
+            terminated: {
+              reason: 'OOMKilled',
+              exitCode: 137,
+              finishedAt: killedAt,
+              containerID: 'containerd://old',
+            },
           },
         },
         { name: 'sidecar', image: 'registry/proxy:1', imageID: 'sha256:def', ready: true, restartCount: 0 },
