@@ -9,6 +9,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { signSlackRequest } from '../signature.ts';
 import { LIMITS, normalizeBlocks, validateBlocks, validateView } from './blocks.ts';
 import { consoleHtml } from './console-page.ts';
+import { type SlackRateLimitOptions, SlackRateLimits } from './rate-limits.ts';
 import type {
   ApiCall,
   Block,
@@ -26,6 +27,8 @@ import type {
 } from './types.ts';
 
 export interface SlackEmulatorOptions {
+  /** Enforce Slack's Web API rate limits (rate-limits.ts): true for Slack's figures, or own ones. */
+  rateLimits?: boolean | SlackRateLimitOptions;
   port?: number;
   host?: string;
   signingSecret: string;
@@ -235,6 +238,8 @@ export class SlackEmulator extends EventEmitter {
   private readonly pending = new Map<string, PendingAck>();
   private readonly sse = new Set<http.ServerResponse>();
   private readonly rules: InjectRule[] = [];
+  /** Slack's rate limits, when enforced (options.rateLimits). */
+  readonly rateLimits: SlackRateLimits | undefined;
   private lastUs = 0;
   private connSeq = 0;
   /** Total Socket Mode connections accepted so far. */
@@ -255,6 +260,8 @@ export class SlackEmulator extends EventEmitter {
     this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
     this.socketWaitMs = opts.socketWaitMs ?? 10_000;
     this.socketPingIntervalMs = opts.socketPingIntervalMs ?? 10_000;
+    if (opts.rateLimits)
+      this.rateLimits = new SlackRateLimits(opts.rateLimits === true ? {} : opts.rateLimits);
     for (const u of opts.users ?? DEFAULT_USERS) this.users.set(u.id, { ...u });
     this.users.set(this.bot.userId, {
       id: this.bot.userId,
@@ -713,6 +720,25 @@ export class SlackEmulator extends EventEmitter {
     const time = Date.now();
 
     const rule = this.rules.find((r) => r.times > 0 && (r.method === undefined || r.method === method));
+    const retryAfter = rule ? undefined : this.rateLimits?.check(method, args, time);
+    if (retryAfter !== undefined) {
+      const body = { ok: false, error: 'ratelimited' };
+      this.calls.push({
+        method,
+        args: argsNoToken,
+        token,
+        time,
+        status: 429,
+        response: body,
+        injected: 'ratelimited',
+      });
+      res.writeHead(429, {
+        'content-type': 'application/json; charset=utf-8',
+        'retry-after': String(retryAfter),
+      });
+      res.end(JSON.stringify(body));
+      return;
+    }
     if (rule) {
       rule.times -= 1;
       if (rule.delayMs) await sleep(rule.delayMs);
