@@ -41,6 +41,8 @@ const RELEASES = num('BENCH_SCALE_RELEASES', 1000);
 const RUN = num('BENCH_SCALE_RUN', 100);
 const OOMS = num('BENCH_SCALE_OOM', 20);
 const CHURN = num('BENCH_SCALE_CHURN', 8);
+/** BENCH_SCALE_KWOK=0: no kwok (pods stay Pending on their nodes; the watcher, bot and worker figures do not need them Running). */
+const USE_KWOK = process.env.BENCH_SCALE_KWOK !== '0';
 const SOAK_MIN = argMinutes > 0 ? Number(process.argv[argMinutes + 1]) : num('BENCH_SCALE_SOAK_MIN', 2);
 const SECRET = 'bench-signing-secret';
 const TOKEN = 'xoxb-bench';
@@ -193,13 +195,15 @@ async function main() {
   const results: Record<string, unknown> = {};
 
   let t = performance.now();
-  const kwok = ensureKwok();
-  results['kwok'] = {
-    bin: kwok.bin,
-    coldBuildSeconds: kwok.buildSeconds,
-    ensureMs: Math.round(performance.now() - t),
-  };
-  log(`kwok ${kwok.bin} (cold build ${kwok.buildSeconds ?? '?'} s)`);
+  const kwok = USE_KWOK ? ensureKwok() : undefined;
+  results['kwok'] = kwok
+    ? { bin: kwok.bin, coldBuildSeconds: kwok.buildSeconds, ensureMs: Math.round(performance.now() - t) }
+    : { skipped: true };
+  log(
+    kwok
+      ? `kwok ${kwok.bin} (cold build ${kwok.buildSeconds ?? '?'} s)`
+      : 'kwok skipped (BENCH_SCALE_KWOK=0)',
+  );
 
   let cluster: BenchCluster | undefined;
   let redis: TestRedis | undefined;
@@ -210,7 +214,7 @@ async function main() {
   try {
     t = performance.now();
     cluster = await startBenchCluster(path.join(dir, 'k8s'));
-    await cluster.startKwok(kwok.bin);
+    if (kwok) await cluster.startKwok(kwok.bin);
     results['clusterStartMs'] = Math.round(performance.now() - t);
     const c = cluster;
 
@@ -243,7 +247,7 @@ async function main() {
     // kwok marks them Running; wait until a sample of them is
     const sample = Array.from({ length: 50 }, () => pods[rand(pods.length)] as PodRef);
     const until = Date.now() + 600_000;
-    for (;;) {
+    while (kwok) {
       const phases = await Promise.all(
         sample.map((p) =>
           c.api<{ status?: { phase?: string } }>('GET', `/api/v1/namespaces/${p.ns}/pods/${p.name}`),
@@ -259,7 +263,8 @@ async function main() {
       pods: pods.length,
       createPodsMs: Math.round(createMs),
       podsPerSecond: Math.round(pods.length / (createMs / 1000)),
-      allRunningMs: Math.round(performance.now() - t),
+      allRunningMs: kwok ? Math.round(performance.now() - t) : null,
+      kwok: Boolean(kwok),
     };
     log(`cluster: ${JSON.stringify(results['cluster'])}`);
 
