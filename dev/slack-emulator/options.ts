@@ -1,7 +1,10 @@
 // What a test or `ferry start` can configure, and the inputs of the simulated user actions.
+import type { SlackRateLimitOptions } from './rate-limits.ts';
 import type { EmulatorChannel, EmulatorUser } from './types.ts';
 
 export interface SlackEmulatorOptions {
+  /** Enforce Slack's Web API rate limits (rate-limits.ts): true for Slack's figures, or own ones. */
+  rateLimits?: boolean | SlackRateLimitOptions;
   port?: number;
   host?: string;
   signingSecret: string;

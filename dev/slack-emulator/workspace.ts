@@ -2,10 +2,12 @@
 // of what happened (Web API calls, deliveries, response_url posts) — with the queries tests and the
 // console read and the message bookkeeping every part shares. The Web API (web-api/), the deliveries to
 // the bot (events/) and the console (console/) all work on one Workspace.
+
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { normalizeBlocks, validateBlocks } from './blocks.ts';
 import { DEFAULT_CHANNELS, DEFAULT_USERS, type InjectRule, type SlackEmulatorOptions } from './options.ts';
+import { SlackRateLimits } from './rate-limits.ts';
 import type {
   ApiCall,
   Block,
@@ -80,6 +82,8 @@ export class Workspace extends EventEmitter {
   readonly tickets = new Map<string, number>();
   /** Fault injection rules for the Web API. */
   readonly rules: InjectRule[] = [];
+  /** Slack's rate limits, when enforced (options.rateLimits). */
+  readonly rateLimits: SlackRateLimits | undefined;
   private lastUs = 0;
 
   constructor(opts: SlackEmulatorOptions) {
@@ -96,6 +100,8 @@ export class Workspace extends EventEmitter {
     this.triggerTtlMs = opts.triggerTtlMs ?? 3000;
     this.socketWaitMs = opts.socketWaitMs ?? 10_000;
     this.socketPingIntervalMs = opts.socketPingIntervalMs ?? 10_000;
+    if (opts.rateLimits)
+      this.rateLimits = new SlackRateLimits(opts.rateLimits === true ? {} : opts.rateLimits);
     for (const u of opts.users ?? DEFAULT_USERS) this.users.set(u.id, { ...u });
     this.users.set(this.bot.userId, {
       id: this.bot.userId,

@@ -1,25 +1,35 @@
 // The notify queue consumer: renders each Outbound the domain announced and
-// sends it to Slack, one at a time and in order (concurrency 1, and a global
-// concurrency of 1 so several bot replicas still keep the order).
+// sends it to Slack.
 //
-// Slack decides nothing here: the WebClient neither retries nor waits out a
-// 429 by itself (rejectRateLimitedCalls, retries 0). On a 429 the queue is
-// rate-limited for Retry-After and the job goes back to the head of the wait
-// list (Worker.RateLimitError), so every later message waits behind it: a
-// storm delays messages but loses none and keeps their order. Network errors
-// and 5xx do the same with an exponential backoff. Permanent errors (a channel
-// that does not exist, a bot not in the channel) are logged and the message
-// dropped — retrying them would hold up every other thread forever.
+// Order is kept per conversation, not globally: each message goes to a lane
+// (the release's thread, a channel, an alert; laneOf) and a lane sends one
+// message at a time, in the order they were announced, while other lanes go
+// on (src/queue/lanes.ts). Calls are paced per Slack's tiers — chat.postMessage
+// about 1 a second per channel, chat.update a per-workspace tier — and a 429
+// holds only the bucket it came from (that channel, or chat.update) for
+// Retry-After; the message retries in its lane, so its thread keeps its order
+// and every other thread and channel carries on. Network errors and 5xx retry
+// in the lane with an exponential backoff. Permanent errors (a channel that
+// does not exist, a bot not in the channel) are logged and the message
+// dropped — retrying them would hold up the thread forever.
+//
+// The WebClient neither retries nor waits out a 429 by itself
+// (rejectRateLimitedCalls, retries 0): the pacing here decides.
+//
+// Order holds within one notifier process (BullMQ hands jobs out in order and
+// they enter their lanes in that order); with several bot replicas a thread's
+// messages may be taken by two replicas at once.
 //
 // Each step of a job (post, store ts, upload) is recorded under the job's id,
 // so a job retried after a rate limit in its second call does not post twice.
 import { createHash } from 'node:crypto';
-import { type Job, type Queue, Worker } from 'bullmq';
+import { DelayedError, type Job, type Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from '../config/schema.ts';
 import type { Outbound } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import type { Logger } from '../logging.ts';
+import { Lanes, Pacer, type Rate } from '../queue/lanes.ts';
 import { QUEUES } from '../queue/names.ts';
 import { type Block, type Rendered, renderAlert, renderCard, renderEphemeral, renderText } from './render.ts';
 
@@ -50,6 +60,31 @@ export interface NotifierDeps {
   log: Logger;
   /** Longest backoff for 5xx / network errors (ms). */
   maxBackoffMs?: number;
+  /** Messages in flight at once across lanes (default 256): a lane held by a 429 keeps only its own. */
+  concurrency?: number;
+  /** Slack's tiers (defaults: postMessage 1/s per channel; chat.update 50/min per workspace, burst 20). */
+  rates?: { postMessage?: Rate; update?: Rate };
+}
+
+/** Slack's documented pace: chat.postMessage ~1/s per channel; chat.update is Tier 3 (50+/min). */
+export const SLACK_RATES = {
+  postMessage: { count: 1, perMs: 1000, burst: 1 },
+  update: { count: 50, perMs: 60_000, burst: 20 },
+} satisfies Record<string, Rate>;
+
+/** The conversation whose order a message must keep: the release's thread, else its channel. */
+export function laneOf(m: Outbound): string {
+  switch (m.kind) {
+    case 'card':
+    case 'reply':
+      return `release:${m.releaseId}`;
+    case 'message':
+      return m.threadOf ? `release:${m.threadOf}` : `channel:${m.channel}`;
+    case 'ephemeral':
+      return `ephemeral:${m.channel}:${m.user}`;
+    case 'alert':
+      return `alert:${m.key}`;
+  }
 }
 
 export interface Notifier {
@@ -117,9 +152,32 @@ const hashOf = (r: Rendered) =>
 export function startNotifier(deps: NotifierDeps): Notifier {
   const p = deps.prefix ?? 'ferry';
   const key = (...parts: string[]) => [p, 'slack', ...parts].join(':');
-  const backoff = new Map<string, number>();
   const maxBackoff = deps.maxBackoffMs ?? 30_000;
-  const { client, log } = deps;
+  const { log } = deps;
+  const lanes = new Lanes();
+  const postPace = new Pacer(deps.rates?.postMessage ?? SLACK_RATES.postMessage);
+  const updatePace = new Pacer(deps.rates?.update ?? SLACK_RATES.update);
+  /** A call paced on its bucket; a 429 holds that bucket (only) for Retry-After, then the error goes up. */
+  const paced = async <T>(pacer: Pacer, bucket: string, call: () => Promise<T>): Promise<T> => {
+    await pacer.take(bucket);
+    try {
+      return await call();
+    } catch (err) {
+      const f = classify(err);
+      if (f.kind === 'ratelimited') pacer.hold(bucket, Date.now() + f.retryAfterMs);
+      throw err;
+    }
+  };
+  const raw = deps.client;
+  const client: ChatClient = {
+    chat: {
+      postMessage: (a) => paced(postPace, String(a['channel']), () => raw.chat.postMessage(a)),
+      update: (a) => paced(updatePace, 'chat.update', () => raw.chat.update(a)),
+      postEphemeral: (a) => raw.chat.postEphemeral(a),
+    },
+    filesUploadV2: (a) => raw.filesUploadV2(a),
+  };
+  let closing = false;
 
   /** Runs `fn` once per job and step: a retried job skips what it already did. */
   async function step<T extends string>(job: Job, name: string, fn: () => Promise<T>): Promise<T> {
@@ -353,53 +411,62 @@ export function startNotifier(deps: NotifierDeps): Notifier {
     }
   }
 
-  const worker = new Worker<Outbound>(
-    QUEUES.notify,
-    async (job) => {
+  /** Sends one message, retrying in its lane until it is sent or refused for good. */
+  async function deliver(job: Job<Outbound>, token: string | undefined): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       try {
         await handle(job);
-        backoff.delete(String(job.id));
+        return;
       } catch (err) {
         if (err instanceof Permanent) {
           log.warn(
             { job: job.id, kind: job.data.kind, error: err.message },
             'message dropped: Slack refused it',
           );
-          backoff.delete(String(job.id));
           return;
         }
         const f = classify(err);
         if (f.kind === 'permanent') throw err;
-        let ms: number;
-        if (f.kind === 'ratelimited') ms = f.retryAfterMs;
-        else {
-          const n = (backoff.get(String(job.id)) ?? 0) + 1;
-          backoff.set(String(job.id), n);
-          ms = Math.min(maxBackoff, 250 * 2 ** Math.min(n, 10));
-        }
+        // A 429 has already held its bucket: the next try waits there, other lanes do not.
+        const ms = f.kind === 'ratelimited' ? 0 : Math.min(maxBackoff, 250 * 2 ** Math.min(attempt, 10));
         log.info(
-          { job: job.id, kind: job.data.kind, waitMs: ms, why: f.kind === 'ratelimited' ? '429' : f.detail },
-          'Slack busy; message waits at the head of the queue',
+          {
+            job: job.id,
+            kind: job.data.kind,
+            lane: laneOf(job.data),
+            waitMs: ms,
+            why: f.kind === 'ratelimited' ? '429' : f.detail,
+          },
+          'Slack busy; the message waits in its lane',
         );
-        await deps.queue.rateLimit(ms);
-        throw Worker.RateLimitError();
+        if (closing) {
+          // Shutting down: hand the job back to the queue rather than hold the close.
+          await job.moveToDelayed(Date.now() + Math.max(ms, 1000), token);
+          throw new DelayedError();
+        }
+        if (ms) await new Promise((r) => setTimeout(r, ms));
       }
-    },
+    }
+  }
+
+  const worker = new Worker<Outbound>(
+    QUEUES.notify,
+    (job, token) => lanes.run(laneOf(job.data), () => deliver(job, token)),
     {
       connection: deps.connection,
       ...(deps.prefix ? { prefix: deps.prefix } : {}),
-      concurrency: 1,
-      // A limiter must be set for queue.rateLimit() to hold the worker; this one never binds in practice.
-      limiter: { max: 1000, duration: 1000 },
+      concurrency: deps.concurrency ?? 256,
     },
   );
   worker.on('error', (err) => log.warn({ err: err.message }, 'notify worker error'));
+  // Earlier versions pinned the queue to one message at a time across replicas; lanes replace that.
   void deps.queue
-    .setGlobalConcurrency(1)
-    .catch((err: Error) => log.warn({ err: err.message }, 'setGlobalConcurrency failed'));
+    .removeGlobalConcurrency()
+    .catch((err: Error) => log.warn({ err: err.message }, 'removeGlobalConcurrency failed'));
   return {
     worker,
     async close() {
+      closing = true;
       await worker.close();
     },
   };

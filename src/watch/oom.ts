@@ -54,7 +54,8 @@ export function environmentOfPod(pod: V1Pod | undefined): string | undefined {
   return undefined;
 }
 
-const OOM_EVENT_REASONS = new Set(['OOMKilling', 'SystemOOM', 'OOMKilled']);
+/** Event reasons that report an OOM kill (the watcher selects events by them). */
+export const OOM_EVENT_REASONS = new Set(['OOMKilling', 'SystemOOM', 'OOMKilled']);
 
 /** A container id without its runtime prefix ("containerd://abc…" → "abc…"). */
 export function bareContainerId(id: string | undefined): string | undefined {

@@ -1,7 +1,82 @@
 // Pods by UID, for the sources that only know a pod by its UID (the node
 // agent reads it from the cgroup path; kernel messages carry it). The pod
 // watcher feeds it; a miss asks the API (at most once a second).
-import type { V1Pod } from '@kubernetes/client-node';
+//
+// The index keeps a projection of each pod (slimPod): the fields the OOM
+// sources and the alert read, not the whole object. At 18,000 pods a full
+// V1Pod (spec, every env var and volume, managedFields) is what made the
+// watcher's memory grow with the cluster.
+import type { V1Container, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+
+/** What OOM detection reads of a container's status. */
+function slimStatus(s: V1ContainerStatus): V1ContainerStatus {
+  return {
+    name: s.name,
+    restartCount: s.restartCount,
+    ready: s.ready,
+    image: '',
+    imageID: '',
+    ...(s.containerID ? { containerID: s.containerID } : {}),
+    ...(s.state?.terminated ? { state: { terminated: s.state.terminated } } : {}),
+    ...(s.lastState?.terminated ? { lastState: { terminated: s.lastState.terminated } } : {}),
+  };
+}
+
+/** What OOM detection reads of a container's spec: its name, memory request/limit, FERRY_ENV. */
+function slimContainer(c: V1Container): V1Container {
+  const env = c.env?.filter((e) => e.name === 'FERRY_ENV' && e.value !== undefined);
+  const memLimit = c.resources?.limits?.['memory'];
+  const memRequest = c.resources?.requests?.['memory'];
+  return {
+    name: c.name,
+    ...(env?.length ? { env } : {}),
+    ...(memLimit || memRequest
+      ? {
+          resources: {
+            ...(memLimit ? { limits: { memory: memLimit } } : {}),
+            ...(memRequest ? { requests: { memory: memRequest } } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+/**
+ * The part of a pod the watcher needs (identity, labels, owner, node, containers'
+ * names/memory/FERRY_ENV, container statuses' ids, restarts and terminations).
+ * oomFromPod, oomFromEvent and the node agent give the same answers for it as
+ * for the full pod.
+ */
+export function slimPod(pod: V1Pod): V1Pod {
+  const m = pod.metadata ?? {};
+  const owners = m.ownerReferences?.map((o) => ({
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    name: o.name,
+    uid: o.uid,
+    ...(o.controller !== undefined ? { controller: o.controller } : {}),
+  }));
+  const statuses = pod.status?.containerStatuses?.map(slimStatus);
+  const initStatuses = pod.status?.initContainerStatuses?.map(slimStatus);
+  return {
+    metadata: {
+      ...(m.name ? { name: m.name } : {}),
+      ...(m.namespace ? { namespace: m.namespace } : {}),
+      ...(m.uid ? { uid: m.uid } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(owners?.length ? { ownerReferences: owners } : {}),
+    },
+    spec: {
+      containers: (pod.spec?.containers ?? []).map(slimContainer),
+      ...(pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {}),
+    },
+    status: {
+      ...(pod.status?.phase ? { phase: pod.status.phase } : {}),
+      ...(statuses ? { containerStatuses: statuses } : {}),
+      ...(initStatuses ? { initContainerStatuses: initStatuses } : {}),
+    },
+  };
+}
 
 export class PodIndex {
   private readonly byUidMap = new Map<string, { pod: V1Pod; goneAt?: number }>();
@@ -16,14 +91,14 @@ export class PodIndex {
 
   put(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
-    if (uid) this.byUidMap.set(uid, { pod });
+    if (uid) this.byUidMap.set(uid, { pod: slimPod(pod) });
   }
 
   /** A deleted pod stays known for 10 minutes: a late signal about it still finds it. */
   gone(pod: V1Pod): void {
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    this.byUidMap.set(uid, { pod, goneAt: Date.now() });
+    this.byUidMap.set(uid, { pod: slimPod(pod), goneAt: Date.now() });
     const cutoff = Date.now() - 600_000;
     for (const [k, v] of this.byUidMap) if (v.goneAt && v.goneAt < cutoff) this.byUidMap.delete(k);
   }

@@ -12,8 +12,15 @@ import { Alerter, type AlerterDeps, type AlertOutcome } from './alerter.ts';
 import { AlertDedupe } from './dedupe.ts';
 import { ListWatch } from './list-watch.ts';
 import { NodeAgent } from './node-agent.ts';
-import { isOomEvent, type OomFinding, oomFromEvent, oomFromPod, podRefFromKernelMessage } from './oom.ts';
-import { PodIndex } from './pods.ts';
+import {
+  isOomEvent,
+  OOM_EVENT_REASONS,
+  type OomFinding,
+  oomFromEvent,
+  oomFromPod,
+  podRefFromKernelMessage,
+} from './oom.ts';
+import { PodIndex, slimPod } from './pods.ts';
 import { Silences } from './silence.ts';
 
 export interface NodeAgentTarget {
@@ -107,6 +114,10 @@ export function startWatch(o: WatchOptions): WatchHandle {
     if (had && had.context === rc.context) return had;
     const reader = cluster(rc.context);
     const index = new PodIndex(async () => {
+      // Past a few dozen namespaces one paged cluster-wide list is cheaper than a list per namespace
+      // (a miss of the node agent used to cost one request per managed namespace).
+      if (namespaces.length > (o.clusterWideAbove ?? 50))
+        return (await pagedPods(reader, {})).items.filter((p) => nsSet.has(p.metadata?.namespace ?? ''));
       const lists = await Promise.all(namespaces.map((namespace) => reader.pods(namespace)));
       return lists.flat();
     });
@@ -192,20 +203,41 @@ export function startWatch(o: WatchOptions): WatchHandle {
     };
 
     for (const ns of scopes) {
+      if (ns !== undefined) {
+        watch<V1Pod>({
+          name: `pods/${ns}`,
+          path: `/api/v1/namespaces/${ns}/pods`,
+          list: () => reader.core.listNamespacedPod({ namespace: ns }),
+          onObject: onPod,
+        });
+        watch<CoreV1Event>({
+          name: `events/${ns}`,
+          path: `/api/v1/namespaces/${ns}/events`,
+          list: () => reader.core.listNamespacedEvent({ namespace: ns }),
+          onObject: onEvent,
+        });
+        continue;
+      }
+      // Every pod, listed in pages and kept as projections (slimPod): the list of a large
+      // cluster is never held whole.
       watch<V1Pod>({
-        name: `pods/${ns ?? '*'}`,
-        path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
-        list: () =>
-          ns ? reader.core.listNamespacedPod({ namespace: ns }) : reader.core.listPodForAllNamespaces(),
+        name: 'pods/*',
+        path: '/api/v1/pods',
+        list: () => pagedPods(reader, {}),
         onObject: onPod,
       });
-      watch<CoreV1Event>({
-        name: `events/${ns ?? '*'}`,
-        path: ns ? `/api/v1/namespaces/${ns}/events` : '/api/v1/events',
-        list: () =>
-          ns ? reader.core.listNamespacedEvent({ namespace: ns }) : reader.core.listEventForAllNamespaces(),
-        onObject: onEvent,
-      });
+      // Only OOM events, selected by the server (one watch a reason: field selectors cannot OR).
+      // These also cover the node-level kernel events in `default`.
+      for (const reason of OOM_EVENT_REASONS) {
+        const query = { fieldSelector: `reason=${reason}` };
+        watch<CoreV1Event>({
+          name: `events/*/${reason}`,
+          path: '/api/v1/events',
+          query,
+          list: () => reader.core.listEventForAllNamespaces(query),
+          onObject: onEvent,
+        });
+      }
     }
     // kernel OOM events about nodes (SystemOOM from the kubelet, OOMKilling from node-problem-detector)
     const nodeQuery = { fieldSelector: 'involvedObject.kind=Node' };
@@ -276,7 +308,16 @@ export function startWatch(o: WatchOptions): WatchHandle {
 
   const agentStarts: Promise<unknown>[] = [];
   for (const t of o.nodeAgents ?? []) {
-    const index = pods.get(t.region) ?? new PodIndex();
+    // An agent alone (the DaemonSet) asks only for its own node's pods on a miss.
+    const node = t.node;
+    const rc = config.regions[t.region];
+    const index =
+      o.watchApi === false && node && rc
+        ? new PodIndex(
+            async () =>
+              (await pagedPods(cluster(rc.context), { fieldSelector: `spec.nodeName=${node}` })).items,
+          )
+        : (pods.get(t.region) ?? new PodIndex());
     const agent = new NodeAgent({
       region: t.region,
       ...(t.node ? { node: t.node } : {}),
@@ -310,4 +351,26 @@ export function startWatch(o: WatchOptions): WatchHandle {
       for (const a of agents) a.stop();
     },
   };
+}
+
+/** Pods listed in pages of `limit` (each page projected by slimPod), with the list's resourceVersion. */
+export async function pagedPods(
+  reader: ClusterReader,
+  query: { fieldSelector?: string; labelSelector?: string },
+  limit = 500,
+): Promise<{ items: V1Pod[]; metadata?: { resourceVersion?: string } }> {
+  const items: V1Pod[] = [];
+  let cont: string | undefined;
+  let resourceVersion: string | undefined;
+  do {
+    const page = await reader.core.listPodForAllNamespaces({
+      ...query,
+      limit,
+      ...(cont ? { _continue: cont } : {}),
+    });
+    for (const p of page.items) items.push(slimPod(p));
+    resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+    cont = page.metadata?._continue || undefined;
+  } while (cont);
+  return { items, ...(resourceVersion ? { metadata: { resourceVersion } } : {}) };
 }

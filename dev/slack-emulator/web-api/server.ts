@@ -82,11 +82,15 @@ export async function handleApiHttp(
   const time = Date.now();
 
   const rule = ws.rules.find((r) => r.times > 0 && (r.method === undefined || r.method === method));
+  // An injected fault wins; otherwise Slack's own limits, when the emulator enforces them.
+  const limitedFor = rule ? undefined : ws.rateLimits?.check(method, args, time);
   if (rule) {
     rule.times -= 1;
     if (rule.delayMs) await sleep(rule.delayMs);
-    if (rule.status === 429) {
-      const retryAfter = rule.retryAfter ?? 1;
+  }
+  if (rule?.status === 429 || limitedFor !== undefined) {
+    {
+      const retryAfter = limitedFor ?? rule?.retryAfter ?? 1;
       const body = { ok: false, error: 'ratelimited' };
       ws.calls.push({
         method,
@@ -104,6 +108,8 @@ export async function handleApiHttp(
       res.end(JSON.stringify(body));
       return;
     }
+  }
+  if (rule) {
     if (rule.status !== undefined) {
       const body = { error: `HTTP ${rule.status}` };
       ws.calls.push({

@@ -1,0 +1,97 @@
+// The notifier keeps order per thread, not globally: a 429 in one channel
+// holds that channel only (real Redis + BullMQ, the Slack emulator).
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
+import { type ChatClient, type Notifier, startNotifier } from '../../src/chat/notifier.ts';
+import { notifierClient } from '../../src/chat/slack/app.ts';
+import type { Release } from '../../src/domain/release.ts';
+import { logger } from '../../src/logging.ts';
+import { QueueAnnouncer } from '../../src/queue/announcer.ts';
+import { exampleConfig } from '../support/config.ts';
+import { TestRedis } from '../support/redis.ts';
+
+const TOKEN = 'xoxb-lanes';
+let server: TestRedis;
+let store: Redis;
+let conn: Redis;
+let emu: SlackEmulator;
+let announcer: QueueAnnouncer;
+let notifier: Notifier;
+const threads = new Map<string, { channel: string; ts: string }>();
+
+beforeAll(async () => {
+  server = await TestRedis.start();
+  store = new Redis(server.url);
+  conn = new Redis(server.url, { maxRetriesPerRequest: null });
+  emu = await SlackEmulator.start({ signingSecret: 's', botToken: TOKEN, rateLimits: true });
+  for (const id of ['C_A', 'C_B']) emu.addChannel({ id, name: id.toLowerCase() });
+  for (const [rid, channel] of [
+    ['ra', 'C_A'],
+    ['rb', 'C_B'],
+  ] as const) {
+    const r = emu.callMethod('chat.postMessage', { channel, text: rid }, TOKEN);
+    threads.set(rid, { channel, ts: String(r['ts']) });
+  }
+  const prefix = `lanes${Date.now().toString(36)}`;
+  announcer = new QueueAnnouncer(conn, prefix);
+  notifier = startNotifier({
+    config: () => exampleConfig(),
+    releases: {
+      get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
+      patch: async () => undefined,
+    },
+    store,
+    connection: conn,
+    queue: announcer.queue,
+    prefix,
+    client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
+    log: logger('lanes-test').child({}, { level: 'silent' }),
+  });
+});
+
+afterAll(async () => {
+  await notifier?.close();
+  await emu?.close();
+  store?.disconnect();
+  conn?.disconnect();
+  await server?.stop();
+});
+
+const replies = (rid: string) => {
+  const t = threads.get(rid) as { channel: string; ts: string };
+  return emu
+    .thread(t.channel, t.ts)
+    .slice(1)
+    .map((m) => m.text);
+};
+
+describe('notify lanes', () => {
+  it('a 429 in one channel holds that channel only; each thread keeps its order', async () => {
+    emu.inject({ method: 'chat.postMessage', status: 429, retryAfter: 4, times: 1 });
+    await announcer.announce({ kind: 'reply', releaseId: 'ra', text: 'a1' });
+    await announcer.announce({ kind: 'reply', releaseId: 'ra', text: 'a2' });
+    await emu.waitFor(() => emu.calls.find((c) => c.status === 429 && c.args['channel'] === 'C_A'));
+    await announcer.announce({ kind: 'reply', releaseId: 'rb', text: 'b1' });
+    await announcer.announce({ kind: 'reply', releaseId: 'rb', text: 'b2' });
+    // C_B goes out while C_A still waits out its Retry-After
+    await emu.waitFor(() => replies('rb').length === 2 || undefined, 3500);
+    expect(replies('rb')).toEqual(['b1', 'b2']);
+    expect(replies('ra')).toEqual([]);
+    // then C_A, in order
+    await emu.waitFor(() => replies('ra').length === 2 || undefined, 15_000);
+    expect(replies('ra')).toEqual(['a1', 'a2']);
+  });
+
+  it('paces chat.postMessage to about one a second per channel, so Slack never answers 429', async () => {
+    const before = emu.calls.length;
+    for (let k = 0; k < 4; k++) await announcer.announce({ kind: 'reply', releaseId: 'rb', text: `p${k}` });
+    await emu.waitFor(() => replies('rb').filter((t) => t.startsWith('p')).length === 4 || undefined, 15_000);
+    const posts = emu.calls.slice(before).filter((c) => c.method === 'chat.postMessage');
+    expect(posts.every((c) => c.status === 200)).toBe(true);
+    const times = posts.map((c) => c.time);
+    for (let i = 1; i < times.length; i++)
+      expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(900);
+    expect(emu.rateLimits?.limited['chat.postMessage'] ?? 0).toBe(0);
+  });
+});
