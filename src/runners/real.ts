@@ -274,7 +274,10 @@ export async function realRunners(rt: Runtime): Promise<StepRunners> {
   const { ensurePullSecret, regionPullCredentials } = await import('../kube/pull-secrets.ts');
   const { appTarget } = await import('../kube/rollout.ts');
   const { workloadOf } = await import('../domain/workload.ts');
+  const { analysisJudge } = await import('../analysis/judge.ts');
   return {
+    // Metric analysis and webhooks at the gates, as each release's plan says (none: no time added).
+    judge: analysisJudge(() => rt.config()),
     build: buildRunner(config),
     sync: syncRunner(config),
     // Back-to-source first: the region's nodes pull from the region's registry.
