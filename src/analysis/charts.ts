@@ -48,6 +48,8 @@ export function chartSpec(title: string, panels: ChartPanel[], t0: number): TopL
       const thresholds = [p.max, p.min].filter((v): v is number => v !== undefined).map((v) => ({ v }));
       const vals = [...valuesOf(p.series.new), ...valuesOf(p.series.old ?? []), ...thresholds.map((x) => x.v)];
       const top = vals.length ? Math.max(...vals) : 1;
+      // Only the tracks with data get a legend entry (no old pods: no blue anywhere).
+      const tracks = (['new', 'old'] as const).filter((t) => t === 'new' || valuesOf(p.series.old ?? []).length > 0);
       return {
         width: 520,
         height: 150,
@@ -63,7 +65,7 @@ export function chartSpec(title: string, panels: ChartPanel[], t0: number): TopL
                 field: 'track',
                 type: 'nominal',
                 title: 'pods',
-                scale: { domain: ['new', 'old'], range: [SERIES_COLOURS.new, SERIES_COLOURS.old] },
+                scale: { domain: tracks, range: tracks.map((t) => SERIES_COLOURS[t]) },
               },
             },
           },
