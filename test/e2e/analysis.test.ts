@@ -131,6 +131,15 @@ describe('analysis gates (eu-west, Prometheus)', () => {
       maxMs: 20 * 60_000,
       signal: load.signal,
     });
+    // The pipeline works end to end before anything is judged: Prometheus has the pods' requests.
+    const q = `sum(rate(http_requests_total{namespace="${ns.name}"}[10s]))`;
+    let rate = 0;
+    for (let i = 0; i < 120 && !(rate > 0); i++) {
+      const r = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(q)}`).then((x) => x.json() as Promise<{ data: { result: { value: [number, string] }[] } }>);
+      rate = Number(r.data.result[0]?.value[1] ?? 0);
+      if (!(rate > 0)) await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(rate).toBeGreaterThan(0);
   }, 600_000);
 
   it('passes the good version: fewer errors, lower latency than the old pods', async () => {
