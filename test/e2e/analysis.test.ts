@@ -16,9 +16,9 @@ import type { BuiltImage, Outbound, StepRunners } from '../../src/domain/ports.t
 import type { Release } from '../../src/domain/release.ts';
 import { kubeClients } from '../../src/kube/client.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
-import { ensureInfra, newNamespace, type TestNamespace } from '../support/infra.ts';
-import { countPods, deployableRelease, kubeTestConfig, regionRef, TEST_APP, testRunners } from '../support/kube.ts';
-import { metricsImages } from '../support/metrics-images.ts';
+import { ensureInfra, loadInfo, newNamespace, type TestNamespace } from '../support/infra.ts';
+import { countPods, deployableRelease, kubeTestConfig, TEST_APP, testRunners } from '../support/kube.ts';
+import { METRICS_REPO, metricsImages } from '../support/metrics-images.ts';
 import { ensurePrometheus } from '../support/prometheus.ts';
 
 let redisUrl: string;
@@ -104,6 +104,11 @@ async function replies(rt: Runtime, releaseId: string) {
   return jobs
     .map((j) => j.data as Outbound)
     .filter((o): o is Extract<Outbound, { kind: 'reply' }> => o.kind === 'reply' && o.releaseId === releaseId);
+}
+
+/** The region's pull reference of a metrics image (the rollout pins it by digest). */
+function regionRef(region: 'eu-west', img: BuiltImage): string {
+  return `${loadInfo().registries.regions[region]}/${METRICS_REPO}@${img.digest}`;
 }
 
 const ORANGE = [0xe8, 0x59, 0x0c];
