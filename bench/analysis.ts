@@ -56,7 +56,8 @@ function config(): FerryConfig {
         failureLimit: 1,
       },
       'p95-latency': {
-        query: 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[10s])))',
+        query:
+          'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[10s])))',
         compare: { test: 'mann-whitney', alpha: 0.001, minSamples: 3 },
         worseWhen: 'higher',
         failureLimit: 0,
@@ -66,7 +67,12 @@ function config(): FerryConfig {
   return c;
 }
 
-const rt = createRuntime({ config: config(), redisUrl: info.redis.url, prefix: `ba${randomUUID().slice(0, 8)}`, name: 'bench-analysis' });
+const rt = createRuntime({
+  config: config(),
+  redisUrl: info.redis.url,
+  prefix: `ba${randomUUID().slice(0, 8)}`,
+  name: 'bench-analysis',
+});
 const plain = testRunners(rt.config()).runners;
 const judged: StepRunners = { ...plain, judge: analysisJudge(rt.config()) };
 
@@ -74,7 +80,11 @@ const judged: StepRunners = { ...plain, judge: analysisJudge(rt.config()) };
 async function rollout(version: string, image: BuiltImage, runners: StepRunners): Promise<number[]> {
   const release = await deployableRelease(rt, version, image);
   const t0 = Date.now();
-  const out = await deployJob({ releaseId: release.id, step: 'deploy' }, jobContext(rt, runners, 200), new AbortController().signal);
+  const out = await deployJob(
+    { releaseId: release.id, step: 'deploy' },
+    jobContext(rt, runners, 200),
+    new AbortController().signal,
+  );
   const end = Date.now();
   if (!out.startsWith('deployed')) throw new Error(`rollout ${version}: ${out}`);
   await rt.lifecycle.report(release.id, { type: 'step', to: 'verifying' });
@@ -87,7 +97,15 @@ async function rollout(version: string, image: BuiltImage, runners: StepRunners)
 const load = new AbortController();
 // Old pods first, so every judged batch has old pods to compare with.
 await rollout('v4', v4, plain);
-const loadDone = generateLoad({ core: kubeClients(rt.config(), 'eu-west').core, namespace: ns.name, name: TEST_APP, rate: 10, maxMs: 30 * 60_000, maxRequests: 50_000, signal: load.signal });
+const loadDone = generateLoad({
+  core: kubeClients(rt.config(), 'eu-west').core,
+  namespace: ns.name,
+  name: TEST_APP,
+  rate: 10,
+  maxMs: 30 * 60_000,
+  maxRequests: 50_000,
+  signal: load.signal,
+});
 const rows: { run: number; mode: 'alone' | 'analysis'; batches: number[] }[] = [];
 try {
   for (let run = 1; run <= RUNS; run++) {
@@ -105,7 +123,8 @@ try {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-const per = (mode: 'alone' | 'analysis', i: number) => mean(rows.filter((r) => r.mode === mode).map((r) => r.batches[i] ?? 0));
+const per = (mode: 'alone' | 'analysis', i: number) =>
+  mean(rows.filter((r) => r.mode === mode).map((r) => r.batches[i] ?? 0));
 const summary = [0, 1].map((i) => ({
   batch: i + 1,
   aloneS: per('alone', i),
@@ -113,7 +132,22 @@ const summary = [0, 1].map((i) => ({
   addedS: per('analysis', i) - per('alone', i),
   beyondDurationS: per('analysis', i) - per('alone', i) - DURATION_S,
 }));
-writeFileSync(join(here, 'results', 'analysis.json'), JSON.stringify({ at: new Date().toISOString(), cpus: cpus().length, load: loadavg(), intervalS: INTERVAL_S, durationS: DURATION_S, rows, summary }, null, 2));
+writeFileSync(
+  join(here, 'results', 'analysis.json'),
+  JSON.stringify(
+    {
+      at: new Date().toISOString(),
+      cpus: cpus().length,
+      load: loadavg(),
+      intervalS: INTERVAL_S,
+      durationS: DURATION_S,
+      rows,
+      summary,
+    },
+    null,
+    2,
+  ),
+);
 writeFileSync(
   join(here, 'results', 'analysis.md'),
   [
@@ -123,7 +157,10 @@ writeFileSync(
     '',
     '| batch | alone (s) | with analysis (s) | added (s) | added beyond the analysis duration (s) |',
     '| --- | --- | --- | --- | --- |',
-    ...summary.map((s) => `| ${s.batch} | ${s.aloneS.toFixed(1)} | ${s.analysisS.toFixed(1)} | ${s.addedS.toFixed(1)} | ${s.beyondDurationS.toFixed(1)} |`),
+    ...summary.map(
+      (s) =>
+        `| ${s.batch} | ${s.aloneS.toFixed(1)} | ${s.analysisS.toFixed(1)} | ${s.addedS.toFixed(1)} | ${s.beyondDurationS.toFixed(1)} |`,
+    ),
   ].join('\n'),
 );
 console.log(JSON.stringify(summary));

@@ -70,10 +70,16 @@ async function rolloutRegion(
     );
   else await io.say(`${region}: resuming after batch ${done}/${batches.length}.`);
   // Pre-rollout webhooks: a no stops the release before any pod changes (nothing to roll back).
-  const pre = ctx.runners.judge ? await ctx.runners.judge.beforeRollout(release, region, io) : { ok: true as const };
+  const pre = ctx.runners.judge
+    ? await ctx.runners.judge.beforeRollout(release, region, io)
+    : { ok: true as const };
   if (!pre.ok) {
     const reason = `${region}: ${pre.reason}`;
-    await ctx.lifecycle.report(releaseId, { type: 'fail', reason }, `${literal(reason)}. Nothing was changed.`);
+    await ctx.lifecycle.report(
+      releaseId,
+      { type: 'fail', reason },
+      `${literal(reason)}. Nothing was changed.`,
+    );
     throw new UnrecoverableError(reason);
   }
   for (let i = done; i < batches.length; i++) {
@@ -93,7 +99,9 @@ async function rolloutRegion(
       replicas,
     });
     // New pods that never became Ready fail the batch like a failing gate.
-    let gate = placed.ok ? await rollout.gate(pods, durationMs(batch.pause), maxRestarts, deadlineMs) : placed;
+    let gate = placed.ok
+      ? await rollout.gate(pods, durationMs(batch.pause), maxRestarts, deadlineMs)
+      : placed;
     // Ready is not enough: the batch's metrics and confirm-promotion webhooks judge it too.
     if (gate.ok && ctx.runners.judge) {
       const judged = await ctx.runners.judge.judgeBatch(

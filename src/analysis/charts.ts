@@ -29,10 +29,12 @@ function points(panel: ChartPanel, t0: number): Point[] {
   const out: Point[] = [];
   const s = panel.series;
   s.new.forEach((m, i) => {
-    if ('value' in m) out.push({ panel: panel.title, t: ((s.at[i] as number) - t0) / 1000, track: 'new', value: m.value });
+    if ('value' in m)
+      out.push({ panel: panel.title, t: ((s.at[i] as number) - t0) / 1000, track: 'new', value: m.value });
   });
   s.old?.forEach((m, i) => {
-    if ('value' in m) out.push({ panel: panel.title, t: ((s.at[i] as number) - t0) / 1000, track: 'old', value: m.value });
+    if ('value' in m)
+      out.push({ panel: panel.title, t: ((s.at[i] as number) - t0) / 1000, track: 'old', value: m.value });
   });
   return out;
 }
@@ -46,10 +48,16 @@ export function chartSpec(title: string, panels: ChartPanel[], t0: number): TopL
     config: { font: 'DejaVu Sans', view: { stroke: '#dddddd' } },
     vconcat: panels.map((p) => {
       const thresholds = [p.max, p.min].filter((v): v is number => v !== undefined).map((v) => ({ v }));
-      const vals = [...valuesOf(p.series.new), ...valuesOf(p.series.old ?? []), ...thresholds.map((x) => x.v)];
+      const vals = [
+        ...valuesOf(p.series.new),
+        ...valuesOf(p.series.old ?? []),
+        ...thresholds.map((x) => x.v),
+      ];
       const top = vals.length ? Math.max(...vals) : 1;
       // Only the tracks with data get a legend entry (no old pods: no blue anywhere).
-      const tracks = (['new', 'old'] as const).filter((t) => t === 'new' || valuesOf(p.series.old ?? []).length > 0);
+      const tracks = (['new', 'old'] as const).filter(
+        (t) => t === 'new' || valuesOf(p.series.old ?? []).length > 0,
+      );
       return {
         width: 520,
         height: 150,
@@ -60,7 +68,12 @@ export function chartSpec(title: string, panels: ChartPanel[], t0: number): TopL
             mark: { type: 'line', point: true, strokeWidth: 3 },
             encoding: {
               x: { field: 't', type: 'quantitative', title: 'seconds into the batch' },
-              y: { field: 'value', type: 'quantitative', title: null, scale: { domain: [0, top * 1.1 || 1] } },
+              y: {
+                field: 'value',
+                type: 'quantitative',
+                title: null,
+                scale: { domain: [0, top * 1.1 || 1] },
+              },
               color: {
                 field: 'track',
                 type: 'nominal',
@@ -73,7 +86,12 @@ export function chartSpec(title: string, panels: ChartPanel[], t0: number): TopL
             ? [
                 {
                   data: { values: thresholds },
-                  mark: { type: 'rule' as const, strokeDash: [6, 4], strokeWidth: 2, color: SERIES_COLOURS.threshold },
+                  mark: {
+                    type: 'rule' as const,
+                    strokeDash: [6, 4],
+                    strokeWidth: 2,
+                    color: SERIES_COLOURS.threshold,
+                  },
                   encoding: { y: { field: 'v', type: 'quantitative' as const } },
                 },
               ]

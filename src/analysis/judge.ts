@@ -3,9 +3,9 @@
 // to the thread, asks the confirm-promotion webhooks, and at the ends of a
 // region's rollout the pre- and post-rollout webhooks and a summary chart.
 import type { FerryConfig } from '../config/schema.ts';
-import { type CheckResult, type QueryScope, expandQuery } from '../domain/analysis.ts';
+import { type CheckResult, expandQuery, type QueryScope } from '../domain/analysis.ts';
 import { durationMs } from '../domain/duration.ts';
-import type { BatchJudge, BatchPosition, StepIO } from '../domain/ports.ts';
+import type { BatchJudge } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { literal } from '../domain/text.ts';
 import { appTarget } from '../kube/rollout.ts';
@@ -24,7 +24,10 @@ export interface JudgeOptions {
   charts?: boolean;
 }
 
-export function analysisJudge(config: FerryConfig | (() => FerryConfig), opts: JudgeOptions = {}): BatchJudge {
+export function analysisJudge(
+  config: FerryConfig | (() => FerryConfig),
+  opts: JudgeOptions = {},
+): BatchJudge {
   const cfg = typeof config === 'function' ? config : () => config;
   // When each region's rollout began, for the summary chart (a restarted job starts it again: the chart is shorter).
   const began = new Map<string, number>();
@@ -89,7 +92,9 @@ export function analysisJudge(config: FerryConfig | (() => FerryConfig), opts: J
         });
         results = m.results;
         verdict = m.verdict;
-        const lines = results.map((r) => `${r.verdict === 'pass' ? '✓' : r.verdict === 'fail' ? '✗' : '?'} ${r.detail} (${r.source})`);
+        const lines = results.map(
+          (r) => `${r.verdict === 'pass' ? '✓' : r.verdict === 'fail' ? '✗' : '?'} ${r.detail} (${r.source})`,
+        );
         const head = `${region} batch ${batch.index}/${batch.total} analysis: ${verdict}`;
         if (opts.charts !== false) {
           const panels: ChartPanel[] = checks.map(({ value: c }) => ({
@@ -119,7 +124,10 @@ export function analysisJudge(config: FerryConfig | (() => FerryConfig), opts: J
           {
             ...payload(release, region, 'confirm-promotion'),
             batch,
-            analysis: { verdict, checks: results.map(({ check, verdict: v, detail }) => ({ check, verdict: v, detail })) },
+            analysis: {
+              verdict,
+              checks: results.map(({ check, verdict: v, detail }) => ({ check, verdict: v, detail })),
+            },
           },
           {
             ...(opts.env ? { env: opts.env } : {}),

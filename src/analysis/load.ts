@@ -64,9 +64,10 @@ export async function generateLoad(o: LoadOptions): Promise<LoadReport> {
   };
   const inflight = new Set<Promise<void>>();
   for (let i = 0; report.sent < maxRequests && Date.now() - started < maxMs && !o.signal?.aborted; i++) {
-    if (Date.now() - readAt > 1_000) await refresh().catch((e: Error) => {
-      if (e.message.startsWith('load generator:')) throw e;
-    });
+    if (Date.now() - readAt > 1_000)
+      await refresh().catch((e: Error) => {
+        if (e.message.startsWith('load generator:')) throw e;
+      });
     const ip = targets[i % Math.max(1, targets.length)];
     if (ip) {
       report.sent++;

@@ -51,7 +51,8 @@ export async function measureBatch(input: MeasureInput): Promise<MeasureResult> 
   const startedAt = Date.now();
   const rounds = Math.max(1, Math.floor(input.durationMs / input.intervalMs));
   const series: Record<string, CheckSeries> = {};
-  for (const c of checks) series[c.value.name] = { at: [], new: [], ...(input.oldPods > 0 ? { old: [] } : {}) };
+  for (const c of checks)
+    series[c.value.name] = { at: [], new: [], ...(input.oldPods > 0 ? { old: [] } : {}) };
   const early: CheckResult[] = [];
   for (let round = 0; round < rounds && early.length === 0; round++) {
     // The first measurement after one interval: the rate windows need the new pods' first scrapes.

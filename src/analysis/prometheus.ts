@@ -16,7 +16,9 @@ interface PromResponse {
   error?: string;
   data?: {
     resultType: 'vector' | 'matrix' | 'scalar';
-    result: { metric: Record<string, string>; value?: [number, string]; values?: [number, string][] }[] | [number, string];
+    result:
+      | { metric: Record<string, string>; value?: [number, string]; values?: [number, string][] }[]
+      | [number, string];
   };
 }
 
@@ -33,7 +35,9 @@ export class PrometheusClient implements MetricsSource {
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
     const res = await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs) });
-    const body = (await res.json().catch(() => ({ status: 'error', error: `HTTP ${res.status}` }))) as PromResponse;
+    const body = (await res
+      .json()
+      .catch(() => ({ status: 'error', error: `HTTP ${res.status}` }))) as PromResponse;
     if (body.status !== 'success') throw new Error(body.error ?? `HTTP ${res.status}`);
     return body;
   }
@@ -56,7 +60,12 @@ export class PrometheusClient implements MetricsSource {
     return { value };
   }
 
-  async range(query: string, start: number, end: number, stepMs: number): Promise<{ at: number; value: number }[]> {
+  async range(
+    query: string,
+    start: number,
+    end: number,
+    stepMs: number,
+  ): Promise<{ at: number; value: number }[]> {
     const body = await this.get('api/v1/query_range', {
       query,
       start: (start / 1000).toFixed(3),

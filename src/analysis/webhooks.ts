@@ -8,8 +8,8 @@
 // when every attempt failed the hook did not answer, which is a no as well
 // (a gate must not pass because its judge was down).
 import { createHmac } from 'node:crypto';
-import { durationMs } from '../domain/duration.ts';
 import type { WebhookStep } from '../domain/analysis.ts';
+import { durationMs } from '../domain/duration.ts';
 
 export interface WebhookPayload {
   kind: WebhookStep['kind'];
@@ -38,7 +38,11 @@ export async function callWebhook(
   const body = JSON.stringify({ name: hook.name, ...payload });
   const secret = hook.secretEnv ? env[hook.secretEnv] : undefined;
   if (hook.secretEnv && !secret)
-    return { ok: false, reason: `webhook ${hook.name}: its key ${hook.secretEnv} is not set on the worker`, attempts: 0 };
+    return {
+      ok: false,
+      reason: `webhook ${hook.name}: its key ${hook.secretEnv} is not set on the worker`,
+      attempts: 0,
+    };
   let last = '';
   for (let attempt = 1; attempt <= hook.retries + 1; attempt++) {
     if (attempt > 1) await new Promise((r) => setTimeout(r, (opts.backoffMs ?? 500) * 2 ** (attempt - 2)));

@@ -163,7 +163,9 @@ export function startNotifier(deps: NotifierDeps): Notifier {
           filename: safeFileName(file.name),
           title: safeFileName(file.name),
           // A binary file (chart) goes as bytes, its text as the description.
-          ...(file.bytes ? { file: Buffer.from(file.bytes, 'base64'), alt_txt: file.text } : { content: file.text }),
+          ...(file.bytes
+            ? { file: Buffer.from(file.bytes, 'base64'), alt_txt: file.text }
+            : { content: file.text }),
         }),
       );
       return 'done';

@@ -138,10 +138,18 @@ export function breaches(check: Pick<AnalysisCheck, 'max' | 'min'>, value: numbe
  * version serve errors for the rest of the duration); anything else waits
  * for the end.
  */
-export function judgeThreshold(check: AnalysisCheck, source: Source, s: CheckSeries, final: boolean): CheckResult | null {
+export function judgeThreshold(
+  check: AnalysisCheck,
+  source: Source,
+  s: CheckSeries,
+  final: boolean,
+): CheckResult | null {
   const vals = valuesOf(s.new);
   const failed = vals.filter((v) => breaches(check, v));
-  const bound = [check.min !== undefined ? `≥ ${fmt(check.min)}` : '', check.max !== undefined ? `≤ ${fmt(check.max)}` : '']
+  const bound = [
+    check.min !== undefined ? `≥ ${fmt(check.min)}` : '',
+    check.max !== undefined ? `≤ ${fmt(check.max)}` : '',
+  ]
     .filter(Boolean)
     .join(' and ');
   if (failed.length > check.failureLimit) {
@@ -181,7 +189,8 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** Standard normal CDF (Abramowitz–Stegun 7.1.26 through erf), enough for a p-value. */
 function normalCdf(z: number): number {
   const t = 1 / (1 + 0.3275911 * Math.abs(z / Math.SQRT2));
-  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const poly =
+    t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
   const erf = 1 - poly * Math.exp(-(z * z) / 2);
   return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
 }
@@ -261,7 +270,10 @@ export function overallVerdict(results: CheckResult[]): Verdict {
 }
 
 /** What the rollout does with a verdict, given the plan's on-failure rule. */
-export function afterVerdict(verdict: Verdict, onFailure: 'rollback' | 'wait'): 'continue' | 'rollback' | 'hold' {
+export function afterVerdict(
+  verdict: Verdict,
+  onFailure: 'rollback' | 'wait',
+): 'continue' | 'rollback' | 'hold' {
   if (verdict === 'pass') return 'continue';
   if (verdict === 'inconclusive') return 'hold';
   return onFailure === 'rollback' ? 'rollback' : 'hold';
@@ -269,7 +281,8 @@ export function afterVerdict(verdict: Verdict, onFailure: 'rollback' | 'wait'): 
 
 /** Lines for `ferry explain` / the plan card: each step with the layer that set it. */
 export function explainAnalysis(a: AnalysisPlan | undefined): string[] {
-  if (!a || (a.checks.length === 0 && a.webhooks.length === 0)) return ['analysis: no metric checks or webhooks, readiness and restarts only (default)'];
+  if (!a || (a.checks.length === 0 && a.webhooks.length === 0))
+    return ['analysis: no metric checks or webhooks, readiness and restarts only (default)'];
   const by = (s: Setting<unknown>) => `(${s.source})`;
   const lines = [
     `analysis: measured every ${a.interval.value} ${by(a.interval)} for ${a.duration.value} ${by(a.duration)} at each batch gate; Prometheus not answering or no data is inconclusive: wait for a person`,

@@ -195,7 +195,10 @@ function withoutSteps(settings: PlanSettings): PlanSettings {
 type Layer = { settings: PlanSettings; source: Source };
 
 /** The analysis steps of the layers: by name, the last layer naming one wins, null removes it. */
-function analysisSteps(layers: Layer[]): { checks: Setting<AnalysisCheck>[]; webhooks: Setting<WebhookStep>[] } {
+function analysisSteps(layers: Layer[]): {
+  checks: Setting<AnalysisCheck>[];
+  webhooks: Setting<WebhookStep>[];
+} {
   const checks = new Map<string, Setting<AnalysisCheck> | null>();
   const webhooks = new Map<string, Setting<WebhookStep> | null>();
   for (const { settings, source } of layers) {

@@ -154,7 +154,11 @@ export interface BatchPosition {
 /** Judging a release beyond readiness: metric analysis and webhooks at the batch gates (src/analysis). */
 export interface BatchJudge {
   /** Pre-rollout webhooks, before the region's first batch: a no stops the release before any pod changes. */
-  beforeRollout(release: Release, region: string, io: StepIO): Promise<{ ok: true } | { ok: false; reason: string }>;
+  beforeRollout(
+    release: Release,
+    region: string,
+    io: StepIO,
+  ): Promise<{ ok: true } | { ok: false; reason: string }>;
   /** The batch's analysis and confirm-promotion webhooks, after the readiness gate passed. */
   judgeBatch(
     release: Release,

@@ -62,7 +62,8 @@ function analysisConfig(onFailure: 'rollback' | 'wait', webhooks: Record<string,
         failureLimit: 1,
       },
       'p95-latency': {
-        query: 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[10s])))',
+        query:
+          'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[10s])))',
         compare: { test: 'mann-whitney', alpha: 0.05, minSamples: 4 },
         worseWhen: 'higher',
         failureLimit: 0,
@@ -74,7 +75,12 @@ function analysisConfig(onFailure: 'rollback' | 'wait', webhooks: Record<string,
 }
 
 function runtime(config: FerryConfig): Runtime {
-  const rt = createRuntime({ config, redisUrl, prefix: `an${randomUUID().slice(0, 8)}`, name: 'analysis-test' });
+  const rt = createRuntime({
+    config,
+    redisUrl,
+    prefix: `an${randomUUID().slice(0, 8)}`,
+    name: 'analysis-test',
+  });
   runtimes.push(rt);
   return rt;
 }
@@ -100,10 +106,17 @@ async function deploy(rt: Runtime, runners: StepRunners, version: string, image:
 }
 
 async function replies(rt: Runtime, releaseId: string) {
-  const jobs = await rt.announcer.queue.getJobs(['waiting', 'completed', 'failed', 'delayed', 'prioritized'], 0, -1, true);
+  const jobs = await rt.announcer.queue.getJobs(
+    ['waiting', 'completed', 'failed', 'delayed', 'prioritized'],
+    0,
+    -1,
+    true,
+  );
   return jobs
     .map((j) => j.data as Outbound)
-    .filter((o): o is Extract<Outbound, { kind: 'reply' }> => o.kind === 'reply' && o.releaseId === releaseId);
+    .filter(
+      (o): o is Extract<Outbound, { kind: 'reply' }> => o.kind === 'reply' && o.releaseId === releaseId,
+    );
 }
 
 /** The region's pull reference of a metrics image (the rollout pins it by digest). */
@@ -115,7 +128,11 @@ const ORANGE = [0xe8, 0x59, 0x0c];
 const BLUE = [0x1c, 0x7e, 0xd6];
 function hasColour(png: PNG, [r, g, b]: number[]): boolean {
   for (let i = 0; i < png.data.length; i += 4)
-    if (Math.abs((png.data[i] as number) - (r as number)) < 8 && Math.abs((png.data[i + 1] as number) - (g as number)) < 8 && Math.abs((png.data[i + 2] as number) - (b as number)) < 8)
+    if (
+      Math.abs((png.data[i] as number) - (r as number)) < 8 &&
+      Math.abs((png.data[i + 1] as number) - (g as number)) < 8 &&
+      Math.abs((png.data[i + 2] as number) - (b as number)) < 8
+    )
       return true;
   return false;
 }
@@ -140,7 +157,9 @@ describe('analysis gates (eu-west, Prometheus)', () => {
     const q = `sum(rate(http_requests_total{namespace="${ns.name}"}[10s]))`;
     let rate = 0;
     for (let i = 0; i < 120 && !(rate > 0); i++) {
-      const r = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(q)}`).then((x) => x.json() as Promise<{ data: { result: { value: [number, string] }[] } }>);
+      const r = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(q)}`).then(
+        (x) => x.json() as Promise<{ data: { result: { value: [number, string] }[] } }>,
+      );
       rate = Number(r.data.result[0]?.value[1] ?? 0);
       if (!(rate > 0)) await new Promise((res) => setTimeout(res, 500));
     }
@@ -199,10 +218,17 @@ describe('analysis gates (eu-west, Prometheus)', () => {
       [regionRef('eu-west', v1)]: 3,
     });
     // A person rolls back: the waiting job stops, the rollback job puts the pods back.
-    await rt.releases.apply(release.id, { type: 'rollback-start', by: 'U_ALICE', reason: 'bad metrics' }, 'U_ALICE');
+    await rt.releases.apply(
+      release.id,
+      { type: 'rollback-start', by: 'U_ALICE', reason: 'bad metrics' },
+      'U_ALICE',
+    );
     expect(await job).toMatch(/^stopped/);
     const { runners } = testRunners(rt.config());
-    const rollout = await runners.rollout(held as Release, 'eu-west', v4, { say: async () => {}, signal: new AbortController().signal });
+    const rollout = await runners.rollout(held as Release, 'eu-west', v4, {
+      say: async () => {},
+      signal: new AbortController().signal,
+    });
     await rollout.prepare();
     await rollout.rollback();
     expect((await countPods('eu-west', ns.name)).byImage).toEqual({ [regionRef('eu-west', v1)]: 4 });
@@ -226,10 +252,18 @@ describe('analysis gates (eu-west, Prometheus)', () => {
         analysisConfig('rollback', { freeze: { kind: 'pre-rollout', url, timeout: '2s', retries: 0 } }),
       );
       const { release, result } = await deploy(rt, judged(rt.config()), 'v4', v4);
-      expect((result as Error).message).toMatch(/webhook freeze said no \(HTTP 409\): change freeze for payments/);
+      expect((result as Error).message).toMatch(
+        /webhook freeze said no \(HTTP 409\): change freeze for payments/,
+      );
       expect(release.state).toBe('failed');
-      expect((await replies(rt, release.id)).map((r) => r.text).join('\n')).toMatch(/change freeze for payments/);
-      expect(JSON.parse(bodies[0]?.body ?? '{}')).toMatchObject({ kind: 'pre-rollout', version: 'v4', region: 'eu-west' });
+      expect((await replies(rt, release.id)).map((r) => r.text).join('\n')).toMatch(
+        /change freeze for payments/,
+      );
+      expect(JSON.parse(bodies[0]?.body ?? '{}')).toMatchObject({
+        kind: 'pre-rollout',
+        version: 'v4',
+        region: 'eu-west',
+      });
       // Nothing changed on the cluster.
       expect((await countPods('eu-west', ns.name)).byImage).toEqual({ [regionRef('eu-west', v1)]: 4 });
     } finally {

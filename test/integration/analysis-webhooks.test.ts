@@ -12,7 +12,9 @@ import { afterVerdict, type WebhookStep } from '../../src/domain/analysis.ts';
 let server: Server | undefined;
 afterEach(() => server?.close());
 
-async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void): Promise<string> {
+async function serve(
+  handler: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+): Promise<string> {
   server = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
@@ -22,7 +24,14 @@ async function serve(handler: (req: IncomingMessage, body: string, res: ServerRe
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
 }
 
-const payload = { kind: 'confirm-promotion' as const, releaseId: 'r1', app: 'pay', environment: 'prod', region: 'eu-west', version: 'v2' };
+const payload = {
+  kind: 'confirm-promotion' as const,
+  releaseId: 'r1',
+  app: 'pay',
+  environment: 'prod',
+  region: 'eu-west',
+  version: 'v2',
+};
 const hook = (url: string, over: Partial<WebhookStep> = {}): WebhookStep => ({
   name: 'cab',
   kind: 'confirm-promotion',
@@ -41,12 +50,16 @@ describe('webhooks', () => {
       seen.push(req.headers['x-ferry-signature'] === want);
       res.writeHead(seen.at(-1) ? 200 : 401).end();
     });
-    expect(await callWebhook(hook(url, { secretEnv: 'CAB_KEY' }), payload, { env: { CAB_KEY: 'k3y' } })).toEqual({
+    expect(
+      await callWebhook(hook(url, { secretEnv: 'CAB_KEY' }), payload, { env: { CAB_KEY: 'k3y' } }),
+    ).toEqual({
       ok: true,
       attempts: 1,
     });
     // A wrong key is refused by the receiver: the signature really depends on it.
-    const wrong = await callWebhook(hook(url, { secretEnv: 'CAB_KEY' }), payload, { env: { CAB_KEY: 'other' } });
+    const wrong = await callWebhook(hook(url, { secretEnv: 'CAB_KEY' }), payload, {
+      env: { CAB_KEY: 'other' },
+    });
     expect(wrong).toMatchObject({ ok: false, attempts: 1 });
     expect(seen).toEqual([true, false]);
   });
@@ -87,7 +100,13 @@ describe('Prometheus not answering', () => {
       checks: [
         {
           source: 'environment prod',
-          value: { name: 'error-rate', query: 'x{$selector}', max: 0.1, worseWhen: 'higher', failureLimit: 0 },
+          value: {
+            name: 'error-rate',
+            query: 'x{$selector}',
+            max: 0.1,
+            worseWhen: 'higher',
+            failureLimit: 0,
+          },
         },
       ],
       scope: { app: 'pay', env: 'prod', region: 'eu-west', namespace: 'pay', version: 'v2' },

@@ -82,10 +82,30 @@ async function build(regions: readonly Region[]): Promise<Record<'v1' | 'v4', Bu
     try {
       const stackCtx = join(work, 'stack');
       cpSync(join(REPO_ROOT, 'infra/images/stack-shell'), stackCtx, { recursive: true });
-      await run('go', ['-C', join(stackCtx, 'ferry-run'), 'build', '-trimpath', '-ldflags', '-s -w', '-o', '../ferry-run.bin', '.'], {
-        env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod', GOPROXY: 'off', GOTOOLCHAIN: 'local' },
-        timeoutMs: 300_000,
-      });
+      await run(
+        'go',
+        [
+          '-C',
+          join(stackCtx, 'ferry-run'),
+          'build',
+          '-trimpath',
+          '-ldflags',
+          '-s -w',
+          '-o',
+          '../ferry-run.bin',
+          '.',
+        ],
+        {
+          env: {
+            ...process.env,
+            CGO_ENABLED: '0',
+            GOFLAGS: '-mod=mod',
+            GOPROXY: 'off',
+            GOTOOLCHAIN: 'local',
+          },
+          timeoutMs: 300_000,
+        },
+      );
       const stackTag = `${primary}/ferry-analysis/stack-shell:${hash}`;
       await bud(stackTag, stackCtx, [
         '--build-arg',
@@ -101,10 +121,15 @@ async function build(regions: readonly Region[]): Promise<Record<'v1' | 'v4', Bu
         cpSync(join(REPO_ROOT, 'infra/images/hello-app/common'), ctx, { recursive: true });
         cpSync(join(REPO_ROOT, 'infra/images/hello-app', v), ctx, { recursive: true });
         const df = join(ctx, 'Dockerfile');
-        writeFileSync(df, readFileSync(df, 'utf8').replace(/^ARG FERRY_STACK=.*$/m, `ARG FERRY_STACK=${stackTag}`));
+        writeFileSync(
+          df,
+          readFileSync(df, 'utf8').replace(/^ARG FERRY_STACK=.*$/m, `ARG FERRY_STACK=${stackTag}`),
+        );
         const tag = `${primary}/${METRICS_REPO}:${v}-${hash}`;
         await bud(tag, ctx);
-        await run('buildah', ['push', '-q', '--tls-verify=false', tag, `docker://${tag}`], { timeoutMs: 300_000 });
+        await run('buildah', ['push', '-q', '--tls-verify=false', tag, `docker://${tag}`], {
+          timeoutMs: 300_000,
+        });
       }
     } finally {
       rmSync(work, { recursive: true, force: true });

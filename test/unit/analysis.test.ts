@@ -8,8 +8,8 @@ import {
   expandQuery,
   judgeComparison,
   judgeThreshold,
-  mannWhitneyGreater,
   type Measurement,
+  mannWhitneyGreater,
 } from '../../src/domain/analysis.ts';
 import { explainPlan, planRelease } from '../../src/domain/plan.ts';
 import { exampleConfig } from '../support/config.ts';
@@ -27,17 +27,27 @@ describe('queries', () => {
   });
 });
 
-const errorRate: AnalysisCheck = { name: 'error-rate', query: 'q', max: 0.1, worseWhen: 'higher', failureLimit: 1 };
+const errorRate: AnalysisCheck = {
+  name: 'error-rate',
+  query: 'q',
+  max: 0.1,
+  worseWhen: 'higher',
+  failureLimit: 1,
+};
 
 describe('threshold checks', () => {
   it('fail as soon as more measurements than allowed breach, before the end', () => {
-    expect(judgeThreshold(errorRate, 'environment prod', { at: [1, 2], new: v(0.2, 0.05) }, false)).toBeNull();
+    expect(
+      judgeThreshold(errorRate, 'environment prod', { at: [1, 2], new: v(0.2, 0.05) }, false),
+    ).toBeNull();
     const r = judgeThreshold(errorRate, 'environment prod', { at: [1, 2, 3], new: v(0.2, 0.05, 0.3) }, false);
     expect(r).toMatchObject({ verdict: 'fail', source: 'environment prod' });
     expect(r?.detail).toMatch(/2 of 3 measurements outside ≤ 0.1 \(worst 0.3, 1 allowed\)/);
   });
   it('pass at the end when within bounds', () => {
-    expect(judgeThreshold(errorRate, 'x', { at: [1, 2, 3], new: v(0.01, 0.2, 0) }, true)?.verdict).toBe('pass');
+    expect(judgeThreshold(errorRate, 'x', { at: [1, 2, 3], new: v(0.01, 0.2, 0) }, true)?.verdict).toBe(
+      'pass',
+    );
   });
   it('are inconclusive, never a pass, when Prometheus gave no numbers', () => {
     const down = { missing: 'Prometheus at http://127.0.0.1:1 did not answer: fetch failed' };
@@ -68,8 +78,12 @@ describe('new against old', () => {
   });
   it('ratio: with a margin, and too few samples is inconclusive', () => {
     const ratio = latency({ test: 'ratio', maxRatio: 1.5, margin: 0.01, minSamples: 3 });
-    expect(judgeComparison(ratio, 'x', { at: [1, 2, 3], new: v(0, 0.005, 0), old: v(0, 0, 0) }).verdict).toBe('pass');
-    expect(judgeComparison(ratio, 'x', { at: [1, 2, 3], new: v(2, 2, 2), old: v(1, 1, 1) }).verdict).toBe('fail');
+    expect(judgeComparison(ratio, 'x', { at: [1, 2, 3], new: v(0, 0.005, 0), old: v(0, 0, 0) }).verdict).toBe(
+      'pass',
+    );
+    expect(judgeComparison(ratio, 'x', { at: [1, 2, 3], new: v(2, 2, 2), old: v(1, 1, 1) }).verdict).toBe(
+      'fail',
+    );
     const few = judgeComparison(ratio, 'x', { at: [1, 2], new: v(2, 2), old: v(1, 1) });
     expect(few.verdict).toBe('inconclusive');
     expect(few.detail).toMatch(/3 of each needed/);
@@ -103,7 +117,13 @@ describe('analysis steps in the plan', () => {
                 'error-rate': { query: 'a{$selector}', max: 0.01 },
                 'p95-latency': { query: 'b{$selector}', compare: { test: 'mann-whitney' } },
               },
-              webhooks: { 'change-board': { kind: 'confirm-promotion', url: 'https://cab.example/ok', secretEnv: 'CAB_KEY' } },
+              webhooks: {
+                'change-board': {
+                  kind: 'confirm-promotion',
+                  url: 'https://cab.example/ok',
+                  secretEnv: 'CAB_KEY',
+                },
+              },
             },
           },
         },
@@ -114,7 +134,10 @@ describe('analysis steps in the plan', () => {
           ...(c.factors.degraded ?? { description: 'd', effects: {} }),
           effects: {
             ...(c.factors.degraded?.effects ?? {}),
-            analysis: { duration: '5m', checks: { 'error-rate': { query: 'a{$selector}', max: 0.2 }, 'p95-latency': null } },
+            analysis: {
+              duration: '5m',
+              checks: { 'error-rate': { query: 'a{$selector}', max: 0.2 }, 'p95-latency': null },
+            },
           },
         },
       },
@@ -125,7 +148,10 @@ describe('analysis steps in the plan', () => {
   it('sets each step by name, the later layer replacing or removing it, and explains each with its layer', () => {
     const config = configWithAnalysis();
     const prod = planRelease({ app: 'payments', version: 'v2', environment: 'prod', factors: [] }, config);
-    const degraded = planRelease({ app: 'payments', version: 'v2', environment: 'prod', factors: ['degraded'] }, config);
+    const degraded = planRelease(
+      { app: 'payments', version: 'v2', environment: 'prod', factors: ['degraded'] },
+      config,
+    );
     if (!prod.ok || !degraded.ok) throw new Error('plan failed');
     expect(prod.plan.analysis?.checks.map((c) => [c.value.name, c.value.max, c.source])).toEqual([
       ['error-rate', 0.01, 'environment prod'],
@@ -138,10 +164,18 @@ describe('analysis steps in the plan', () => {
     expect(degraded.plan.analysis?.interval).toEqual({ value: '15s', source: 'environment prod' });
     const lines = explainPlan(prod.plan).join('\n');
     expect(lines).toMatch(/analysis: measured every 15s \(environment prod\) for 1m \(default\)/);
-    expect(lines).toMatch(/check error-rate: new pods ≤ 0.01, 0 failed measurements allowed \(environment prod\)/);
-    expect(lines).toMatch(/check p95-latency: new vs old pods, higher is worse, Mann-Whitney at α=0.05, ≥ 5 samples each \(environment prod\)/);
-    expect(lines).toMatch(/webhook change-board: confirm-promotion https:\/\/cab.example\/ok, timeout 10s, 2 retries, HMAC-signed \(environment prod\)/);
-    expect(explainPlan(degraded.plan).join('\n')).toMatch(/check error-rate: new pods ≤ 0.2.*\(factor degraded\)/);
+    expect(lines).toMatch(
+      /check error-rate: new pods ≤ 0.01, 0 failed measurements allowed \(environment prod\)/,
+    );
+    expect(lines).toMatch(
+      /check p95-latency: new vs old pods, higher is worse, Mann-Whitney at α=0.05, ≥ 5 samples each \(environment prod\)/,
+    );
+    expect(lines).toMatch(
+      /webhook change-board: confirm-promotion https:\/\/cab.example\/ok, timeout 10s, 2 retries, HMAC-signed \(environment prod\)/,
+    );
+    expect(explainPlan(degraded.plan).join('\n')).toMatch(
+      /check error-rate: new pods ≤ 0.2.*\(factor degraded\)/,
+    );
   });
 
   it('refuses a check without a threshold or a comparison', () => {
@@ -149,7 +183,10 @@ describe('analysis steps in the plan', () => {
     const prod = c.environments.prod as FerryConfig['environments'][string];
     const r = configSchema.safeParse({
       ...c,
-      environments: { ...c.environments, prod: { ...prod, plan: { analysis: { checks: { x: { query: 'up' } } } } } },
+      environments: {
+        ...c.environments,
+        prod: { ...prod, plan: { analysis: { checks: { x: { query: 'up' } } } } },
+      },
     });
     expect(r.success).toBe(false);
     expect(JSON.stringify(r.error?.issues)).toMatch(/needs a threshold \(max or min\) or a comparison/);
@@ -157,7 +194,11 @@ describe('analysis steps in the plan', () => {
 });
 
 function hex(c: string): [number, number, number] {
-  return [Number.parseInt(c.slice(1, 3), 16), Number.parseInt(c.slice(3, 5), 16), Number.parseInt(c.slice(5, 7), 16)];
+  return [
+    Number.parseInt(c.slice(1, 3), 16),
+    Number.parseInt(c.slice(3, 5), 16),
+    Number.parseInt(c.slice(5, 7), 16),
+  ];
 }
 function count(png: PNG, colour: string): number {
   const [r, g, b] = hex(colour);
@@ -178,8 +219,15 @@ describe('charts', () => {
     const bytes = await renderChart(
       'hello v4 · eu-west batch 1/2',
       [
-        { title: 'error-rate', series: { at, new: v(0.2, 0.18, 0.22, 0.2, 0.21), old: v(0, 0.01, 0, 0, 0.01) }, max: 0.1 },
-        { title: 'p95-latency', series: { at, new: v(0.05, 0.05, 0.049, 0.05, 0.05), old: v(0.005, 0.005, 0.004, 0.005, 0.005) } },
+        {
+          title: 'error-rate',
+          series: { at, new: v(0.2, 0.18, 0.22, 0.2, 0.21), old: v(0, 0.01, 0, 0, 0.01) },
+          max: 0.1,
+        },
+        {
+          title: 'p95-latency',
+          series: { at, new: v(0.05, 0.05, 0.049, 0.05, 0.05), old: v(0.005, 0.005, 0.004, 0.005, 0.005) },
+        },
       ],
       0,
     );
