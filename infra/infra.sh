@@ -194,6 +194,7 @@ source "$INFRA_DIR/lib/sentinel.sh"
 # in-cluster (issue 16): the local nodes' CPU weight (node_cpu_weight, called at the end of up_k8s)
 # shellcheck source=lib/node-cpu.sh
 source "$INFRA_DIR/lib/node-cpu.sh"
+source "$INFRA_DIR/lib/prometheus.sh" # analysis (issue 18): `up prometheus` / `down prometheus`
 
 # --------------------------------------------------------------- redis --
 up_redis() {
@@ -402,7 +403,7 @@ make_app_repo() {
   local g=(git -C "$repo" -c user.name="Ferry Infra" -c user.email=infra@ferry.local -c commit.gpgsign=false -c init.defaultBranch=main)
   "${g[@]}" init -q
   local v n=0
-  for v in v1 v2 v3; do
+  for v in v1 v2 v3 v4; do # analysis (issue 18): v4, the bad version
     n=$((n + 1))
     find "$repo" -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +
     cp -r "$src/common/." "$repo/"
@@ -445,7 +446,7 @@ up_images() {
   done
   make_app_repo
   local repo=$CACHE/repos/hello-app v
-  for v in v1 v2 v3; do
+  for v in v1 v2 v3 v4; do # analysis (issue 18): v4, the bad version
     if registry_has "$p/ferry/hello-app:$v"; then continue; fi
     local ctx=$CACHE/repos/.build-hello-app-$v
     rm -rf "$ctx"
@@ -910,7 +911,7 @@ EOF
     "pause": "127.0.0.1:$PRIMARY_PORT/ferry/pause:$PAUSE_TAG",
     "base": "127.0.0.1:$PRIMARY_PORT/ferry/base:$IMAGES_TAG",
     "stack": "127.0.0.1:$PRIMARY_PORT/ferry/stack-shell:$IMAGES_TAG",
-    "sampleApp": { "repo": "$CACHE/repos/hello-app", "image": "127.0.0.1:$PRIMARY_PORT/ferry/hello-app", "tags": ["v1", "v2", "v3"] }
+    "sampleApp": { "repo": "$CACHE/repos/hello-app", "image": "127.0.0.1:$PRIMARY_PORT/ferry/hello-app", "tags": ["v1", "v2", "v3", "v4"] }
   },
   "kubernetes": {
     "version": "v$K8S_VERSION",
@@ -938,6 +939,7 @@ component_up() {
       ;;
     images) [[ -f $CACHE/images-$(images_key)/.done ]] ;;
     sentinel) sentinel_up ;;
+    prometheus) prometheus_up ;; # analysis (issue 18)
     k8s)
       for r in "${REGIONS[@]}"; do
         for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
@@ -1021,6 +1023,7 @@ down() {
   stop_procs "${etcds[@]}"
   stop_procs registry-primary "${REGIONS[@]/#/registry-}" redis
   down_sentinel
+  down_prometheus # analysis (issue 18)
   cleanup_mounts
   cleanup_net
   cleanup_cgroups
@@ -1057,7 +1060,7 @@ main() {
         case $a in
           --proxy) PROXY_REGION=${1:?--proxy needs a region (or none)}; shift ;;
           --proxy=*) PROXY_REGION=${a#--proxy=} ;;
-          redis | registries | images | k8s | sentinel) comps+=("$a") ;;
+          redis | registries | images | k8s | sentinel | prometheus) comps+=("$a") ;; # analysis (issue 18): + prometheus
           *) die "unknown component '$a' (redis, registries, images, k8s, sentinel)" ;;
         esac
       done
@@ -1076,7 +1079,7 @@ main() {
     down)
       exec 9>"$RUN/.lock"
       flock -w 600 9 || die "another infra.sh holds $RUN/.lock"
-      if [[ ${1:-} == sentinel ]]; then down_sentinel; else down; fi
+      if [[ ${1:-} == sentinel ]]; then down_sentinel; elif [[ ${1:-} == prometheus ]]; then down_prometheus; else down; fi # analysis (issue 18): + prometheus
       ;;
     clean)
       exec 9>"$RUN/.lock"

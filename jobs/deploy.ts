@@ -5,6 +5,7 @@
 // gate, so a restarted job re-applies the batch in flight (idempotent) and
 // goes on from there — never a second rollout, never a half-applied batch.
 import { UnrecoverableError } from 'bullmq';
+import { afterVerdict } from '../src/domain/analysis.ts';
 import { durationMs, formatDuration } from '../src/domain/duration.ts';
 import { podsAfterBatch } from '../src/domain/plan.ts';
 import type { BuiltImage, RegionRollout } from '../src/domain/ports.ts';
@@ -68,6 +69,19 @@ async function rolloutRegion(
       `${region}: rolling out to ${replicas} pods in ${batches.length} batch${batches.length === 1 ? '' : 'es'}.`,
     );
   else await io.say(`${region}: resuming after batch ${done}/${batches.length}.`);
+  // Pre-rollout webhooks: a no stops the release before any pod changes (nothing to roll back).
+  const pre = ctx.runners.judge
+    ? await ctx.runners.judge.beforeRollout(release, region, io)
+    : { ok: true as const };
+  if (!pre.ok) {
+    const reason = `${region}: ${pre.reason}`;
+    await ctx.lifecycle.report(
+      releaseId,
+      { type: 'fail', reason },
+      `${literal(reason)}. Nothing was changed.`,
+    );
+    throw new UnrecoverableError(reason);
+  }
   for (let i = done; i < batches.length; i++) {
     release = await checkpoint(ctx, releaseId, signal);
     const batch = batches[i] as (typeof batches)[number];
@@ -85,9 +99,34 @@ async function rolloutRegion(
       replicas,
     });
     // New pods that never became Ready fail the batch like a failing gate.
-    const gate = placed.ok
+    let gate = placed.ok
       ? await rollout.gate(pods, durationMs(batch.pause), maxRestarts, deadlineMs)
       : placed;
+    // Ready is not enough: the batch's metrics and confirm-promotion webhooks judge it too.
+    if (gate.ok && ctx.runners.judge) {
+      const judged = await ctx.runners.judge.judgeBatch(
+        release,
+        region,
+        { index: i + 1, total: batches.length, pods, replicas },
+        io,
+      );
+      const next = afterVerdict(judged.verdict, release.plan.gate.onFailure.value);
+      if (next === 'rollback') gate = { ok: false, reason: judged.reason };
+      else if (next === 'hold') {
+        // Failed under a wait-for-a-person plan (degraded), or could not judge at all: a person decides.
+        await ctx.releases.patch(releaseId, (r) => ({ ...r, awaitingPromotion: true, hold: judged.reason }));
+        await ctx.announcer.announce({ kind: 'card', releaseId });
+        await io.say(
+          `${region} batch ${i + 1}/${batches.length}: ${literal(judged.reason)}. ${
+            judged.verdict === 'inconclusive'
+              ? 'Ferry could not judge this batch, so it does not go on by itself.'
+              : `Stopped here as the plan says (${release.plan.gate.onFailure.source}).`
+          } Waiting for a person: Continue, or Roll back.`,
+        );
+        await waitForPromotion(ctx, releaseId, signal);
+        await io.say(`${region} batch ${i + 1}/${batches.length}: continued by a person.`);
+      }
+    }
     if (!gate.ok) {
       const reason = `${region} batch ${i + 1}/${batches.length}: ${gate.reason}`;
       if (release.plan.gate.onFailure.value === 'rollback') {
@@ -120,6 +159,7 @@ async function rolloutRegion(
       await waitForPromotion(ctx, releaseId, signal);
     }
   }
+  if (ctx.runners.judge) await ctx.runners.judge.afterRollout(release, region, io);
   await ctx.versions.recordDeploy({
     app: release.app,
     environment: release.environment,

@@ -210,7 +210,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
     name: string,
     channel: string,
     threadTs: string | undefined,
-    file: { name: string; text: string },
+    file: { name: string; text: string; bytes?: string },
   ) {
     await step(job, name, async () => {
       await call('files.uploadV2', () =>
@@ -220,7 +220,10 @@ export function startNotifier(deps: NotifierDeps): Notifier {
           // Names hold pod names and the like: keep them plain file names, never markup.
           filename: safeFileName(file.name),
           title: safeFileName(file.name),
-          content: file.text,
+          // A binary file (chart) goes as bytes, its text as the description.
+          ...(file.bytes
+            ? { file: Buffer.from(file.bytes, 'base64'), alt_txt: file.text }
+            : { content: file.text }),
         }),
       );
       return 'done';

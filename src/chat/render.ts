@@ -207,6 +207,8 @@ export function buttonsFor(r: Release): ActionId[] {
     case 'awaiting-approval':
       return ['approve', 'reject'];
     case 'deploying':
+      // A hold (analysis failed or could not judge) asks a person: Continue (promote) or Roll back.
+      if (r.awaitingPromotion && r.hold) return ['promote', 'rollback', 'abort'];
       return r.awaitingPromotion ? ['promote', 'pause', 'abort'] : ['pause', 'abort'];
     case 'approved':
     case 'building':
@@ -312,7 +314,7 @@ export function renderCard(r: Release): Rendered {
         : '';
     blocks.push(
       section(
-        `*Progress* ${batch}${where}${r.awaitingPromotion ? '\n:raised_hand: Waiting for someone to promote the next batch.' : ''}`,
+        `*Progress* ${batch}${where}${r.awaitingPromotion ? (r.hold ? `\n:raised_hand: Waiting for a person: ${r.hold}. Continue or roll back.` : '\n:raised_hand: Waiting for someone to promote the next batch.') : ''}`,
         'progress',
       ),
     );
@@ -358,7 +360,9 @@ export function renderCard(r: Release): Rendered {
     blocks.push({
       type: 'actions',
       block_id: 'actions',
-      elements: actions.map((a) => button(a, LABEL[a][0], value, LABEL[a][1])),
+      elements: actions.map((a) =>
+        button(a, a === 'promote' && r.hold ? 'Continue' : LABEL[a][0], value, LABEL[a][1]),
+      ),
     });
   }
   blocks.push(context([`${r.id} · ${r.state} since ${slackDate(r.stateSince)}`], 'footer'));

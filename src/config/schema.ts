@@ -39,6 +39,54 @@ export const batchSchema = z.strictObject({
   manualPromotion: z.boolean().optional(),
 });
 
+/**
+ * An analysis check, judged at each batch gate. `query` is PromQL with
+ * $selector (the judged pods' labels), $app, $env, $region, $namespace and
+ * $version. Either thresholds on the new pods (max/min), or `compare`: the
+ * same query over the new and the old pods, compared.
+ */
+export const analysisCheckSchema = z
+  .strictObject({
+    query: z.string().min(1),
+    max: z.number().optional(),
+    min: z.number().optional(),
+    compare: z
+      .discriminatedUnion('test', [
+        z.strictObject({
+          test: z.literal('mann-whitney'),
+          alpha: z.number().gt(0).lt(1).default(0.05),
+          minSamples: z.number().int().min(3).default(5),
+        }),
+        z.strictObject({
+          test: z.literal('ratio'),
+          maxRatio: z.number().positive(),
+          margin: z.number().min(0).default(0),
+          minSamples: z.number().int().min(1).default(3),
+        }),
+      ])
+      .optional(),
+    worseWhen: z.enum(['higher', 'lower']).default('higher'),
+    failureLimit: z.number().int().min(0).default(0),
+  })
+  .refine((c) => c.compare !== undefined || c.max !== undefined || c.min !== undefined, {
+    message: 'a check needs a threshold (max or min) or a comparison (compare)',
+  });
+export type AnalysisCheckConfig = z.infer<typeof analysisCheckSchema>;
+
+/** An HTTP hook at a rollout point, like Flagger's webhooks. A non-2xx answer is a no; its body is the reason. */
+export const webhookSchema = z.strictObject({
+  kind: z.enum(['pre-rollout', 'confirm-promotion', 'post-rollout']),
+  url: z.url(),
+  timeout: durationSchema.default('10s'),
+  retries: z.number().int().min(0).max(10).default(2),
+  /** Environment variable of the worker with the HMAC-SHA256 key (X-Ferry-Signature: sha256=<hex>). */
+  secretEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .optional(),
+});
+export type WebhookConfig = z.infer<typeof webhookSchema>;
+
 /** Settings a factor (or an environment) may set on a plan. All optional: a layer sets only what it names. */
 export const planSettingsSchema = z.strictObject({
   approvals: z
@@ -74,6 +122,19 @@ export const planSettingsSchema = z.strictObject({
     })
     .optional(),
   whenBusy: z.enum(['queue', 'refuse']).optional(),
+  /**
+   * Judging each batch by its metrics and by webhooks. A check or webhook is
+   * set by name: a later layer naming the same one replaces it whole, `null`
+   * removes it.
+   */
+  analysis: z
+    .strictObject({
+      interval: durationSchema.optional(),
+      duration: durationSchema.optional(),
+      checks: nameMap(nameSchema, analysisCheckSchema.nullable()).optional(),
+      webhooks: nameMap(nameSchema, webhookSchema.nullable()).optional(),
+    })
+    .optional(),
 });
 export type PlanSettings = z.infer<typeof planSettingsSchema>;
 
@@ -443,6 +504,14 @@ export const configSchema = z.strictObject({
     })
     .default({ parallelBuilds: 2, logLines: 200, logBytes: 5_000_000, parallelRebuilds: 5 }),
   redaction: z.array(z.strictObject({ name: z.string(), pattern: z.string() })).default([]),
+  /** Where the analysis gates read metrics (Prometheus' HTTP API). */
+  metrics: z
+    .strictObject({
+      prometheus: z.url(),
+      /** How long one query may take before the measurement counts as missing. */
+      timeout: durationSchema.default('5s'),
+    })
+    .optional(),
   alerts: z
     .strictObject({ dedupeWindow: durationSchema.default('15m'), silenceFor: durationSchema.default('1h') })
     .default({ dedupeWindow: '15m', silenceFor: '1h' }),

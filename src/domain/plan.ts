@@ -4,6 +4,7 @@
 // every setting remembers the layer that set it, so the plan can say which
 // factor decided what. The same inputs always give the same plan.
 import type { FactorConfig, FerryConfig, PlanSettings } from '../config/schema.ts';
+import { type AnalysisCheck, type AnalysisPlan, explainAnalysis, type WebhookStep } from './analysis.ts';
 import { closest } from './suggest.ts';
 
 export interface Batch {
@@ -70,6 +71,8 @@ export interface Plan {
   regionOrder: Setting<'sequential' | 'parallel'>;
   continueOnRegionFailure: Setting<boolean>;
   whenBusy: Setting<'queue' | 'refuse'>;
+  /** Metric checks and webhooks at each batch gate (absent in plans stored before analysis existed). */
+  analysis?: AnalysisPlan;
   /** Things a person should know about how the plan was made. */
   notes: string[];
 }
@@ -103,6 +106,7 @@ export const DEFAULT_SETTINGS = {
   promotionRule: true,
   regions: { order: 'sequential', continueOnFailure: false },
   whenBusy: 'queue',
+  analysis: { interval: '10s', duration: '1m' },
 } satisfies PlanSettings;
 
 /** The rules a factor can relax, as the refusals and the plan name them. */
@@ -179,6 +183,66 @@ function applyLayer(into: Leaves, settings: PlanSettings, source: Source, prefix
       into.set(path, { value, source });
     }
   }
+}
+
+/** A layer without its analysis checks and webhooks: those are set by name, whole (see analysisSteps). */
+function withoutSteps(settings: PlanSettings): PlanSettings {
+  if (!settings.analysis) return settings;
+  const { checks: _c, webhooks: _w, ...rest } = settings.analysis;
+  return { ...settings, analysis: rest };
+}
+
+type Layer = { settings: PlanSettings; source: Source };
+
+/** The analysis steps of the layers: by name, the last layer naming one wins, null removes it. */
+function analysisSteps(layers: Layer[]): {
+  checks: Setting<AnalysisCheck>[];
+  webhooks: Setting<WebhookStep>[];
+} {
+  const checks = new Map<string, Setting<AnalysisCheck> | null>();
+  const webhooks = new Map<string, Setting<WebhookStep> | null>();
+  for (const { settings, source } of layers) {
+    for (const [name, c] of Object.entries(settings.analysis?.checks ?? {})) {
+      checks.set(
+        name,
+        c
+          ? {
+              source,
+              value: {
+                name,
+                query: c.query,
+                ...(c.max !== undefined ? { max: c.max } : {}),
+                ...(c.min !== undefined ? { min: c.min } : {}),
+                ...(c.compare ? { compare: c.compare } : {}),
+                worseWhen: c.worseWhen,
+                failureLimit: c.failureLimit,
+              },
+            }
+          : null,
+      );
+    }
+    for (const [name, w] of Object.entries(settings.analysis?.webhooks ?? {})) {
+      webhooks.set(
+        name,
+        w
+          ? {
+              source,
+              value: {
+                name,
+                kind: w.kind,
+                url: w.url,
+                timeout: w.timeout,
+                retries: w.retries,
+                ...(w.secretEnv ? { secretEnv: w.secretEnv } : {}),
+              },
+            }
+          : null,
+      );
+    }
+  }
+  const present = <T>(m: Map<string, Setting<T> | null>) =>
+    [...m.values()].filter((s): s is Setting<T> => s !== null);
+  return { checks: present(checks), webhooks: present(webhooks) };
 }
 
 function leaf<T>(leaves: Leaves, key: string): Setting<T> {
@@ -289,8 +353,9 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
 
   const notes: string[] = [];
   const leaves: Leaves = new Map();
+  const layers: Layer[] = [{ settings: env.plan, source: `environment ${envName}` }];
   applyLayer(leaves, DEFAULT_SETTINGS as PlanSettings, 'default');
-  applyLayer(leaves, env.plan, `environment ${envName}`);
+  applyLayer(leaves, withoutSteps(env.plan), `environment ${envName}`);
   for (const name of factorNames) {
     const factor = config.factors[name] as FactorConfig;
     const effects = structuredClone(factor.effects);
@@ -301,8 +366,10 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
         `factor ${name} asks for approvers from group "${group}", which this config does not define; the ${envName} approvers are asked instead.`,
       );
     }
-    applyLayer(leaves, effects, `factor ${name}`);
+    applyLayer(leaves, withoutSteps(effects), `factor ${name}`);
+    layers.push({ settings: effects, source: `factor ${name}` });
   }
+  const steps = analysisSteps(layers);
 
   const gatePause = leaf<string>(leaves, 'gate.pause');
   const rawBatches = leaf<PlanSettings['batches']>(leaves, 'batches');
@@ -379,6 +446,12 @@ export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
       regionOrder: leaf(leaves, 'regions.order'),
       continueOnRegionFailure: leaf(leaves, 'regions.continueOnFailure'),
       whenBusy: leaf(leaves, 'whenBusy'),
+      analysis: {
+        interval: leaf(leaves, 'analysis.interval'),
+        duration: leaf(leaves, 'analysis.duration'),
+        checks: steps.checks,
+        webhooks: steps.webhooks,
+      },
       factorUses,
       notes,
     },
@@ -443,5 +516,5 @@ export function explainPlan(plan: Plan): string[] {
       : '';
     return `factor ${u.factor}: ${who}${relaxes}${approved} (factor ${u.factor})`;
   });
-  return [...lines, ...uses, ...plan.notes.map((n) => `note: ${n}`)];
+  return [...lines, ...explainAnalysis(plan.analysis), ...uses, ...plan.notes.map((n) => `note: ${n}`)];
 }

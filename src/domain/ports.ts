@@ -64,6 +64,8 @@ export interface WorkScheduler {
 export interface Attachment {
   name: string;
   text: string;
+  /** A binary file (a PNG chart), base64: uploaded instead of `text`, which is then its description. */
+  bytes?: string;
 }
 
 /** Messages the domain sends, in chat-neutral terms; the chat adapter renders them. */
@@ -141,6 +143,33 @@ export interface RegionRollout {
   rollback(): Promise<void>;
 }
 
+/** Where a batch is in its region's rollout. */
+export interface BatchPosition {
+  index: number;
+  total: number;
+  pods: number;
+  replicas: number;
+}
+
+/** Judging a release beyond readiness: metric analysis and webhooks at the batch gates (src/analysis). */
+export interface BatchJudge {
+  /** Pre-rollout webhooks, before the region's first batch: a no stops the release before any pod changes. */
+  beforeRollout(
+    release: Release,
+    region: string,
+    io: StepIO,
+  ): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** The batch's analysis and confirm-promotion webhooks, after the readiness gate passed. */
+  judgeBatch(
+    release: Release,
+    region: string,
+    batch: BatchPosition,
+    io: StepIO,
+  ): Promise<{ verdict: 'pass' | 'fail' | 'inconclusive'; reason: string }>;
+  /** Post-rollout webhooks and the summary chart, after the region's last batch. */
+  afterRollout(release: Release, region: string, io: StepIO): Promise<void>;
+}
+
 /** The real work of each step. Tests and the local run plug in the real builder, registries and clusters. */
 export interface StepRunners {
   build(release: Release, io: StepIO, pin?: BuildPin): Promise<BuiltImage>;
@@ -153,4 +182,6 @@ export interface StepRunners {
     image: BuiltImage,
     io: StepIO,
   ): Promise<{ ok: true } | { ok: false; reason: string }>;
+  /** Metric analysis and webhooks at the gates; without it a gate is readiness and restarts only. */
+  judge?: BatchJudge;
 }

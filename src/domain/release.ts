@@ -117,6 +117,8 @@ export interface Release {
   progress?: Record<string, number>;
   /** A manual promotion point reached: the rollout waits for a person. */
   awaitingPromotion?: boolean;
+  /** Why the rollout waits for a person when it is not a planned promotion point (analysis failed or inconclusive): Continue or Roll back. */
+  hold?: string;
   error?: string;
   /** Where the request was typed, for replies that are not in the thread. */
   requestChannel?: string;
@@ -260,6 +262,7 @@ export function transition(
       return to('deploying', {
         batch: { region: e.region, index: e.index, total: e.total, pods: e.pods, replicas: e.replicas },
         awaitingPromotion: false,
+        hold: undefined,
       });
     case 'succeed':
       return s === 'verifying' || s === 'deploying'
@@ -279,7 +282,7 @@ export function transition(
       return refuse(`${r.id} is ${s}, not paused.`);
     case 'promote':
       if (s !== 'deploying' || !r.awaitingPromotion) return refuse(`${r.id} is not waiting to be promoted.`);
-      return to('deploying', { awaitingPromotion: false });
+      return to('deploying', { awaitingPromotion: false, hold: undefined });
     case 'abort':
       if (s === 'rolling-back') return refuse(`${r.id} is already rolling back.`);
       // A failed release that changed some region keeps its lock until what

@@ -280,7 +280,10 @@ export async function realRunners(rt: { config: () => FerryConfig }): Promise<St
   const { ensurePullSecret, regionPullCredentials } = await import('../kube/pull-secrets.ts');
   const { appTarget } = await import('../kube/rollout.ts');
   const { workloadOf } = await import('../domain/workload.ts');
+  const { analysisJudge } = await import('../analysis/judge.ts');
   return {
+    // Metric analysis and webhooks at the gates, as each release's plan says (none: no time added).
+    judge: analysisJudge(rt.config),
     build: buildRunner(rt.config),
     sync: syncRunner(rt.config),
     // Back-to-source first: the region's nodes pull from the region's registry.

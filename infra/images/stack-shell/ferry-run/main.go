@@ -13,6 +13,13 @@
 //	OOM_CHILD_AFTER_SECONDS=N   /control/oom-child?mb=N           a child process allocates N MiB (default 1024)
 //	LEAK_MB_PER_SECOND=N                                          main process leaks N MiB/s
 //	                            /control/log?msg=...              write a line to the app log
+//	FAULT_ERROR_PERCENT=N                                         N% of app requests answer 500
+//	FAULT_LATENCY_MS=N                                            app requests take N ms longer
+//
+// /metrics serves Prometheus' text format (written by hand: stdlib only):
+// app requests by status code, their latency histogram, and memory in use.
+// Probe, control and metrics requests are not counted as app requests, so
+// a gate compares what users get, not what the kubelet gets.
 //
 // Standard library only, built static by infra/infra.sh.
 package main
@@ -21,6 +28,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -180,7 +188,141 @@ func runRoute(w http.ResponseWriter, r *http.Request, script string) {
 	w.Write(out)
 }
 
+// Request metrics: counts by status code and a latency histogram of app requests.
+var (
+	latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+	metricsMu      sync.Mutex
+	requestsByCode = map[int]uint64{}
+	bucketCounts   = make([]uint64, len(latencyBuckets))
+	latencySum     float64
+	latencyCount   uint64
+	faultErrorPct  = envInt("FAULT_ERROR_PERCENT")
+	faultLatencyMs = envInt("FAULT_LATENCY_MS")
+)
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// appRequest: what a user calls (not probes, controls or the scrape itself).
+func appRequest(path string) bool {
+	return path != "/metrics" && path != "/ready" && path != "/healthz" && !strings.HasPrefix(path, "/control/")
+}
+
+func observe(code int, seconds float64) {
+	metricsMu.Lock()
+	defer metricsMu.Unlock()
+	requestsByCode[code]++
+	for i, le := range latencyBuckets {
+		if seconds <= le {
+			bucketCounts[i]++
+		}
+	}
+	latencySum += seconds
+	latencyCount++
+}
+
+func rssBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func writeMetrics(w http.ResponseWriter) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	metricsMu.Lock()
+	defer metricsMu.Unlock()
+	fmt.Fprintln(w, "# HELP http_requests_total App requests served, by status code.")
+	fmt.Fprintln(w, "# TYPE http_requests_total counter")
+	codes := make([]int, 0, len(requestsByCode))
+	for c := range requestsByCode {
+		codes = append(codes, c)
+	}
+	for i := 1; i < len(codes); i++ {
+		for j := i; j > 0 && codes[j] < codes[j-1]; j-- {
+			codes[j], codes[j-1] = codes[j-1], codes[j]
+		}
+	}
+	for _, c := range codes {
+		fmt.Fprintf(w, "http_requests_total{code=\"%d\"} %d\n", c, requestsByCode[c])
+	}
+	fmt.Fprintln(w, "# HELP http_request_duration_seconds Latency of app requests.")
+	fmt.Fprintln(w, "# TYPE http_request_duration_seconds histogram")
+	for i, le := range latencyBuckets {
+		fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"%g\"} %d\n", le, bucketCounts[i])
+	}
+	fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"+Inf\"} %d\n", latencyCount)
+	fmt.Fprintf(w, "http_request_duration_seconds_sum %g\n", latencySum)
+	fmt.Fprintf(w, "http_request_duration_seconds_count %d\n", latencyCount)
+	fmt.Fprintln(w, "# HELP app_memory_in_use_bytes Memory the app holds (Go heap in use).")
+	fmt.Fprintln(w, "# TYPE app_memory_in_use_bytes gauge")
+	fmt.Fprintf(w, "app_memory_in_use_bytes %d\n", ms.HeapInuse)
+	fmt.Fprintln(w, "# HELP process_resident_memory_bytes Resident memory of the server process.")
+	fmt.Fprintln(w, "# TYPE process_resident_memory_bytes gauge")
+	fmt.Fprintf(w, "process_resident_memory_bytes %d\n", rssBytes())
+	fmt.Fprintln(w, "# HELP app_info The app and version this server runs.")
+	fmt.Fprintln(w, "# TYPE app_info gauge")
+	fmt.Fprintf(w, "app_info{app=\"%s\",version=\"%s\"} 1\n", appName, version)
+}
+
 func handler(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		writeMetrics(w)
+		return
+	}
+	if !appRequest(r.URL.Path) {
+		serve(w, r)
+		return
+	}
+	t0 := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	if faultLatencyMs > 0 {
+		time.Sleep(time.Duration(faultLatencyMs) * time.Millisecond)
+	}
+	if faultErrorPct > 0 && rand.IntN(100) < faultErrorPct {
+		logf("ERROR", "%s %s from %s: failing on purpose (FAULT_ERROR_PERCENT=%d)", r.Method, r.URL.RequestURI(), r.RemoteAddr, faultErrorPct)
+		http.Error(rec, "injected failure", http.StatusInternalServerError)
+	} else {
+		serve(rec, r)
+	}
+	if rec.code == 0 {
+		rec.code = http.StatusOK
+	}
+	observe(rec.code, time.Since(t0).Seconds())
+}
+
+func serve(w http.ResponseWriter, r *http.Request) {
 	logf("INFO", "%s %s from %s", r.Method, r.URL.RequestURI(), r.RemoteAddr)
 	q := r.URL.Query()
 	switch r.URL.Path {
