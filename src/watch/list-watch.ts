@@ -35,6 +35,11 @@ export class ListWatch<T> {
   /** Resolves after the first successful list. */
   readonly ready: Promise<void>;
 
+  /** What it watches, e.g. `eu-west/pods/payments`. */
+  get name(): string {
+    return this.o.name;
+  }
+
   constructor(o: ListWatchOptions<T>) {
     this.o = o;
     this.ready = new Promise((r) => {
