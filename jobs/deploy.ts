@@ -4,6 +4,7 @@
 // and stop for pause, abort or a failing gate. Progress is stored after each
 // gate, so a restarted job re-applies the batch in flight (idempotent) and
 // goes on from there — never a second rollout, never a half-applied batch.
+import { setTimeout as sleepFor } from 'node:timers/promises';
 import { UnrecoverableError } from 'bullmq';
 import { afterVerdict } from '../src/domain/analysis.ts';
 import { durationMs, formatDuration } from '../src/domain/duration.ts';
@@ -23,14 +24,9 @@ import {
 
 class Stop extends Error {}
 
+/** Waits between polls; ends early, without throwing, when the job is cancelled (checked next). */
 async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
+  await sleepFor(ms, undefined, { signal }).catch(() => {});
 }
 
 /** Between batches: stop for abort/failure, wait while paused. */

@@ -1,7 +1,8 @@
 // Releases, their audit trail and the one-release-per-app-and-environment
-// lock, on Redis. Every transition is committed by one Lua script — the new
-// state, the audit entry, and the lock hand-over to the next release in line
-// happen together or not at all — and only then announced.
+// lock, on Redis. Every transition is committed by one Lua script
+// (scripts/commit-release.lua) — the new state, the audit entry, and the lock
+// hand-over to the next release in line happen together or not at all — and
+// only then announced.
 import type { Redis } from 'ioredis';
 import type { CommitGuard, CommitResult, LockInfo, LockResult, ReleaseRepository } from '../domain/ports.ts';
 import {
@@ -14,90 +15,9 @@ import {
   transition,
 } from '../domain/release.ts';
 import { metrics } from '../metrics.ts';
+import { runScript, SCRIPTS } from './scripts.ts';
 
 const TERMINAL_LIST = [...TERMINAL].join(',');
-
-// KEYS: release, audit list, audit stream, active set, lock, wait zset, lock info, approvers set
-// ARGV: expected rev, data, new rev, state, audit json, ended?, release id, holds-lock?, now, approver
-// The lock info hash says who holds the lock and since when, for status.
-// An approval is committed only if the approver was not yet in the release's
-// approvers set: the domain refuses a second approval too, and this makes it
-// hold even against a caller that skips the domain.
-const COMMIT = `
-local cur = redis.call('HGET', KEYS[1], 'rev')
-if cur ~= ARGV[1] then return {'conflict', cur or ''} end
-if ARGV[10] ~= '' and redis.call('SADD', KEYS[8], ARGV[10]) == 0 then return {'duplicate', ARGV[10]} end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3], 'state', ARGV[4], 'ended', ARGV[6])
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5])
-local handed = ''
-if ARGV[6] == '1' then
-  redis.call('SREM', KEYS[4], ARGV[7])
-  redis.call('ZREM', KEYS[6], ARGV[7])
-  if redis.call('GET', KEYS[5]) == ARGV[7] then
-    redis.call('DEL', KEYS[5], KEYS[7])
-    local nxt = redis.call('ZRANGE', KEYS[6], 0, 0)
-    if nxt[1] then
-      redis.call('ZREM', KEYS[6], nxt[1])
-      redis.call('SET', KEYS[5], nxt[1])
-      redis.call('HSET', KEYS[7], 'holder', nxt[1], 'since', ARGV[9])
-      handed = nxt[1]
-    end
-  end
-elseif ARGV[8] == '1' and not redis.call('GET', KEYS[5]) then
-  -- never take a lock another release holds; only re-assert a free one
-  redis.call('SET', KEYS[5], ARGV[7])
-  redis.call('HSET', KEYS[7], 'holder', ARGV[7], 'since', ARGV[9])
-end
-return {'ok', handed}
-`;
-
-// KEYS: release, audit list, audit stream, active set, app index, seq
-// ARGV: data, state, audit json, id, score
-const CREATE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'rev', '1', 'state', ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[3], '*', 'entry', ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
-return 1
-`;
-
-// Takes the lock or joins the line. A lock whose holder has ended (a final
-// state, or failed before changing anything) or vanished is stale — e.g. its
-// process crashed between commit and hand-over — and is taken over rather
-// than waited on forever. A holder that failed half-way keeps the lock.
-// KEYS: lock, wait zset, lock info   ARGV: id, score, release key prefix, terminal states, now
-const ACQUIRE = `
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
-  local st = redis.call('HGET', ARGV[3] .. holder, 'state')
-  local ended = (not st) or redis.call('HGET', ARGV[3] .. holder, 'ended') == '1'
-  if st then
-    for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ended = true end end
-  end
-  if not ended then
-    redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
-    return {'waiting', redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, holder}
-  end
-end
-local first = redis.call('ZRANGE', KEYS[2], 0, 0)
-if (not holder or holder ~= ARGV[1]) and first[1] and first[1] ~= ARGV[1] then
-  -- someone was already in line: the lock goes to them, this one waits
-  redis.call('ZREM', KEYS[2], first[1])
-  redis.call('SET', KEYS[1], first[1])
-  redis.call('HSET', KEYS[3], 'holder', first[1], 'since', ARGV[5])
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
-  return {'waiting', redis.call('ZRANK', KEYS[2], ARGV[1]) + 1, first[1]}
-end
-if holder ~= ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'since', ARGV[5])
-end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return {'acquired', 0, ''}
-`;
 
 export class ReleaseStore implements ReleaseRepository {
   readonly redis: Redis;
@@ -139,19 +59,17 @@ export class ReleaseStore implements ReleaseRepository {
       detail: `${release.app} ${release.version} → ${release.environment}${release.factors.length ? ` [${release.factors.join(', ')}]` : ''}`,
     };
     const stored = { ...release, rev: 1 };
-    const created = await this.redis.eval(
-      CREATE,
-      5,
-      this.k('release', release.id),
-      this.k('audit', release.id),
-      this.k('audit'),
-      this.k('active'),
-      this.k('by-app', release.app),
-      JSON.stringify(stored),
-      release.state,
-      JSON.stringify(audit),
-      release.id,
-      String(release.requestedAt),
+    const created = await runScript(
+      this.redis,
+      SCRIPTS.createRelease,
+      [
+        this.k('release', release.id),
+        this.k('audit', release.id),
+        this.k('audit'),
+        this.k('active'),
+        this.k('by-app', release.app),
+      ],
+      [JSON.stringify(stored), release.state, JSON.stringify(audit), release.id, String(release.requestedAt)],
     );
     if (created !== 1) throw new Error(`release ${release.id} exists already`);
     return audit;
@@ -225,14 +143,11 @@ export class ReleaseStore implements ReleaseRepository {
       const current = await this.get(id);
       if (!current) return undefined;
       const next = { ...change(current), rev: current.rev + 1 };
-      const ok = await this.redis.eval(
-        `if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[1] then return 0 end
-         redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', ARGV[3]) return 1`,
-        1,
-        this.k('release', id),
-        String(current.rev),
-        JSON.stringify(next),
-        String(next.rev),
+      const ok = await runScript(
+        this.redis,
+        SCRIPTS.patchRelease,
+        [this.k('release', id)],
+        [String(current.rev), JSON.stringify(next), String(next.rev)],
       );
       if (ok === 1) return next;
     }
@@ -248,27 +163,31 @@ export class ReleaseStore implements ReleaseRepository {
   ): Promise<CommitResult | 'duplicate' | undefined> {
     const stored: Release = { ...next, rev: current.rev + 1 };
     const terminal = hasEnded(stored);
-    const res = (await this.redis.eval(
-      COMMIT,
-      8,
-      this.k('release', current.id),
-      this.k('audit', current.id),
-      this.k('audit'),
-      this.k('active'),
-      this.lockKey(current.app, current.environment),
-      this.waitKey(current.app, current.environment),
-      this.lockInfoKey(current.app, current.environment),
-      this.k('approvers', current.id),
-      String(current.rev),
-      JSON.stringify(stored),
-      String(stored.rev),
-      stored.state,
-      JSON.stringify(audit),
-      terminal ? '1' : '0',
-      current.id,
-      !terminal && holdsLock(stored.state) ? '1' : '0',
-      String(now),
-      event.type === 'approve' ? event.by : '',
+    const res = (await runScript(
+      this.redis,
+      SCRIPTS.commitRelease,
+      [
+        this.k('release', current.id),
+        this.k('audit', current.id),
+        this.k('audit'),
+        this.k('active'),
+        this.lockKey(current.app, current.environment),
+        this.waitKey(current.app, current.environment),
+        this.lockInfoKey(current.app, current.environment),
+        this.k('approvers', current.id),
+      ],
+      [
+        String(current.rev),
+        JSON.stringify(stored),
+        String(stored.rev),
+        stored.state,
+        JSON.stringify(audit),
+        terminal ? '1' : '0',
+        current.id,
+        !terminal && holdsLock(stored.state) ? '1' : '0',
+        String(now),
+        event.type === 'approve' ? event.by : '',
+      ],
     )) as [string, string];
     if (res[0] === 'conflict') return undefined;
     if (res[0] === 'duplicate') return 'duplicate';
@@ -280,21 +199,28 @@ export class ReleaseStore implements ReleaseRepository {
   async acquire(release: Release, now = Date.now()): Promise<LockResult> {
     const seq = Number(release.id.slice(1));
     const score = release.plan.priority.value * 1e12 + seq;
-    const res = (await this.redis.eval(
-      ACQUIRE,
-      3,
-      this.lockKey(release.app, release.environment),
-      this.waitKey(release.app, release.environment),
-      this.lockInfoKey(release.app, release.environment),
-      release.id,
-      String(score),
-      this.k('release', ''),
-      TERMINAL_LIST,
-      String(now),
-    )) as [string, number, string];
-    return res[0] === 'acquired'
-      ? { acquired: true }
-      : { acquired: false, position: Number(res[1]), holder: res[2] };
+    const lock = this.lockKey(release.app, release.environment);
+    // The script reads the holder's release, so that key must be passed: read the holder first, and
+    // read again if the lock changed hands before the script ran.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const seen = (await this.redis.get(lock)) ?? '';
+      const res = (await runScript(
+        this.redis,
+        SCRIPTS.acquireLock,
+        [
+          lock,
+          this.waitKey(release.app, release.environment),
+          this.lockInfoKey(release.app, release.environment),
+          this.k('release', seen || release.id),
+        ],
+        [release.id, String(score), seen, TERMINAL_LIST, String(now)],
+      )) as [string, number, string];
+      if (res[0] === 'retry') continue;
+      return res[0] === 'acquired'
+        ? { acquired: true }
+        : { acquired: false, position: Number(res[1]), holder: res[2] };
+    }
+    throw new Error(`the lock of ${release.app} ${release.environment} is changing too fast; try again`);
   }
 
   async lockHolder(app: string, env: string): Promise<string | null> {

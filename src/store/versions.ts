@@ -8,6 +8,7 @@ import type {
   VersionRecord,
   VersionRepository,
 } from '../domain/version.ts';
+import { runScript, SCRIPTS } from './scripts.ts';
 
 export type { DeployRecord, ImageRecord, VersionRecord };
 
@@ -39,7 +40,10 @@ export class VersionStore implements VersionRepository {
     return out;
   }
 
-  /** Read-modify-write under WATCH so two workers recording different environments never lose one. */
+  /**
+   * Read, change, then compare-and-set (scripts/update-version.lua), again if someone wrote in between:
+   * two workers recording different environments never lose one.
+   */
   async update(
     app: string,
     version: string,
@@ -47,18 +51,18 @@ export class VersionStore implements VersionRepository {
   ): Promise<VersionRecord> {
     const key = this.key(app, version);
     for (let attempt = 0; attempt < 20; attempt++) {
-      await this.redis.watch(key);
       const raw = await this.redis.get(key);
       const current: VersionRecord = raw
         ? JSON.parse(raw)
         : { app, version, ref: version, images: {}, passed: {} };
       const next = change(current);
-      const res = await this.redis
-        .multi()
-        .set(key, JSON.stringify(next))
-        .zadd(`${this.prefix}:versions:${app}`, 'NX', String(Date.now()), version)
-        .exec();
-      if (res) return next;
+      const stored = await runScript(
+        this.redis,
+        SCRIPTS.updateVersion,
+        [key, `${this.prefix}:versions:${app}`],
+        [raw ?? '', JSON.stringify(next), String(Date.now()), version],
+      );
+      if (stored === 1) return next;
     }
     throw new Error(`could not update version ${app} ${version}`);
   }
