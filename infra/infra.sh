@@ -191,6 +191,7 @@ http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
 # shellcheck source=lib/sentinel.sh
 source "$INFRA_DIR/lib/sentinel.sh"
+source "$INFRA_DIR/lib/synapse.sh" # matrix: Synapse homeserver (only when named)
 
 # --------------------------------------------------------------- redis --
 up_redis() {
@@ -934,6 +935,7 @@ component_up() {
       ;;
     images) [[ -f $CACHE/images-$(images_key)/.done ]] ;;
     sentinel) sentinel_up ;;
+    synapse) synapse_up ;; # matrix
     k8s)
       for r in "${REGIONS[@]}"; do
         for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
@@ -1017,6 +1019,7 @@ down() {
   stop_procs "${etcds[@]}"
   stop_procs registry-primary "${REGIONS[@]/#/registry-}" redis
   down_sentinel
+  down_synapse # matrix
   cleanup_mounts
   cleanup_net
   cleanup_cgroups
@@ -1053,7 +1056,7 @@ main() {
         case $a in
           --proxy) PROXY_REGION=${1:?--proxy needs a region (or none)}; shift ;;
           --proxy=*) PROXY_REGION=${a#--proxy=} ;;
-          redis | registries | images | k8s | sentinel) comps+=("$a") ;;
+          redis | registries | images | k8s | sentinel | synapse) comps+=("$a") ;; # matrix: synapse
           *) die "unknown component '$a' (redis, registries, images, k8s, sentinel)" ;;
         esac
       done
@@ -1072,7 +1075,7 @@ main() {
     down)
       exec 9>"$RUN/.lock"
       flock -w 600 9 || die "another infra.sh holds $RUN/.lock"
-      if [[ ${1:-} == sentinel ]]; then down_sentinel; else down; fi
+      if [[ ${1:-} == sentinel ]]; then down_sentinel; elif [[ ${1:-} == synapse ]]; then down_synapse; else down; fi # matrix: synapse
       ;;
     clean)
       exec 9>"$RUN/.lock"
