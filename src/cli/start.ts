@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { SlackEmulator } from '../chat/emulator/index.ts';
 import { loadConfigOrThrow } from '../config/load.ts';
 import { FERRY_REPO, ferryCache } from '../config/paths.ts';
+import { platformIdOf } from '../domain/people.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
 interface InfraJson {
@@ -75,11 +76,11 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const consolePort = Number(env.FERRY_CONSOLE_PORT ?? 3333);
   const signingSecret = env.SLACK_SIGNING_SECRET ?? 'local-signing-secret';
   const botToken = env.SLACK_BOT_TOKEN ?? 'xoxb-local-ferry';
-  const people = Object.entries(config.people).map(([name, id]) => ({
-    id,
-    name,
-    realName: name[0]?.toUpperCase() + name.slice(1),
-  }));
+  // The emulator is Slack: people with a Slack id (a Matrix-only person is not in its workspace).
+  const people = Object.entries(config.people).flatMap(([name, entry]) => {
+    const id = platformIdOf(entry, 'slack');
+    return id ? [{ id, name, realName: name[0]?.toUpperCase() + name.slice(1) }] : [];
+  });
   const channelIds = new Set(
     Object.values(config.apps).flatMap((a) => [a.channels.releases, a.channels.alerts]),
   );
