@@ -1,9 +1,10 @@
-// The notify queue consumer: renders each Outbound the domain announced and
-// sends it to Slack, one at a time and in order (concurrency 1, and a global
-// concurrency of 1 so several bot replicas still keep the order).
+// The notify queue consumer: hands each Outbound the domain announced to the
+// chat platform's delivery (src/chat/<platform>/delivery.ts), one at a time
+// and in order (concurrency 1, and a global concurrency of 1 so several bot
+// replicas still keep the order).
 //
-// Slack decides nothing here: the WebClient neither retries nor waits out a
-// 429 by itself (rejectRateLimitedCalls, retries 0). On a 429 the queue is
+// The platform decides nothing here: its client neither retries nor waits out
+// a 429 by itself; the delivery's `classify` sorts each failure. On a 429 the queue is
 // rate-limited for Retry-After and the job goes back to the head of the wait
 // list (Worker.RateLimitError), so every later message waits behind it: a
 // storm delays messages but loses none and keeps their order. Network errors
@@ -13,40 +14,23 @@
 //
 // Each step of a job (post, store ts, upload) is recorded under the job's id,
 // so a job retried after a rate limit in its second call does not post twice.
-import { createHash } from 'node:crypto';
 import { type Job, type Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { FerryConfig } from '../config/schema.ts';
 import type { Outbound } from '../domain/ports.ts';
-import type { Release } from '../domain/release.ts';
 import type { Logger } from '../logging.ts';
 import { QUEUES } from '../queue/names.ts';
-import { type Block, type Rendered, renderAlert, renderCard, renderEphemeral, renderText } from './render.ts';
-
-/** The part of the Slack Web API the notifier uses (the real WebClient satisfies it). */
-export interface ChatClient {
-  chat: {
-    postMessage(args: Record<string, unknown>): Promise<{ ok?: boolean; ts?: string; channel?: string }>;
-    update(args: Record<string, unknown>): Promise<{ ok?: boolean }>;
-    postEphemeral(args: Record<string, unknown>): Promise<{ ok?: boolean }>;
-  };
-  filesUploadV2(args: Record<string, unknown>): Promise<unknown>;
-}
+import { type ChatDelivery, Undeliverable } from './port.ts';
 
 export interface NotifierDeps {
-  config: () => FerryConfig;
-  releases: {
-    get(id: string): Promise<Release | undefined>;
-    patch(id: string, change: (r: Release) => Release): Promise<Release | undefined>;
-  };
-  /** Plain Redis connection for the notifier's bookkeeping (message ts, sent steps). */
+  /** Plain Redis connection for the notifier's bookkeeping (sent steps). */
   store: Redis;
   /** BullMQ connection (maxRetriesPerRequest: null). */
   connection: Redis;
   /** The notify queue (QueueAnnouncer.queue): rate limits are set on it. */
   queue: Queue<Outbound>;
   prefix?: string;
-  client: ChatClient;
+  /** The chat platform's outbound client (src/chat/<platform>/delivery.ts). */
+  delivery: ChatDelivery;
   log: Logger;
   /** Longest backoff for 5xx / network errors (ms). */
   maxBackoffMs?: number;
@@ -57,300 +41,25 @@ export interface Notifier {
   close(): Promise<void>;
 }
 
-type Failure =
-  | { kind: 'ratelimited'; retryAfterMs: number }
-  | { kind: 'transient'; detail: string }
-  | { kind: 'permanent'; detail: string };
-
-const TRANSIENT_PLATFORM = new Set([
-  'ratelimited',
-  'internal_error',
-  'fatal_error',
-  'service_unavailable',
-  'request_timeout',
-  'team_added_to_org',
-]);
-const BLOCK_ERRORS = new Set([
-  'invalid_blocks',
-  'invalid_blocks_format',
-  'msg_too_long',
-  'too_many_attachments',
-]);
-
-/** Sorts a Web API error into what the queue should do with it. */
-export function classify(err: unknown): Failure {
-  const e = err as {
-    code?: string;
-    retryAfter?: number;
-    statusCode?: number;
-    data?: { error?: string };
-    message?: string;
-  };
-  switch (e.code) {
-    case 'slack_webapi_rate_limited_error':
-      return { kind: 'ratelimited', retryAfterMs: Math.max(1, e.retryAfter ?? 1) * 1000 };
-    case 'slack_webapi_request_error':
-      return { kind: 'transient', detail: e.message ?? 'request error' };
-    case 'slack_webapi_http_error':
-      return (e.statusCode ?? 500) >= 500 || e.statusCode === 408
-        ? { kind: 'transient', detail: `HTTP ${e.statusCode}` }
-        : { kind: 'permanent', detail: `HTTP ${e.statusCode}` };
-    case 'slack_webapi_platform_error': {
-      const code = e.data?.error ?? 'unknown';
-      return TRANSIENT_PLATFORM.has(code)
-        ? { kind: 'transient', detail: code }
-        : { kind: 'permanent', detail: code };
-    }
-    default:
-      // Network failures that did not even reach the client's error mapping.
-      return { kind: 'transient', detail: e.message ?? String(err) };
-  }
-}
-
-class Permanent extends Error {}
-
-const hashOf = (r: Rendered) =>
-  createHash('sha1')
-    .update(JSON.stringify([r.text, r.blocks]))
-    .digest('hex');
-
 export function startNotifier(deps: NotifierDeps): Notifier {
   const p = deps.prefix ?? 'ferry';
   const key = (...parts: string[]) => [p, 'slack', ...parts].join(':');
   const backoff = new Map<string, number>();
   const maxBackoff = deps.maxBackoffMs ?? 30_000;
-  const { client, log } = deps;
+  const { delivery, log } = deps;
 
   /** Runs `fn` once per job and step: a retried job skips what it already did. */
-  async function step<T extends string>(job: Job, name: string, fn: () => Promise<T>): Promise<T> {
+  async function step(job: Job, name: string, fn: () => Promise<string>): Promise<string> {
     const k = key('job', String(job.id));
     const done = await deps.store.hget(k, name);
-    if (done !== null) return done as T;
+    if (done !== null) return done;
     const v = await fn();
     await deps.store.multi().hset(k, name, v).expire(k, 86_400).exec();
     return v;
   }
 
-  async function call<T>(what: string, fn: () => Promise<T>, fallback?: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const f = classify(err);
-      if (f.kind !== 'permanent') throw err;
-      if (fallback && BLOCK_ERRORS.has(f.detail)) {
-        log.warn({ what, error: f.detail }, 'Slack refused the blocks; sending plain text');
-        return fallback();
-      }
-      throw new Permanent(`${what}: ${f.detail}`);
-    }
-  }
-
-  const plainText = (r: Rendered) => ({ text: r.text.slice(0, 3000) });
-
-  async function upload(
-    job: Job,
-    name: string,
-    channel: string,
-    threadTs: string | undefined,
-    file: { name: string; text: string },
-  ) {
-    await step(job, name, async () => {
-      await call('files.uploadV2', () =>
-        client.filesUploadV2({
-          channel_id: channel,
-          ...(threadTs ? { thread_ts: threadTs } : {}),
-          // Names hold pod names and the like: keep them plain file names, never markup.
-          filename: safeFileName(file.name),
-          title: safeFileName(file.name),
-          content: file.text,
-        }),
-      );
-      return 'done';
-    });
-  }
-
-  /** Posts the release's card (first time) or edits it in place; returns the thread. */
-  async function ensureCard(
-    job: Job,
-    releaseId: string,
-    edit: boolean,
-  ): Promise<{ channel: string; ts: string } | undefined> {
-    const rel = await deps.releases.get(releaseId);
-    if (!rel) {
-      log.warn({ releaseId }, 'card for an unknown release; dropped');
-      return undefined;
-    }
-    if (rel.thread) {
-      if (edit) {
-        const rendered = renderCard(rel);
-        const h = hashOf(rendered);
-        const hk = key('card', rel.id);
-        if ((await deps.store.get(hk)) !== h) {
-          await call(
-            'chat.update',
-            () =>
-              client.chat.update({
-                channel: rel.thread?.channel,
-                ts: rel.thread?.ts,
-                text: rendered.text,
-                blocks: rendered.blocks,
-              }),
-            () =>
-              client.chat.update({
-                channel: rel.thread?.channel,
-                ts: rel.thread?.ts,
-                ...plainText(rendered),
-              }),
-          );
-          await deps.store.set(hk, h, 'EX', 7 * 86_400);
-        }
-      }
-      return rel.thread;
-    }
-    const channel = deps.config().apps[rel.app]?.channels.releases ?? rel.requestChannel;
-    if (!channel) throw new Permanent(`no releases channel for ${rel.app}`);
-    const ts = await step(job, `card:${rel.id}`, async () => {
-      const rendered = renderCard(rel);
-      const res = await call(
-        'chat.postMessage',
-        () =>
-          client.chat.postMessage({
-            channel,
-            text: rendered.text,
-            blocks: rendered.blocks,
-            unfurl_links: false,
-          }),
-        () => client.chat.postMessage({ channel, ...plainText(rendered) }),
-      );
-      await deps.store.set(key('card', rel.id), hashOf(rendered), 'EX', 7 * 86_400);
-      return `${res.channel ?? channel} ${res.ts ?? ''}`;
-    });
-    const [ch, t] = ts.split(' ') as [string, string];
-    const thread = { channel: ch, ts: t };
-    await deps.releases.patch(rel.id, (r) => ({ ...r, thread }));
-    // The state may have moved while posting: bring the card up to date.
-    const now = await deps.releases.get(rel.id);
-    if (now && now.rev !== rel.rev + 1) {
-      const rendered = renderCard(now);
-      const h = hashOf(rendered);
-      if ((await deps.store.get(key('card', rel.id))) !== h) {
-        await call('chat.update', () =>
-          client.chat.update({ channel: ch, ts: t, text: rendered.text, blocks: rendered.blocks }),
-        );
-        await deps.store.set(key('card', rel.id), h, 'EX', 7 * 86_400);
-      }
-    }
-    return thread;
-  }
-
-  async function post(
-    job: Job,
-    name: string,
-    channel: string,
-    threadTs: string | undefined,
-    r: Rendered,
-    fileName?: string,
-  ) {
-    await step(job, name, async () => {
-      const base = { channel, ...(threadTs ? { thread_ts: threadTs } : {}), unfurl_links: false };
-      const res = await call(
-        'chat.postMessage',
-        () => client.chat.postMessage({ ...base, text: r.text, blocks: r.blocks }),
-        () => client.chat.postMessage({ ...base, ...plainText(r) }),
-      );
-      return res.ts ?? '';
-    });
-    if (r.file)
-      await upload(job, `${name}:file`, channel, threadTs, { ...r.file, name: fileName ?? r.file.name });
-  }
-
   async function handle(job: Job<Outbound>): Promise<void> {
-    const m = job.data;
-    switch (m.kind) {
-      case 'card':
-        await ensureCard(job, m.releaseId, true);
-        return;
-      case 'reply': {
-        const thread = await ensureCard(job, m.releaseId, false);
-        if (!thread) return;
-        const r = renderText(m.text, {
-          ...(m.snippet ? { snippet: m.snippet } : {}),
-          ...(m.file ? { file: m.file } : {}),
-          fileName: `${m.releaseId}.txt`,
-        });
-        await post(job, 'reply', thread.channel, thread.ts, r);
-        return;
-      }
-      case 'message': {
-        let threadTs: string | undefined;
-        let channel = m.channel;
-        if (m.threadOf) {
-          const rel = await deps.releases.get(m.threadOf);
-          if (rel?.thread) {
-            threadTs = rel.thread.ts;
-            channel = rel.thread.channel;
-          }
-        }
-        const r = renderText(m.text, {
-          ...(m.snippet ? { snippet: m.snippet } : {}),
-          ...(m.file ? { file: m.file } : {}),
-        });
-        await post(job, 'message', channel, threadTs, r);
-        return;
-      }
-      case 'ephemeral': {
-        const r = renderEphemeral(m.text);
-        await step(job, 'ephemeral', async () => {
-          await call(
-            'chat.postEphemeral',
-            () =>
-              client.chat.postEphemeral({ channel: m.channel, user: m.user, text: r.text, blocks: r.blocks }),
-            () => client.chat.postEphemeral({ channel: m.channel, user: m.user, ...plainText(r) }),
-          );
-          return 'done';
-        });
-        return;
-      }
-      case 'alert': {
-        const r = renderAlert(m);
-        // One alert per key: the first is posted, repeats edit it with the count.
-        const ak = key('alert', m.key);
-        const known = await deps.store.get(ak);
-        if (known) {
-          const [channel, ts] = known.split(' ') as [string, string];
-          await step(job, 'alert-update', async () => {
-            await call('chat.update', () =>
-              client.chat.update({ channel, ts, text: r.text, blocks: r.blocks }),
-            );
-            return 'done';
-          });
-        } else {
-          const ts = await step(job, 'alert', async () => {
-            const res = await call(
-              'chat.postMessage',
-              () => client.chat.postMessage({ channel: m.channel, text: r.text, blocks: r.blocks }),
-              () => client.chat.postMessage({ channel: m.channel, ...plainText(r) }),
-            );
-            return `${res.channel ?? m.channel} ${res.ts ?? ''}`;
-          });
-          await deps.store.set(ak, ts, 'EX', 86_400);
-          if (r.file) {
-            const [channel, pts] = ts.split(' ') as [string, string];
-            await upload(job, 'alert:file', channel, pts, r.file);
-          }
-          if (m.releaseId) {
-            const rel = await deps.releases.get(m.releaseId);
-            if (rel?.thread) {
-              await post(job, 'alert:thread', rel.thread.channel, rel.thread.ts, {
-                text: r.text,
-                blocks: r.blocks.filter((b: Block) => b['type'] !== 'actions'),
-              });
-            }
-          }
-        }
-        return;
-      }
-    }
+    await delivery.deliver(job.data, (name, fn) => step(job, name, fn));
   }
 
   const worker = new Worker<Outbound>(
@@ -360,15 +69,15 @@ export function startNotifier(deps: NotifierDeps): Notifier {
         await handle(job);
         backoff.delete(String(job.id));
       } catch (err) {
-        if (err instanceof Permanent) {
+        const f = delivery.classify(err);
+        if (err instanceof Undeliverable) {
           log.warn(
             { job: job.id, kind: job.data.kind, error: err.message },
-            'message dropped: Slack refused it',
+            'message dropped: the chat platform refused it',
           );
           backoff.delete(String(job.id));
           return;
         }
-        const f = classify(err);
         if (f.kind === 'permanent') throw err;
         let ms: number;
         if (f.kind === 'ratelimited') ms = f.retryAfterMs;
@@ -403,9 +112,4 @@ export function startNotifier(deps: NotifierDeps): Notifier {
       await worker.close();
     },
   };
-}
-
-/** A file name that can be neither markup nor a path: letters, digits, '.', '_' and '-' (others become '_'). */
-export function safeFileName(name: string): string {
-  return name.replace(/[^\w.-]+/g, '_').slice(0, 120) || 'ferry.txt';
 }
