@@ -27,21 +27,13 @@ import type { Outbound } from '../../domain/ports.ts';
 import type { Release } from '../../domain/release.ts';
 import { ownerOfWorkload } from '../../domain/workload.ts';
 import type { Logger } from '../../logging.ts';
+import { redactText } from '../../logs/redact.ts';
+import { type ChatDelivery, type DeliveryFailure, type OnceStep, Undeliverable } from '../port.ts';
 import type { MatrixChat, MessageContent } from './client.ts';
 import { retryAfterMs } from './client.ts';
 import { renderAlert, renderCard, renderText, type WhoIs } from './render.ts';
 
-/** How one failed send should be treated (the notify queue's three answers). */
-export type MatrixFailure =
-  | { kind: 'ratelimited'; retryAfterMs: number }
-  | { kind: 'transient'; detail: string }
-  | { kind: 'permanent'; detail: string };
-
-/** Runs a named step of one queued message at most once; returns its first result. */
-export type Once = (name: string, fn: () => Promise<string>) => Promise<string>;
-
-/** A message Matrix can never take (no room for it): dropped, not retried. */
-export class NoMatrixRoom extends Error {}
+type Once = OnceStep;
 
 export interface MatrixDeliveryDeps {
   config: () => FerryConfig;
@@ -57,8 +49,8 @@ export interface MatrixDeliveryDeps {
 const WEEK = 7 * 86_400;
 
 /** Sorts an error of a Matrix call: 429 waits, 5xx and network errors back off, other 4xx drop. */
-export function classifyMatrix(err: unknown): MatrixFailure {
-  if (err instanceof NoMatrixRoom) return { kind: 'permanent', detail: err.message };
+export function classifyMatrix(err: unknown): DeliveryFailure {
+  if (err instanceof Undeliverable) return { kind: 'permanent', detail: err.message };
   const wait = retryAfterMs(err);
   if (wait !== undefined) return { kind: 'ratelimited', retryAfterMs: wait };
   if (err instanceof MatrixError || (err as { httpStatus?: number }).httpStatus) {
@@ -92,7 +84,7 @@ const hashOf = (m: MessageContent) =>
     .digest('hex')
     .slice(0, 16);
 
-export class MatrixDelivery {
+export class MatrixDelivery implements ChatDelivery {
   private readonly d: MatrixDeliveryDeps;
   private readonly rooms = new Map<string, string>();
 
@@ -100,7 +92,7 @@ export class MatrixDelivery {
     this.d = deps;
   }
 
-  classify(err: unknown): MatrixFailure {
+  classify(err: unknown): DeliveryFailure {
     return classifyMatrix(err);
   }
 
@@ -132,7 +124,7 @@ export class MatrixDelivery {
     return this.d.store.get(this.key('card-event', eventId));
   }
 
-  /** The alert key whose message is `eventId`. */
+  /** The silence key of the alert whose message is `eventId`. */
   alertOfEvent(eventId: string): Promise<string | null> {
     return this.d.store.get(this.key('alert-event', eventId));
   }
@@ -181,7 +173,7 @@ export class MatrixDelivery {
         const matrixId = this.matrixIdOf(m.user);
         if (!matrixId) return;
         const dm = await once('matrix:dm', () => this.directRoom(matrixId));
-        const r = renderText(m.text, this.who());
+        const r = renderText(redactText(m.text, this.d.config().redaction), this.who());
         await once('matrix:ephemeral', () =>
           this.d.client.sendMessage(dm, r.content, {
             txn: `eph:${m.user}:${hashOf(r.content)}:${Date.now()}`,
@@ -240,6 +232,11 @@ export class MatrixDelivery {
     once: Once,
     step: string,
   ): Promise<void> {
+    // The last redaction before Matrix: texts and snippets may carry command output.
+    const patterns = this.d.config().redaction;
+    text = redactText(text, patterns);
+    snippet = snippet === undefined ? undefined : redactText(snippet, patterns);
+    file = file && { name: file.name, text: redactText(file.text, patterns) };
     const r = renderText(text, this.who(), snippet);
     await once(`matrix:${step}`, () =>
       this.d.client.sendMessage(room, r.content, {
@@ -324,7 +321,12 @@ export class MatrixDelivery {
     const rooms = app ? config.apps[app]?.rooms : undefined;
     if (!rooms) return;
     const room = await this.room(rooms.alerts);
-    const r = renderAlert(a);
+    const patterns = config.redaction;
+    const r = renderAlert({
+      ...a,
+      fields: a.fields.map(([k, v]) => [k, redactText(v, patterns)] as [string, string]),
+      ...(a.snippet ? { snippet: redactText(a.snippet, patterns) } : {}),
+    });
     const ak = this.key('alert', a.key);
     const known = await this.d.store.get(ak);
     if (known) {
@@ -334,7 +336,7 @@ export class MatrixDelivery {
           const event = await this.d.client.sendMessage(room, r.content, {
             txn: `alert:${a.key}:${a.count}:new`,
           });
-          await this.rememberAlert(a.key, event);
+          await this.rememberAlert(a.key, event, a.silenceKey);
         }
         return 'done';
       });
@@ -343,7 +345,7 @@ export class MatrixDelivery {
     const event = await once('matrix:alert', () =>
       this.d.client.sendMessage(room, r.content, { txn: `alert:${a.key}:${a.count}` }),
     );
-    await this.rememberAlert(a.key, event);
+    await this.rememberAlert(a.key, event, a.silenceKey);
     if (r.cut && a.snippet) {
       const snippet = a.snippet;
       await once('matrix:alert:file', () =>
@@ -369,11 +371,11 @@ export class MatrixDelivery {
     }
   }
 
-  private async rememberAlert(key: string, event: string): Promise<void> {
+  private async rememberAlert(key: string, event: string, silenceKey: string): Promise<void> {
     await this.d.store
       .multi()
       .set(this.key('alert', key), event, 'EX', 86_400)
-      .set(this.key('alert-event', event), key, 'EX', 86_400)
+      .set(this.key('alert-event', event), silenceKey, 'EX', 86_400)
       .exec();
   }
 }
