@@ -8,12 +8,17 @@
 //   older than what it handled;
 // - one Ferry on two platforms: a release asked for in Slack (the emulator)
 //   is approved by a ✅ in Matrix, and both cards and both threads follow it.
+import { Method } from 'matrix-js-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../commands/index.ts';
+import { SlackEmulator } from '../../src/chat/emulator/index.ts';
 import { type RunningMatrixBot, startMatrixBot } from '../../src/chat/matrix/bot.ts';
 import type { MatrixChat, MatrixEvent } from '../../src/chat/matrix/client.ts';
 import { MatrixDelivery } from '../../src/chat/matrix/delivery.ts';
+import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import { slackAndMatrix, slackDelivery } from '../../src/cli/chat-platforms.ts';
 import type { FerryConfig } from '../../src/config/schema.ts';
+import { platformIdOf } from '../../src/domain/people.ts';
 import { logger } from '../../src/logging.ts';
 import { waitFor } from '../support/infra.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
@@ -235,4 +240,217 @@ describe('restarts', () => {
     await bot.stop();
     await h.close();
   }, 900_000);
+});
+
+describe('one Ferry on Slack and Matrix', () => {
+  const TOKEN = 'xoxb-matrix-mirror';
+  const SECRET = 'matrix-mirror-secret';
+  let h: Harness;
+  let emulator: SlackEmulator;
+  let slack: RunningBot;
+  let matrix: RunningMatrixBot;
+  let people: Record<string, Awaited<ReturnType<typeof newUser>>>;
+  let room: string;
+  let suffix: string;
+
+  beforeAll(async () => {
+    suffix = uniqueName('m').slice(2);
+    const botPassword = 'bot-password';
+    const { registerUser } = await import('../support/synapse.ts');
+    const botId = await registerUser(info.url, info.registrationSecret, `ferry-${suffix}`, botPassword);
+    people = {};
+    for (const name of ['alice', 'bob', 'carol', 'dave'])
+      people[name] = await newUser(info.url, info.registrationSecret, `${name}-${suffix}`);
+    const config = matrixConfig(
+      info.serverName,
+      Object.fromEntries(Object.entries(people).map(([n, u]) => [n, u.userId])),
+      suffix,
+    );
+    h = harness(redis.url, config);
+    h.startWorkers();
+    emulator = await SlackEmulator.start({
+      signingSecret: SECRET,
+      botToken: TOKEN,
+      users: Object.entries(config.people).flatMap(([name, e]) => {
+        const id = platformIdOf(e, 'slack');
+        return id ? [{ id, name, realName: name }] : [];
+      }),
+      channels: [
+        { id: 'C_RELEASES', name: 'releases' },
+        { id: 'C_PAY_ALERTS', name: 'payments-alerts' },
+      ],
+    });
+    slack = await startBot({
+      runtime: h.rt,
+      token: TOKEN,
+      signingSecret: SECRET,
+      apiUrl: emulator.apiUrl,
+      port: 0,
+      notifier: false,
+    });
+    emulator.botEventsUrl = slack.url as string;
+    matrix = await startMatrixBot({
+      runtime: h.rt,
+      homeserverUrl: info.url,
+      userId: botId,
+      password: botPassword,
+      createRooms: true,
+      log: quiet,
+      delivery: (m) => slackAndMatrix(h.rt, slackDelivery(h.rt, TOKEN, emulator.apiUrl), m),
+    });
+    room = matrix.rooms.get(`#releases-${suffix}:${info.serverName}`) as string;
+    for (const u of Object.values(people)) await u.client.join(room);
+  }, 600_000);
+
+  afterAll(async () => {
+    await matrix?.stop();
+    await slack?.stop();
+    await h?.close();
+    await emulator?.close();
+  });
+
+  const user = (name: string) => people[name] as Awaited<ReturnType<typeof newUser>>;
+
+  /** The text of a Matrix card as a member reads it now: its latest edit, or the original. */
+  async function cardText(reader: MatrixChat, at: { room: string; event: string }): Promise<string> {
+    const edits = await reader.relations(at.room, at.event, 'm.replace', 500);
+    const last = edits.at(-1);
+    if (last) return String((last.content['m.new_content'] as { body: string }).body);
+    return String((await reader.event(at.room, at.event)).content.body);
+  }
+
+  /** What Ferry said to a person in their direct room with it (joined on first use). */
+  async function directMessages(name: string): Promise<string[]> {
+    const u = user(name);
+    const dm = await h.rt.store.get(`${h.prefix}:matrix:dm:${u.userId}`);
+    if (!dm) return [];
+    await u.client.join(dm);
+    return bodies(await u.client.messages(dm));
+  }
+
+  it('a release asked for in Slack is approved with a ✅ in Matrix, not by a forged one; both cards and threads follow it', async () => {
+    await emulator.slashCommand({ userId: 'U_ALICE', channelId: 'C_RELEASES', text: 'payments v2' });
+    const id = await waitFor(
+      async () => (await h.rt.releases.active()).find((r) => r.app === 'payments')?.id,
+      {
+        what: 'the release',
+      },
+    );
+    const card = await waitFor(() => matrix.delivery.cardOf(id), {
+      timeoutMs: 60_000,
+      what: 'the Matrix card',
+    });
+    expect(card.room).toBe(room);
+    const carol = user('carol').client;
+    await waitFor(async () => (await cardText(carol, card)).includes('awaiting-approval'), {
+      timeoutMs: 60_000,
+      what: 'the card waiting for approval',
+    });
+
+    // dave is no approver. He calls himself "bob" and claims bob's id in the reaction's content: the
+    // homeserver says who sent it, and Ferry asks the domain about dave.
+    const dave = user('dave');
+    await dave.client.request(
+      Method.Put,
+      `/profile/${encodeURIComponent(dave.userId)}/displayname`,
+      undefined,
+      {
+        displayname: 'bob',
+      },
+    );
+    await dave.client.send(card.room, 'm.reaction', {
+      'm.relates_to': { rel_type: 'm.annotation', event_id: card.event, key: '✅' },
+      sender: user('bob').userId,
+    });
+    const refusal = await waitFor(
+      async () => (await directMessages('dave')).find((b) => b.includes('approv')),
+      {
+        timeoutMs: 60_000,
+        what: "Ferry's answer to dave",
+      },
+    );
+    expect(refusal).toContain('approvers');
+    let rel = await h.rt.releases.get(id);
+    expect(rel?.state).toBe('awaiting-approval');
+    expect(rel?.approvals).toEqual([]);
+
+    // alice asked for it: her ✅ is refused too.
+    await user('alice').client.react(card.room, card.event, '✅');
+    await waitFor(async () => (await directMessages('alice')).some((b) => /approv/i.test(b)), {
+      timeoutMs: 60_000,
+      what: "Ferry's answer to alice",
+    });
+    expect((await h.rt.releases.get(id))?.approvals).toEqual([]);
+
+    await user('bob').client.react(card.room, card.event, '✅');
+    rel = await waitForState(h.rt, id, 'succeeded', 120_000);
+    expect(rel.approvals.map((a) => a.by)).toEqual(['U_BOB']);
+
+    // Matrix: the card, edited in place, and its thread with each region's batches.
+    await waitFor(async () => (await cardText(carol, card)).includes('succeeded'), {
+      timeoutMs: 60_000,
+      what: 'the Matrix card to say succeeded',
+    });
+    const text = await cardText(carol, card);
+    expect(text).toContain('Approved by bob');
+    // The card shows the release as stored when it is drawn, so it may be ahead of the thread.
+    const thread = await waitFor(
+      async () => {
+        const t = bodies(await carol.relations(card.room, card.event, 'm.thread', 500)).join('\n');
+        return t.includes('us-east: all') ? t : undefined;
+      },
+      { timeoutMs: 60_000, what: 'the Matrix thread' },
+    );
+    expect(thread).toContain('eu-west: all');
+    // Slack: the same release, its own card and thread.
+    const slackCard = emulator.message('C_RELEASES', rel.thread?.ts as string);
+    expect(JSON.stringify(slackCard?.blocks)).toContain('succeeded');
+    const slackThread = await waitFor(
+      () => {
+        const t = emulator
+          .thread('C_RELEASES', rel?.thread?.ts as string)
+          .map((m) => m.text)
+          .join('\n');
+        return t.includes('us-east: all') ? t : undefined;
+      },
+      { timeoutMs: 60_000, what: 'the Slack thread' },
+    );
+    expect(slackThread).toContain('eu-west: all');
+    expect(slackThread).toContain('us-east: all');
+  }, 600_000);
+
+  it('answers !release in a thread for the person, with the same grammar and words as Slack', async () => {
+    const alice = user('alice').client;
+    const typo = await alice.sendMessage(room, { body: '!release paymnts v2 <b>x</b>' });
+    const answer = await waitFor(
+      async () =>
+        (await alice.relations(room, typo, 'm.thread')).find((e) => e.sender === matrix.client.userId),
+      { timeoutMs: 60_000, what: 'the answer to the typo' },
+    );
+    expect(String(answer.content.body)).toContain(
+      'There is no app called "paymnts". Did you mean "payments"?',
+    );
+    // It mentions alice, and the HTML carries no markup from what she typed.
+    expect((answer.content['m.mentions'] as { user_ids: string[] }).user_ids).toEqual([user('alice').userId]);
+    expect(String(answer.content.formatted_body)).not.toContain('<b>');
+    expect(await h.rt.releases.active()).toEqual([]);
+
+    const ask = await alice.sendMessage(room, { body: '!release payments v3' });
+    const id = await waitFor(async () => (await h.rt.releases.active()).find((r) => r.version === 'v3')?.id, {
+      what: 'the v3 release',
+    });
+    await waitFor(
+      async () =>
+        (await alice.relations(room, ask, 'm.thread')).some((e) => String(e.content.body).includes(id)),
+      {
+        timeoutMs: 60_000,
+        what: 'the answer naming the release',
+      },
+    );
+    // An approver types the command instead of reacting.
+    const carol = user('carol').client;
+    await carol.sendMessage(room, { body: `!release approve ${id}` });
+    const rel = await waitForState(h.rt, id, 'succeeded', 120_000);
+    expect(rel.approvals.map((a) => a.by)).toEqual(['U_CAROL']);
+  }, 600_000);
 });

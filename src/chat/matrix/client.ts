@@ -414,8 +414,9 @@ export class MatrixChat {
         try {
           const r = await this.syncOnce(since ?? undefined, timeout, signal, syncFilter(CATCH_UP_EVENTS));
           failures = 0;
+          // (a room joined just now is "limited" too, with its few events: only a full batch lost some)
           for (const [room, j] of Object.entries(r.rooms?.join ?? {}))
-            if (j.timeline?.limited)
+            if (j.timeline?.limited && (j.timeline.events?.length ?? 0) >= CATCH_UP_EVENTS)
               this.log.warn(
                 { room, max: CATCH_UP_EVENTS },
                 'more events than one sync batch holds; older ones skipped',
