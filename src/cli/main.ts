@@ -18,7 +18,8 @@ const USAGE = `usage: ferry <command> [options]
   versions <app>                   built versions, their digests and where they run
   bot | worker | watch | start     run Ferry's processes (see README)
 
-options: --config FILE (or FERRY_CONFIG)`;
+options: --config FILE (or FERRY_CONFIG)
+         --chat slack|matrix|slack,matrix   (bot, start) the chat platforms to serve`;
 
 type Out = (line: string) => void;
 
@@ -85,6 +86,7 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         'no-infra': { type: 'boolean' },
         'node-agent': { type: 'boolean' },
+        chat: { type: 'string' },
       },
     });
   } catch (err) {
@@ -114,7 +116,16 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
     }
     default: {
       const runner = await loadProcess(cmd);
-      if (runner) return runner({ configPath, args: rest, noInfra: Boolean(values['no-infra']) }, io);
+      if (runner)
+        return runner(
+          {
+            configPath,
+            args: rest,
+            noInfra: Boolean(values['no-infra']),
+            ...(typeof values.chat === 'string' ? { chat: values.chat } : {}),
+          },
+          io,
+        );
     }
   }
   io.err(`unknown command: ${[cmd, ...rest].join(' ')}\n${USAGE}`);
@@ -125,6 +136,8 @@ export interface ProcessOptions {
   configPath: string;
   args: string[];
   noInfra: boolean;
+  /** `--chat slack|matrix|slack,matrix`: the chat platforms of `bot` and `start` (default slack). */
+  chat?: string;
 }
 
 type Runner = (opts: ProcessOptions, io: CliIO) => Promise<number>;

@@ -67,8 +67,8 @@ function matrixConfig(
 ): FerryConfig {
   return fastConfig((c) => {
     for (const [name, matrix] of Object.entries(users)) {
-      const slack = c.people[name];
-      c.people[name] = { ...(typeof slack === 'string' ? { slack } : {}), matrix };
+      const slack = c.people[name] && platformIdOf(c.people[name], 'slack');
+      c.people[name] = { ...(slack ? { slack } : {}), matrix };
     }
     (c.apps.payments as FerryConfig['apps'][string]).rooms = {
       releases: `#releases-${suffix}:${server}`,
