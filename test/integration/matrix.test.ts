@@ -66,6 +66,11 @@ function matrixConfig(
   change?: (c: FerryConfig) => void,
 ): FerryConfig {
   return fastConfig((c) => {
+    // Only this run's users are on Matrix (the example's own Matrix ids are the shared server's).
+    for (const [name, entry] of Object.entries(c.people)) {
+      const slack = platformIdOf(entry, 'slack');
+      if (slack) c.people[name] = slack;
+    }
     for (const [name, matrix] of Object.entries(users)) {
       const slack = c.people[name] && platformIdOf(c.people[name], 'slack');
       c.people[name] = { ...(slack ? { slack } : {}), matrix };

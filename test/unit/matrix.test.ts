@@ -6,7 +6,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { whoIsIn } from '../../src/chat/matrix/delivery.ts';
 import { commandText } from '../../src/chat/matrix/receiver.ts';
-import { escapeHtml, fromFerryText, renderAlert, renderCard } from '../../src/chat/matrix/render.ts';
+import {
+  asMatrixCommands,
+  escapeHtml,
+  fromFerryText,
+  renderAlert,
+  renderCard,
+} from '../../src/chat/matrix/render.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { actorIdOf, personByActor, personOnPlatform, platformIdOf } from '../../src/domain/people.ts';
 import { planRelease } from '../../src/domain/plan.ts';
@@ -102,6 +108,15 @@ describe('Matrix HTML', () => {
 });
 
 describe('!release in a message', () => {
+  it("Ferry's answers name the Matrix command, not Slack's", () => {
+    expect(asMatrixCommands('Release it to test first (`/release payments v2 to test`).')).toBe(
+      'Release it to test first (`!release payments v2 to test`).',
+    );
+    expect(asMatrixCommands('/release help\nsee /releases and a/release')).toBe(
+      '!release help\nsee /releases and a/release',
+    );
+  });
+
   it('is the command with its text; the quoted reply fallback is not part of it', () => {
     expect(commandText('!release payments v2', '!release')).toBe('payments v2');
     expect(commandText('!release', '!release')).toBe('');

@@ -107,6 +107,7 @@ async function ensureRoom(
   idOrAlias: string,
   create: boolean,
   invite: string[],
+  log: Logger,
 ): Promise<string> {
   try {
     return await client.join(idOrAlias);
@@ -116,12 +117,12 @@ async function ensureRoom(
     if (!create || !ours || !(err instanceof MatrixError) || err.httpStatus !== 404) throw err;
     const localpart = idOrAlias.slice(1, -(server.length + 1));
     // A room anyone on the server may join and read (the local flow's #releases and alert rooms).
-    const room = await client.createRoom({
-      alias: localpart,
-      name: localpart,
-      preset: 'public_chat',
-      invite,
-    });
+    const room = await client.createRoom({ alias: localpart, name: localpart, preset: 'public_chat' });
+    // One by one: a person on a server this one cannot reach does not stop the others' invites.
+    for (const person of invite)
+      await client
+        .invite(room, person)
+        .catch((e: Error) => log.warn({ person, err: e.message }, 'invite failed'));
     return room;
   }
 }
@@ -144,7 +145,7 @@ export async function startMatrixBot(opts: MatrixBotOptions): Promise<RunningMat
   const people = matrixPeople(config).filter((p) => p !== opts.userId);
   for (const r of configuredRooms(config)) {
     try {
-      rooms.set(r, await ensureRoom(client, r, opts.createRooms ?? false, people));
+      rooms.set(r, await ensureRoom(client, r, opts.createRooms ?? false, people, log));
     } catch (err) {
       // A room the bot is not invited to yet: it joins when invited (the receiver accepts invites).
       log.warn({ room: r, err: (err as Error).message }, 'could not join a configured Matrix room');

@@ -31,7 +31,7 @@ import { redactText } from '../../logs/redact.ts';
 import { type ChatDelivery, type DeliveryFailure, type OnceStep, Undeliverable } from '../port.ts';
 import type { MatrixChat, MessageContent } from './client.ts';
 import { retryAfterMs } from './client.ts';
-import { renderAlert, renderCard, renderText, type WhoIs } from './render.ts';
+import { asMatrixCommands, renderAlert, renderCard, renderText, type WhoIs } from './render.ts';
 
 type Once = OnceStep;
 
@@ -173,7 +173,10 @@ export class MatrixDelivery implements ChatDelivery {
         const matrixId = this.matrixIdOf(m.user);
         if (!matrixId) return;
         const dm = await once('matrix:dm', () => this.directRoom(matrixId));
-        const r = renderText(redactText(m.text, this.d.config().redaction), this.who());
+        const r = renderText(
+          asMatrixCommands(redactText(m.text, this.d.config().redaction), this.d.command),
+          this.who(),
+        );
         await once('matrix:ephemeral', () =>
           this.d.client.sendMessage(dm, r.content, {
             txn: `eph:${m.user}:${hashOf(r.content)}:${Date.now()}`,
@@ -234,7 +237,7 @@ export class MatrixDelivery implements ChatDelivery {
   ): Promise<void> {
     // The last redaction before Matrix: texts and snippets may carry command output.
     const patterns = this.d.config().redaction;
-    text = redactText(text, patterns);
+    text = asMatrixCommands(redactText(text, patterns), this.d.command);
     snippet = snippet === undefined ? undefined : redactText(snippet, patterns);
     file = file && { name: file.name, text: redactText(file.text, patterns) };
     const r = renderText(text, this.who(), snippet);

@@ -23,7 +23,7 @@ import type { Actor, ChatAnswer, ChatReply, ChatRequest, ChatRequestHandler } fr
 import type { MatrixChat, MatrixEvent, SyncBatch } from './client.ts';
 import type { MatrixDelivery } from './delivery.ts';
 import { whoIsIn } from './delivery.ts';
-import { APPROVE_KEYS, fromFerryText, REJECT_KEYS, SILENCE_KEYS } from './render.ts';
+import { APPROVE_KEYS, asMatrixCommands, fromFerryText, REJECT_KEYS, SILENCE_KEYS } from './render.ts';
 
 export interface MatrixReceiverDeps {
   client: MatrixChat;
@@ -154,7 +154,7 @@ export class MatrixReceiver {
         text: `Say why you reject ${answer.release.id}: \`${this.command} reject ${answer.release.id} <reason>\`.`,
       };
     else r = answer.reply;
-    const text = redactText(r.text, this.d.config().redaction);
+    const text = asMatrixCommands(redactText(r.text, this.d.config().redaction), this.command);
     const who = whoIsIn(this.d.config());
     if ('dmOf' in where) {
       const room = await this.d.delivery.directRoom(where.dmOf);

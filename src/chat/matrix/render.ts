@@ -118,6 +118,14 @@ function inlineHtml(text: string, who: WhoIs, out: Converted): string {
   return inner.html;
 }
 
+/**
+ * Commands quoted in Ferry's text are written as Slack's `/release`; on Matrix
+ * people type `!release` (or the configured word), so that is what they read.
+ */
+export function asMatrixCommands(text: string, command = '!release'): string {
+  return text.replace(/(^|[\s`(])\/release\b/g, (_m, before: string) => `${before}${command}`);
+}
+
 /** Ferry text → HTML and plain text, with the Matrix users it mentions. */
 export function fromFerryText(text: string, who: WhoIs): MessageContent {
   const out: Converted = { html: '', plain: '', mentions: new Set() };
