@@ -102,7 +102,7 @@ describe('the Matrix client', () => {
     const started = Date.now();
     for (let i = 1; i <= 4; i++) await limited.sendMessage(room, { body: `message ${i}` });
     const elapsed = Date.now() - started;
-    expect(waits.length).toBeGreaterThanOrEqual(2);
+    expect(waits.length).toBeGreaterThanOrEqual(1);
     for (const ms of waits) expect(ms).toBeGreaterThan(0);
     // It waited what Synapse asked for, not less.
     expect(elapsed).toBeGreaterThanOrEqual(waits.reduce((a, b) => a + b, 0));
@@ -115,8 +115,13 @@ describe('the Matrix client', () => {
       accessToken: sender.client.sdk.getAccessToken() as string,
       maxRateLimitWaitMs: 0,
     });
-    await impatient.sendMessage(room, { body: 'one' }).catch(() => undefined);
-    await expect(impatient.sendMessage(room, { body: 'two' })).rejects.toMatchObject({ httpStatus: 429 });
+    // (three at once: one may go, the others are over the limit however slow this machine is)
+    const sent = await Promise.allSettled(
+      [1, 2, 3].map((i) => impatient.sendMessage(room, { body: `now ${i}` })),
+    );
+    const refused = sent.filter((r) => r.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ httpStatus: 429 });
   }, 300_000);
 });
 
