@@ -15,8 +15,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { SlackEmulator } from '../dev/slack-emulator/index.ts';
-import { type ChatClient, startNotifier } from '../src/chat/notifier.ts';
+import { startNotifier } from '../src/chat/notifier.ts';
 import { notifierClient } from '../src/chat/slack/app.ts';
+import { type ChatClient, SlackDelivery } from '../src/chat/slack/delivery.ts';
 import type { Release } from '../src/domain/release.ts';
 import { logger } from '../src/logging.ts';
 import { QueueAnnouncer } from '../src/queue/announcer.ts';
@@ -59,17 +60,22 @@ threads.set('probe', { channel: 'C_PROBE', ts: String(probe['ts']) });
 
 const announcer = new QueueAnnouncer(conn, prefix);
 const notifier = startNotifier({
-  config: () => exampleConfig(),
-  releases: {
-    get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
-    patch: async () => undefined,
-  },
   store,
   connection: conn,
   queue: announcer.queue,
   prefix,
-  client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
   log: logger('bench-notify').child({}, { level: 'warn' }),
+  delivery: new SlackDelivery({
+    config: () => exampleConfig(),
+    releases: {
+      get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
+      patch: async () => undefined,
+    },
+    store,
+    prefix,
+    client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
+    log: logger('bench-notify').child({}, { level: 'warn' }),
+  }),
 });
 
 const announced = new Map<string, number>();

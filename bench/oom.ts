@@ -19,8 +19,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { SlackEmulator } from '../dev/slack-emulator/index.ts';
-import { type ChatClient, startNotifier } from '../src/chat/notifier.ts';
+import { startNotifier } from '../src/chat/notifier.ts';
 import { notifierClient } from '../src/chat/slack/app.ts';
+import { type ChatClient, SlackDelivery } from '../src/chat/slack/delivery.ts';
 import type { FerryConfig } from '../src/config/schema.ts';
 import { clusterReader } from '../src/kube/logs.ts';
 import { logger } from '../src/logging.ts';
@@ -87,13 +88,18 @@ async function main() {
   const releases = new ReleaseStore(store, prefix);
   const log = logger('bench-oom').child({}, { level: 'warn' });
   const notifier = startNotifier({
-    config: () => config,
-    releases,
     store,
     connection: queueConn,
     queue: announcer.queue,
     prefix,
-    client: notifierClient('xoxb-bench', emu.apiUrl) as unknown as ChatClient,
+    delivery: new SlackDelivery({
+      config: () => config,
+      releases,
+      store,
+      prefix,
+      client: notifierClient('xoxb-bench', emu.apiUrl) as unknown as ChatClient,
+      log,
+    }),
     log,
   });
 

@@ -1,21 +1,49 @@
-// `ferry bot`: the Slack side of Ferry. Serves `/release`, buttons and modals
-// (HTTP on PORT, default 3000, POST /slack/events; Socket Mode when
-// SLACK_APP_TOKEN is set) and sends the notify queue's messages to Slack.
-// SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL (optional: another Web
-// API base, e.g. the emulator), REDIS_URL, FERRY_CONFIG.
-import { startBot } from '../chat/slack/app.ts';
+// `ferry bot`: the chat side of Ferry. `--chat slack` (the default; or
+// FERRY_CHAT) serves `/release`, buttons and modals (HTTP on PORT, default
+// 3000, POST /slack/events; Socket Mode when SLACK_APP_TOKEN is set);
+// `--chat matrix` reads `!release` commands and reactions from a Matrix
+// homeserver; `--chat slack,matrix` serves both, and every release's card and
+// thread appear on both (src/chat/mirror.ts). The notify queue's messages are
+// sent from here.
+//
+// Slack: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, SLACK_API_URL
+// (optional: another Web API base, e.g. the emulator).
+// Matrix: MATRIX_HOMESERVER_URL, MATRIX_USER (@ferry:example.org), and
+// MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD; MATRIX_CREATE_ROOMS=1 creates the
+// config's rooms on the bot's own server when missing (the local flow).
+// Both: REDIS_URL, FERRY_CONFIG.
+import type { RunningMatrixBot } from '../chat/matrix/bot.ts';
+import type { RunningBot } from '../chat/slack/app.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { commandServices, createRuntime } from '../runtime.ts';
+import { parseChatPlatforms, slackAndMatrix, slackDelivery } from './chat-platforms.ts';
 import type { CliIO, ProcessOptions } from './io.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
+  let platforms: ReturnType<typeof parseChatPlatforms>;
+  try {
+    platforms = parseChatPlatforms(opts.chat ?? process.env.FERRY_CHAT);
+  } catch (err) {
+    io.err(`ferry bot: ${(err as Error).message}`);
+    return 2;
+  }
+  const slackOn = platforms.includes('slack');
+  const matrixOn = platforms.includes('matrix');
   const token = process.env.SLACK_BOT_TOKEN;
   const signingSecret = process.env.SLACK_SIGNING_SECRET;
   const appToken = process.env.SLACK_APP_TOKEN || undefined;
-  if (!token || (!signingSecret && !appToken)) {
+  if (slackOn && (!token || (!signingSecret && !appToken))) {
     io.err(
       'ferry bot: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)',
     );
+    return 2;
+  }
+  const homeserverUrl = process.env.MATRIX_HOMESERVER_URL;
+  const matrixUser = process.env.MATRIX_USER;
+  const matrixToken = process.env.MATRIX_ACCESS_TOKEN || undefined;
+  const matrixPassword = process.env.MATRIX_PASSWORD || undefined;
+  if (matrixOn && (!homeserverUrl || !matrixUser || (!matrixToken && !matrixPassword))) {
+    io.err('ferry bot: set MATRIX_HOMESERVER_URL, MATRIX_USER and MATRIX_ACCESS_TOKEN (or MATRIX_PASSWORD)');
     return 2;
   }
   const rt = createRuntime({
@@ -26,36 +54,68 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const services = await commandServices(rt);
-  const bot = await startBot({
-    runtime: rt,
-    services: {
-      rollbacks: services.rollbacks,
-      logs: services.logs,
-      syncs: services.syncs,
-      adoptions: services.adoptions,
-    },
-    token,
-    signingSecret: signingSecret ?? '',
-    ...(appToken ? { appToken } : {}),
-    ...(process.env.SLACK_API_URL ? { apiUrl: process.env.SLACK_API_URL } : {}),
-    port: Number(process.env.PORT ?? 3000),
-    reusePort: process.env.FERRY_BOT_REUSE_PORT === '1',
-  });
+  const extra = {
+    rollbacks: services.rollbacks,
+    logs: services.logs,
+    syncs: services.syncs,
+    adoptions: services.adoptions,
+  };
+  const apiUrl = process.env.SLACK_API_URL || undefined;
+  let slack: RunningBot | undefined;
+  let matrix: RunningMatrixBot | undefined;
+  if (slackOn) {
+    const { startBot } = await import('../chat/slack/app.ts');
+    slack = await startBot({
+      runtime: rt,
+      services: extra,
+      token: token as string,
+      signingSecret: signingSecret ?? '',
+      ...(appToken ? { appToken } : {}),
+      ...(apiUrl ? { apiUrl } : {}),
+      port: Number(process.env.PORT ?? 3000),
+      reusePort: process.env.FERRY_BOT_REUSE_PORT === '1',
+      // With Matrix too, the one notify queue is consumed below with both deliveries.
+      notifier: !matrixOn,
+    });
+  }
+  if (matrixOn) {
+    const { startMatrixBot } = await import('../chat/matrix/bot.ts');
+    matrix = await startMatrixBot({
+      runtime: rt,
+      services: extra,
+      homeserverUrl: homeserverUrl as string,
+      userId: matrixUser as string,
+      ...(matrixToken ? { accessToken: matrixToken } : {}),
+      ...(matrixPassword ? { password: matrixPassword } : {}),
+      createRooms: process.env.MATRIX_CREATE_ROOMS === '1',
+      ...(slackOn
+        ? { delivery: (m) => slackAndMatrix(rt, slackDelivery(rt, token as string, apiUrl), m) }
+        : {}),
+    });
+  }
   // The bot answers rollback, logs and status from the clusters, so its readiness includes them.
   const health = new Health({
     ready: [redisReady(rt.store), ...(readinessUsesKube(true) ? kubeReadyForRegions(rt.config()) : [])],
   });
   const healthServer = await healthFromEnv(health, 3101, (m) => io.err(`ferry bot: ${m}`));
   if (healthServer) io.err(`ferry bot: /healthz /readyz /metrics on ${healthServer.url}`);
-  io.err(
-    bot.url ? `ferry bot: listening on ${bot.url} (HTTP mode)` : 'ferry bot: connected over Socket Mode',
-  );
+  if (slack)
+    io.err(
+      slack.url
+        ? `ferry bot: listening on ${slack.url} (HTTP mode)`
+        : 'ferry bot: connected over Socket Mode',
+    );
+  if (matrix)
+    io.err(
+      `ferry bot: on Matrix as ${matrixUser} at ${homeserverUrl}, in ${matrix.rooms.size} room${matrix.rooms.size === 1 ? '' : 's'}`,
+    );
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
   rt.log.info('shutting down');
-  await bot.stop();
+  await matrix?.stop();
+  await slack?.stop();
   await healthServer?.close();
   await rt.close();
   return 0;

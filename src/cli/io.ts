@@ -15,4 +15,6 @@ export interface ProcessOptions {
   configPath: string;
   args: string[];
   noInfra: boolean;
+  /** `--chat slack|matrix|slack,matrix`: the chat platforms of `bot` and `start` (default slack). */
+  chat?: string;
 }

@@ -19,7 +19,8 @@ const USAGE = `usage: ferry <command> [options]
   versions <app>                   built versions, their digests and where they run
   bot | worker | watch | start     run Ferry's processes (see README)
 
-options: --config FILE (or FERRY_CONFIG)`;
+options: --config FILE (or FERRY_CONFIG)
+         --chat slack|matrix|slack,matrix   (bot, start) the chat platforms to serve`;
 
 export type { CliIO, ProcessOptions } from './io.ts';
 
@@ -76,6 +77,7 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         'no-infra': { type: 'boolean' },
         'node-agent': { type: 'boolean' },
+        chat: { type: 'string' },
       },
     });
   } catch (err) {
@@ -105,7 +107,16 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
     }
     default: {
       const runner = await loadProcess(cmd);
-      if (runner) return runner({ configPath, args: rest, noInfra: Boolean(values['no-infra']) }, io);
+      if (runner)
+        return runner(
+          {
+            configPath,
+            args: rest,
+            noInfra: Boolean(values['no-infra']),
+            ...(typeof values.chat === 'string' ? { chat: values.chat } : {}),
+          },
+          io,
+        );
     }
   }
   io.err(`unknown command: ${[cmd, ...rest].join(' ')}\n${USAGE}`);

@@ -398,6 +398,30 @@ export const repoSchema = z
       'the address holds a password; name the variable or file that holds the token in git.tokenEnv or git.tokenFile',
   });
 
+/** A Matrix user id: @localpart:server. */
+export const matrixUserIdSchema = z
+  .string()
+  .regex(/^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(:\d{1,5})?$/, 'a Matrix user id such as @alice:example.org');
+
+/** A Matrix room: its id (!abc:server) or an alias (#releases:server). */
+export const matrixRoomSchema = z
+  .string()
+  .regex(/^[!#][^:\s]+:[A-Za-z0-9.-]+(:\d{1,5})?$/, 'a Matrix room id (!id:server) or alias (#name:server)');
+
+/**
+ * A person's chat identities: one Slack user id (the first form, unchanged),
+ * or one id per platform. Inside Ferry a person acts under one id (see
+ * src/domain/people.ts), whichever platform they type in.
+ */
+export const personSchema = z.union([
+  z.string().min(1),
+  z
+    .strictObject({ slack: z.string().min(1).optional(), matrix: matrixUserIdSchema.optional() })
+    .refine((p) => p.slack !== undefined || p.matrix !== undefined, {
+      message: 'name at least one chat identity: slack or matrix',
+    }),
+]);
+
 export const appSchema = z.strictObject({
   description: z.string().optional(),
   repo: repoSchema,
@@ -407,6 +431,8 @@ export const appSchema = z.strictObject({
   stack: nameSchema,
   owners: z.array(nameSchema).default([]),
   channels: z.strictObject({ releases: z.string(), alerts: z.string() }),
+  /** The app's Matrix rooms, when Ferry also (or only) serves Matrix. */
+  rooms: z.strictObject({ releases: matrixRoomSchema, alerts: matrixRoomSchema }).optional(),
   defaultEnvironment: nameSchema,
   /** The namespace pattern ({app}, {env}, {region}); default `workloads.namespace`. */
   namespace: z.string().optional(),
@@ -464,8 +490,8 @@ export const configSchema = z.strictObject({
   environments: nameMap(nameSchema, environmentSchema),
   apps: nameMap(nameSchema, appSchema),
   factors: nameMap(nameSchema, factorSchema).prefault({}),
-  /** Chat user ids by person name. */
-  people: nameMap(nameSchema, z.string().min(1)),
+  /** Chat user ids by person name: a Slack id, or `{ slack, matrix }`. */
+  people: nameMap(nameSchema, personSchema),
   groups: nameMap(nameSchema, z.array(nameSchema)),
   rules: z.array(ruleSchema).min(1),
   sync: z.array(syncRuleSchema).default([]),

@@ -4,6 +4,7 @@
 import type { Action, FerryConfig } from '../config/schema.ts';
 import { countApprovals } from './approvals.ts';
 import { durationMs } from './duration.ts';
+import { actorIdOf } from './people.ts';
 import { approvalRequirements, describeRequirements } from './plan.ts';
 import type { Release } from './release.ts';
 
@@ -13,7 +14,7 @@ const allow: Decision = { ok: true };
 
 /** The person's name in the config for a chat user id. */
 export function personOf(config: FerryConfig, userId: string): string | undefined {
-  for (const [name, id] of Object.entries(config.people)) if (id === userId) return name;
+  for (const [name, entry] of Object.entries(config.people)) if (actorIdOf(entry) === userId) return name;
   return undefined;
 }
 

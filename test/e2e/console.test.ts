@@ -9,6 +9,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { startBot } from '../../src/chat/slack/app.ts';
+import { actorIdOf } from '../../src/domain/people.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
@@ -40,7 +41,7 @@ beforeAll(async () => {
   emulator = await SlackEmulator.start({
     signingSecret: SECRET,
     botToken: TOKEN,
-    users: Object.entries(config.people).map(([name, id]) => ({ id, name, realName: name })),
+    users: Object.entries(config.people).map(([name, id]) => ({ id: actorIdOf(id), name, realName: name })),
     channels: [
       { id: 'C_RELEASES', name: 'releases' },
       { id: 'C_PAY_ALERTS', name: 'payments-alerts' },

@@ -3,8 +3,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { type ChatClient, type Notifier, startNotifier } from '../../src/chat/notifier.ts';
+import { type Notifier, startNotifier } from '../../src/chat/notifier.ts';
 import { notifierClient } from '../../src/chat/slack/app.ts';
+import { type ChatClient, SlackDelivery } from '../../src/chat/slack/delivery.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { QueueAnnouncer } from '../../src/queue/announcer.ts';
@@ -36,17 +37,22 @@ beforeAll(async () => {
   const prefix = `lanes${Date.now().toString(36)}`;
   announcer = new QueueAnnouncer(conn, prefix);
   notifier = startNotifier({
-    config: () => exampleConfig(),
-    releases: {
-      get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
-      patch: async () => undefined,
-    },
     store,
     connection: conn,
     queue: announcer.queue,
     prefix,
-    client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
     log: logger('lanes-test').child({}, { level: 'silent' }),
+    delivery: new SlackDelivery({
+      config: () => exampleConfig(),
+      releases: {
+        get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
+        patch: async () => undefined,
+      },
+      store,
+      prefix,
+      client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
+      log: logger('lanes-test').child({}, { level: 'silent' }),
+    }),
   });
 });
 

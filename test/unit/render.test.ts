@@ -18,7 +18,7 @@ import {
   renderText,
   SLACK_LIMITS,
   splitText,
-} from '../../src/chat/render.ts';
+} from '../../src/chat/slack/render.ts';
 import { planRelease } from '../../src/domain/plan.ts';
 import { type Release, STATES } from '../../src/domain/release.ts';
 import { exampleConfig } from '../support/config.ts';

@@ -33,10 +33,11 @@ import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
 import { Silences } from '../../watch/silence.ts';
-import { type ChatClient, type Notifier, startNotifier } from '../notifier.ts';
-import { redactingClient } from '../redacting-client.ts';
-import { type ActionId, parseButtonValue, renderEphemeral } from '../render.ts';
+import { type Notifier, startNotifier } from '../notifier.ts';
+import { type ChatClient, SlackDelivery } from './delivery.ts';
 import { VerifyingReceiver } from './receiver.ts';
+import { redactingClient } from './redacting-client.ts';
+import { type ActionId, parseButtonValue, renderEphemeral } from './render.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
 
 export interface BotOptions {
@@ -508,17 +509,22 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
     opts.notifier === false
       ? undefined
       : startNotifier({
-          config: rt.config,
-          // The notifier is a background consumer: it waits out a Redis restart (the command path fails fast).
-          releases: rt.backgroundReleases,
           store: rt.store,
           connection: rt.queue,
           queue: rt.announcer.queue,
           ...(rt.prefix ? { prefix: rt.prefix } : {}),
-          client: redactingClient(
-            notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
-            () => rt.config().redaction,
-          ),
+          delivery: new SlackDelivery({
+            config: rt.config,
+            // The notifier is a background consumer: it waits out a Redis restart (the command path fails fast).
+            releases: rt.backgroundReleases,
+            store: rt.store,
+            ...(rt.prefix ? { prefix: rt.prefix } : {}),
+            client: redactingClient(
+              notifierClient(opts.token, opts.apiUrl) as unknown as ChatClient,
+              () => rt.config().redaction,
+            ),
+            log: rt.log.child({ part: 'notifier' }),
+          }),
           log: rt.log.child({ part: 'notifier' }),
         });
   return {

@@ -1,6 +1,6 @@
 // Modals Ferry opens: the reason for a rejection.
 import type { Release } from '../../domain/release.ts';
-import { clip, escapeMrkdwn } from '../render.ts';
+import { clip, escapeMrkdwn } from './render.ts';
 
 export const REJECT_CALLBACK = 'reject_reason';
 export const REJECT_INPUT = { block: 'reason', action: 'text' } as const;

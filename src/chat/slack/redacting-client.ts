@@ -2,8 +2,8 @@
 // file the notifier sends passes through the one redactor here. Messages are
 // redacted when announced already; this also covers what is rendered from
 // stored state (a card's failure reason) and anything added later.
-import { type RedactionPattern, redactDeep, redactText } from '../logs/redact.ts';
-import type { ChatClient } from './notifier.ts';
+import { type RedactionPattern, redactDeep, redactText } from '../../logs/redact.ts';
+import type { ChatClient } from './delivery.ts';
 
 /** Redacts the text-bearing arguments of a Web API call; ids, timestamps and channels are kept. */
 function redactArgs(

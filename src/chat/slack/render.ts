@@ -5,11 +5,11 @@
 // text, 50 blocks a message, 75 chars a button label, 2,000 a button value,
 // 150 a header), so a long log or a long history can never make a post fail.
 // Block Kit is plain JSON; no Slack SDK types are needed here.
-import { countApprovals } from '../domain/approvals.ts';
-import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../domain/plan.ts';
-import type { Outbound } from '../domain/ports.ts';
-import { oneLine, type Release, type ReleaseState } from '../domain/release.ts';
-import { literal } from '../domain/text.ts';
+import { countApprovals } from '../../domain/approvals.ts';
+import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../../domain/plan.ts';
+import type { Outbound } from '../../domain/ports.ts';
+import { oneLine, type Release, type ReleaseState } from '../../domain/release.ts';
+import { literal } from '../../domain/text.ts';
 
 export type Block = { type: string; block_id?: string } & Record<string, unknown>;
 

@@ -1,0 +1,108 @@
+// The chat port: what a chat platform adapter (src/chat/<platform>/) gives
+// Ferry and gets from it. Nothing here names a platform. An adapter has three
+// parts:
+//   - a receiver: turns the platform's slash commands, buttons and dialogs into
+//     ChatRequests, hands them to the ChatRequestHandler, and shows the
+//     ChatAnswer to the person (or asks them for a reason when told to);
+//   - a renderer: draws the neutral views (the release card, thread replies,
+//     alerts, answers) in the platform's markup;
+//   - an outbound client: a ChatDelivery that the notify queue calls with each
+//     Outbound the domain announced (post, edit in place, thread, file).
+// The notify queue's mechanics (order, retries, rate limits) stay in
+// notifier.ts; a delivery only sends one message and says how a failure
+// should be treated.
+import type { Attachment, Outbound } from '../domain/ports.ts';
+import type { Release } from '../domain/release.ts';
+
+/** Who asked, and where: the platform's own ids (Slack U…/C…, Matrix @user:server / !room:server). */
+export interface Actor {
+  userId: string;
+  channel: string;
+}
+
+/** The answer to a person's request, as plain text (the renderer escapes and formats it). */
+export interface ChatReply {
+  ok: boolean;
+  text: string;
+  /** "ephemeral": only the person who asked sees it (where the platform can); "channel": everyone there. */
+  visibility: 'ephemeral' | 'channel';
+  releaseId?: string;
+}
+
+export const reply = (
+  ok: boolean,
+  text: string,
+  releaseId?: string,
+  visibility: ChatReply['visibility'] = 'ephemeral',
+): ChatReply => ({ ok, text, visibility, ...(releaseId ? { releaseId } : {}) });
+
+/** The buttons of a release card, by meaning; each platform draws and labels them. */
+export const RELEASE_ACTIONS = [
+  'approve',
+  'reject',
+  'pause',
+  'resume',
+  'abort',
+  'promote',
+  'rollback',
+] as const;
+export type ReleaseAction = (typeof RELEASE_ACTIONS)[number];
+
+/**
+ * A request from a person, in neutral terms. `deliveryId` names one delivery
+ * of it (a platform retry repeats it), so a request is acted on once.
+ */
+export type ChatRequest =
+  | { kind: 'command'; text: string; actor: Actor; deliveryId: string }
+  | {
+      kind: 'release-action';
+      action: ReleaseAction;
+      releaseId: string;
+      /** The card revision the button was drawn from: a click on an older card gets the card refreshed. */
+      rev?: number;
+      actor: Actor;
+      deliveryId: string;
+    }
+  /** The reason a person gave for rejecting (after an `ask-reason` answer). */
+  | { kind: 'reject-reason'; releaseId: string; reason: string; actor: Actor; deliveryId: string }
+  /** The "silence" button of an alert. */
+  | { kind: 'silence'; key: string; actor: Actor; deliveryId: string };
+
+/** What the core answers to a request. */
+export type ChatAnswer =
+  | { kind: 'reply'; reply: ChatReply }
+  /** Ask the person why they reject `release` (Slack: a modal), then send a `reject-reason` request. */
+  | { kind: 'ask-reason'; release: Release }
+  /** Nothing to show: a repeated delivery, or a request that needs no answer. */
+  | { kind: 'none' };
+
+/** The core side of the receiver: chat-neutral, implemented once for every platform. */
+export interface ChatRequestHandler {
+  handle(request: ChatRequest): Promise<ChatAnswer>;
+}
+
+/** How one failed send should be treated by the notify queue. */
+export type DeliveryFailure =
+  | { kind: 'ratelimited'; retryAfterMs: number }
+  | { kind: 'transient'; detail: string }
+  | { kind: 'permanent'; detail: string };
+
+/**
+ * Runs a named step of one queued message at most once: a message retried
+ * after a failure in its second call does not post its first part twice.
+ * Returns what the step returned the first time (a message id, say).
+ */
+export type OnceStep = (name: string, fn: () => Promise<string>) => Promise<string>;
+
+/** The outbound client of a platform: sends one Outbound. */
+export interface ChatDelivery {
+  /** Sends `message`; throws what the platform threw (classify says what to do with it). */
+  deliver(message: Outbound, once: OnceStep): Promise<void>;
+  /** Sorts an error `deliver` threw: wait and retry in order, back off and retry, or drop. */
+  classify(err: unknown): DeliveryFailure;
+}
+
+/** Thrown by a delivery for a message that can never be sent (no such room, no channel): it is dropped. */
+export class Undeliverable extends Error {}
+
+export type { Attachment, Outbound };
