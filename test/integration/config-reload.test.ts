@@ -13,10 +13,10 @@ import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
-import { RecordingRunners } from '../support/recording-runners.ts';
 import { createRuntime, jobContext, type Runtime, reportRefusedConfig } from '../../src/runtime.ts';
 import { EXAMPLE_CONFIG_PATH } from '../support/config.ts';
 import { waitForState } from '../support/lifecycle.ts';
+import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const SECRET = 'reload-test-signing-secret';
