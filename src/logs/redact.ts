@@ -294,7 +294,9 @@ export function redactOutbound<T extends object>(message: T, patterns: readonly 
   if (typeof m.text === 'string') m.text = r(m.text);
   if (typeof m.snippet === 'string') m.snippet = r(m.snippet);
   if (typeof m.title === 'string') m.title = r(m.title);
-  if (m.file && typeof m.file.text === 'string') m.file = { name: r(m.file.name), text: r(m.file.text) };
+  // A binary file (a chart Ferry drew from numbers) keeps its bytes; its name and description are text.
+  if (m.file && typeof m.file.text === 'string')
+    m.file = { ...m.file, name: r(m.file.name), text: r(m.file.text) };
   if (Array.isArray(m.fields)) m.fields = m.fields.map(([k, v]) => [k, r(v)] as [string, string]);
   return m;
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { snippetOf, TailCollector } from '../../src/logs/collect.ts';
-import { LineSplitter, Redactor, redactDeep, redactText } from '../../src/logs/redact.ts';
+import { LineSplitter, Redactor, redactDeep, redactOutbound, redactText } from '../../src/logs/redact.ts';
 
 const PEM = `-----BEGIN RSA PRIVATE KEY-----
 MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF0qGZmXb0Pq2x4Tz1jSECRETLINEONE
@@ -360,5 +360,23 @@ describe('redactor: real-world formats', () => {
     const out = redactDeep(blocks);
     expect(JSON.stringify(out)).not.toContain('hunter2hunter2');
     expect(out[1]).toEqual(blocks[1]);
+  });
+});
+
+describe('redactOutbound', () => {
+  it("redacts a file's name and text but keeps a chart's bytes, which look like a token and are not text", () => {
+    const bytes = Buffer.from('\x89PNG\r\n\x1a\n'.repeat(40)).toString('base64');
+    const out = redactOutbound({
+      kind: 'reply',
+      text: 'password=hunter2hunter2',
+      file: {
+        name: 'r1-batch-1.png',
+        text: 'error rate, token=ghp_abcdefghijklmnopqrstuvwxyz0123456789',
+        bytes,
+      },
+    });
+    expect(out.text).not.toContain('hunter2hunter2');
+    expect(out.file.text).not.toContain('ghp_abcdefghijklmnopqrstuvwxyz0123456789');
+    expect(out.file.bytes).toBe(bytes);
   });
 });
