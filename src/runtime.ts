@@ -8,12 +8,34 @@ import type { FerryConfig } from './config/schema.ts';
 import { Lifecycle } from './domain/lifecycle.ts';
 import type { StepRunners } from './domain/ports.ts';
 import { type Logger, logger } from './logging.ts';
+import type {
+  Adopter,
+  LogReader,
+  OperationQueue,
+  OperationRunners,
+  Rebuilder,
+  RollbackPlanner,
+} from './ports.ts';
 import { QueueAnnouncer } from './queue/announcer.ts';
 import { commandConnection, queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
 import { BullScheduler } from './queue/scheduler.ts';
 import { RecordingRunners } from './runners/recording.ts';
 import { ReleaseStore } from './store/releases.ts';
 import { VersionStore } from './store/versions.ts';
+
+/** The ports of commands/ that live outside the lifecycle core (commands/command.ts CommandPorts). */
+export interface ServicePorts {
+  config: Runtime['config'];
+  lifecycle: Lifecycle;
+  releases: ReleaseStore;
+  versions: VersionStore;
+  announcer: QueueAnnouncer;
+  operations: OperationQueue;
+  rollbacks: RollbackPlanner;
+  logs: LogReader;
+  adoptions: Adopter;
+  rebuilds: Rebuilder;
+}
 
 export interface Runtime {
   config: () => FerryConfig;
@@ -29,6 +51,8 @@ export interface Runtime {
   lifecycle: Lifecycle;
   prefix: string | undefined;
   log: Logger;
+  /** Runs `fn` when the runtime closes (queues opened later, by commandServices). */
+  onClose(fn: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +82,7 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   const scheduler = new BullScheduler(fast ?? queue, opts.prefix);
   const announcer = new QueueAnnouncer(fast ?? queue, opts.prefix, () => config.redaction);
   const lifecycle = new Lifecycle({ config: () => config, releases, versions, scheduler, announcer });
+  const closers: (() => Promise<void>)[] = [];
   return {
     config: () => config,
     store,
@@ -70,7 +95,11 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
     lifecycle,
     prefix: opts.prefix,
     log: logger(opts.name ?? 'ferry'),
+    onClose(fn) {
+      closers.push(fn);
+    },
     async close() {
+      for (const fn of closers.splice(0)) await fn();
       await scheduler.close();
       await announcer.close();
       store.disconnect();
@@ -80,7 +109,12 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   };
 }
 
-export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): JobContext {
+export function jobContext(
+  rt: Runtime,
+  runners: StepRunners,
+  pollMs = 500,
+  operations?: OperationRunners,
+): JobContext {
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
@@ -89,7 +123,25 @@ export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): Job
     runners,
     announcer: rt.announcer,
     pollMs,
+    locks: rt.releases,
+    ...(operations ? { operations } : {}),
   };
+}
+
+/** The work of operations (rollback of an app, image sync) on the real clusters and registries. */
+export async function operationRunners(rt: Runtime): Promise<OperationRunners> {
+  const [{ KubeRollbacks }, { kubeClients }, { syncVersion }] = await Promise.all([
+    import('./kube/rollback-service.ts'),
+    import('./kube/client.ts'),
+    import('./runners/sync-service.ts'),
+  ]);
+  const rollback = new KubeRollbacks({
+    config: rt.config,
+    versions: rt.versions,
+    releases: rt.releases,
+    clients: (region) => kubeClients(rt.config(), region),
+  });
+  return { rollback, sync: (req) => syncVersion(rt.config(), rt.versions, req) };
 }
 
 /** The runners named by FERRY_RUNNERS: "recording" (no side effects, for tests) or "real" (the default). */
@@ -117,17 +169,17 @@ export async function runnersFromEnv(rt: Runtime): Promise<StepRunners> {
 }
 
 /**
- * Everything the chat commands need, with the parts that talk to clusters and
- * registries (rollback, logs, sync) loaded only when a process asks for them.
+ * What the chat commands may call beyond the lifecycle, with the parts that
+ * talk to clusters and registries loaded only when a process asks for them.
+ * Rollback and sync are queued for the worker (ops queue); the bot reads the
+ * stores and the clusters to check a request before queueing it.
  */
-export async function commandServices(
-  rt: Runtime,
-): Promise<import('../commands/handler.ts').CommandServices> {
+export async function commandServices(rt: Runtime): Promise<ServicePorts> {
   const [
-    { KubeRollbackService },
+    { KubeRollbacks },
     { kubeClients },
     { KubeLogService },
-    { RegistrySyncService },
+    { BullOperationQueue },
     { KubeAdoptionService },
     { StackRebuildService },
     { resolveImage },
@@ -136,27 +188,28 @@ export async function commandServices(
     import('./kube/rollback-service.ts'),
     import('./kube/client.ts'),
     import('./logs/service.ts'),
-    import('./runners/sync-service.ts'),
+    import('./queue/operations.ts'),
     import('./kube/adopt.ts'),
     import('./runners/rebuild-service.ts'),
     import('./build/stack.ts'),
     import('./runners/real.ts'),
   ]);
+  const operations = new BullOperationQueue(rt.queue, rt.prefix);
+  rt.onClose(() => operations.close());
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
     releases: rt.releases,
     versions: rt.versions,
     announcer: rt.announcer,
-    rollbacks: new KubeRollbackService({
+    operations,
+    rollbacks: new KubeRollbacks({
       config: rt.config,
       versions: rt.versions,
       releases: rt.releases,
-      announcer: rt.announcer,
       clients: (region) => kubeClients(rt.config(), region),
     }),
     logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
-    syncs: new RegistrySyncService(rt.config, rt.versions, rt.announcer),
     adoptions: new KubeAdoptionService({
       config: rt.config,
       releases: rt.releases,

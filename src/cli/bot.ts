@@ -3,10 +3,46 @@
 // SLACK_APP_TOKEN is set) and sends the notify queue's messages to Slack.
 // SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL (optional: another Web
 // API base, e.g. the emulator), REDIS_URL, FERRY_CONFIG.
-import { startBot } from '../chat/slack/app.ts';
+//
+// This is where the Slack adapter meets the commands: the entry point wires
+// the chat-neutral request handler (commands/requests.ts) into the receiver,
+// so nothing under src/chat imports commands/.
+import { CommandRequests } from '../../commands/requests.ts';
+import { type BotOptions, type RunningBot, startBot } from '../chat/slack/app.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
-import { commandServices, createRuntime } from '../runtime.ts';
+import { commandServices, createRuntime, type Runtime, type ServicePorts } from '../runtime.ts';
+import { Silences } from '../watch/silence.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
+
+/** The request handler of the chat adapters, on a runtime and (optionally) the cluster-side services. */
+export function chatRequests(
+  rt: Runtime,
+  services: Partial<Omit<ServicePorts, 'config' | 'lifecycle' | 'releases' | 'versions' | 'announcer'>> = {},
+  platform = 'slack',
+): CommandRequests {
+  const silences = new Silences(rt.store, rt.prefix ?? 'ferry');
+  return new CommandRequests(
+    {
+      config: rt.config,
+      lifecycle: rt.lifecycle,
+      releases: rt.releases,
+      versions: rt.versions,
+      announcer: rt.announcer,
+      ...services,
+      once: (key, ttl) => rt.releases.once(key, ttl),
+      silence: (key, ms, by) => silences.silence(key, ms, by),
+    },
+    platform,
+  );
+}
+
+/** The Slack bot with Ferry's commands behind it. */
+export function startSlackBot(
+  opts: Omit<BotOptions, 'requests'> & { services?: Parameters<typeof chatRequests>[1] },
+): Promise<RunningBot> {
+  const { services, ...rest } = opts;
+  return startBot({ ...rest, requests: chatRequests(opts.runtime, services) });
+}
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   const token = process.env.SLACK_BOT_TOKEN;
@@ -25,12 +61,12 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
   const services = await commandServices(rt);
-  const bot = await startBot({
+  const bot = await startSlackBot({
     runtime: rt,
     services: {
+      operations: services.operations,
       rollbacks: services.rollbacks,
       logs: services.logs,
-      syncs: services.syncs,
       adoptions: services.adoptions,
     },
     token,

@@ -10,7 +10,7 @@ import {
 } from '../health.ts';
 import { startOpsServer } from '../queue/ops-server.ts';
 import { startWorkers } from '../queue/worker.ts';
-import { createRuntime, jobContext, runnersFromEnv } from '../runtime.ts';
+import { createRuntime, jobContext, operationRunners, runnersFromEnv } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './main.ts';
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
@@ -21,7 +21,10 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   });
   const runners = await runnersFromEnv(rt);
   const lockDuration = Number(process.env.FERRY_LOCK_MS ?? 30_000);
-  const workers = startWorkers(jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500)), {
+  // Rollback and sync of an app run on the real clusters and registries (none with recording runners).
+  const operations = process.env.FERRY_RUNNERS === 'recording' ? undefined : await operationRunners(rt);
+  const ctx = jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500), operations);
+  const workers = startWorkers(ctx, {
     connection: rt.queue,
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,

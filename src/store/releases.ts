@@ -3,7 +3,14 @@
 // state, the audit entry, and the lock hand-over to the next release in line
 // happen together or not at all — and only then announced.
 import type { Redis } from 'ioredis';
-import type { CommitGuard, CommitResult, LockInfo, LockResult, ReleaseRepository } from '../domain/ports.ts';
+import type {
+  CommitGuard,
+  CommitResult,
+  LockInfo,
+  LockResult,
+  OperationLocks,
+  ReleaseRepository,
+} from '../domain/ports.ts';
 import {
   type AuditEntry,
   hasEnded,
@@ -99,7 +106,51 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return {'acquired', 0, ''}
 `;
 
-export class ReleaseStore implements ReleaseRepository {
+// Takes an app and environment's lock for an operation (a rollback or sync
+// outside a release): only when no live release holds it and none waits for
+// it, so an operation never jumps the line. The operation's marker hash sits
+// where a release's would, with a state that is not final, so a release asking
+// meanwhile waits in line behind it; the marker expires (KEYS[4]) so a worker
+// that died mid-operation frees the lock after the operation's deadline.
+// KEYS: lock, wait zset, lock info, marker   ARGV: id, release key prefix, terminal states, now, ttl s
+// Returns nil when taken, else who holds or waits for the lock.
+const ACQUIRE_OPERATION = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  local st = redis.call('HGET', ARGV[2] .. holder, 'state')
+  local ended = (not st) or redis.call('HGET', ARGV[2] .. holder, 'ended') == '1'
+  if st then
+    for s in string.gmatch(ARGV[3], '[^,]+') do if s == st then ended = true end end
+  end
+  if not ended then return holder end
+end
+local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+if first[1] then return first[1] end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'holder', ARGV[1], 'since', ARGV[4])
+redis.call('HSET', KEYS[4], 'state', 'operating', 'ended', '0')
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return false
+`;
+
+// Frees an operation's lock: hands it to the first release in line (returned,
+// for the lifecycle to start), else deletes it.
+// KEYS: lock, wait zset, lock info, marker   ARGV: id, now
+const RELEASE_OPERATION = `
+redis.call('DEL', KEYS[4])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+if first[1] then
+  redis.call('ZREM', KEYS[2], first[1])
+  redis.call('SET', KEYS[1], first[1])
+  redis.call('HSET', KEYS[3], 'holder', first[1], 'since', ARGV[2])
+  return first[1]
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+return false
+`;
+
+export class ReleaseStore implements ReleaseRepository, OperationLocks {
   readonly redis: Redis;
   readonly prefix: string;
 
@@ -313,6 +364,58 @@ export class ReleaseStore implements ReleaseRepository {
 
   async waiting(app: string, env: string): Promise<string[]> {
     return this.redis.zrange(this.waitKey(app, env), '0', '-1');
+  }
+
+  async acquireOperation(
+    app: string,
+    env: string,
+    id: string,
+    ttlSeconds: number,
+    now = Date.now(),
+  ): Promise<{ acquired: true } | { acquired: false; holder: string }> {
+    const holder = (await this.redis.eval(
+      ACQUIRE_OPERATION,
+      4,
+      this.lockKey(app, env),
+      this.waitKey(app, env),
+      this.lockInfoKey(app, env),
+      this.k('release', id),
+      id,
+      this.k('release', ''),
+      TERMINAL_LIST,
+      String(now),
+      String(Math.max(1, Math.ceil(ttlSeconds))),
+    )) as string | null;
+    return holder ? { acquired: false, holder } : { acquired: true };
+  }
+
+  async releaseOperation(
+    app: string,
+    env: string,
+    id: string,
+    now = Date.now(),
+  ): Promise<string | undefined> {
+    const next = (await this.redis.eval(
+      RELEASE_OPERATION,
+      4,
+      this.lockKey(app, env),
+      this.waitKey(app, env),
+      this.lockInfoKey(app, env),
+      this.k('release', id),
+      id,
+      String(now),
+    )) as string | null;
+    return next ?? undefined;
+  }
+
+  /** An operation's audit entry: under its own id and in the global trail, like a release's. */
+  async recordOperation(entry: AuditEntry): Promise<void> {
+    const json = JSON.stringify(entry);
+    await this.redis
+      .multi()
+      .rpush(this.k('audit', entry.releaseId), json)
+      .xadd(this.k('audit'), '*', 'entry', json)
+      .exec();
   }
 
   /** Remembers a delivery or click for `ttlSeconds`; false when it was seen before. */
