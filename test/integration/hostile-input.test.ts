@@ -41,8 +41,9 @@ beforeAll(async () => {
   const runtime: Runtime = {
     ...h.rt,
     config: () => {
-      // Only the bot's own handlers fail, not the notifier that shares this runtime.
-      if (failInside && /onCommand|onButton/.test(new Error().stack ?? '')) {
+      // Only the bot's own handlers (the Slack receiver and the request handler behind it) fail, not
+      // the notifier that shares this runtime.
+      if (failInside && /onCommand|CommandRequests\./.test(new Error().stack ?? '')) {
         failInside = false;
         throw new Error('config store exploded at line 42');
       }
