@@ -23,7 +23,8 @@ module.exports = {
     {
       name: 'domain-has-no-io-packages',
       severity: 'error',
-      comment: 'The domain imports no Slack, Redis, Kubernetes, HTTP or logging package — not even their types.',
+      comment:
+        'The domain imports no Slack, Redis, Kubernetes, HTTP or logging package — not even their types.',
       from: { path: '^src/domain/' },
       to: {
         path: 'node_modules/(@slack|ioredis|bullmq|@kubernetes|express|matrix-js-sdk|ws|pino|prom-client|@bull-board)(/|$)',
@@ -44,7 +45,8 @@ module.exports = {
     {
       name: 'chat-adapters-are-independent',
       severity: 'error',
-      comment: 'Each chat platform is one folder under src/chat/; a second platform must not reach into the first.',
+      comment:
+        'Each chat platform is one folder under src/chat/; a second platform must not reach into the first.',
       from: { path: '^src/chat/([^/]+)/' },
       to: { path: '^src/chat/[^/]+/', pathNot: '^src/chat/$1/' },
     },
