@@ -4,6 +4,8 @@
 import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkApp, checkEnvironment, fail, readOptions } from '../src/domain/grammar.ts';
+import { ephemeral } from '../src/ports.ts';
+import { type CommandModule, environmentOf } from './command.ts';
 
 export const adoptSchema = z.strictObject({
   kind: z.literal('adopt'),
@@ -15,7 +17,7 @@ export type AdoptCommand = z.infer<typeof adoptSchema>;
 
 const USAGE = '/release adopt <app> [to <env>] [confirm]';
 
-export const adopt: CommandSpec<AdoptCommand> = {
+const grammar: CommandSpec<AdoptCommand> = {
   name: 'adopt',
   usage: USAGE,
   summary:
@@ -47,4 +49,21 @@ export const adopt: CommandSpec<AdoptCommand> = {
     ['adopt', c.app, ...(c.environment ? ['to', c.environment] : []), ...(c.confirm ? ['confirm'] : [])].join(
       ' ',
     ),
+};
+
+export const adopt: CommandModule<AdoptCommand> = {
+  ...grammar,
+  permission: {
+    kind: 'action',
+    action: 'adopt',
+    targets: (c, ports) => {
+      const environment = environmentOf(ports.config(), c.app, c.environment);
+      return environment ? [{ app: c.app, environment }] : [];
+    },
+  },
+  async handle(cmd, { actor, ports }) {
+    return ports.adoptions
+      ? ports.adoptions.request(cmd, actor)
+      : ephemeral(false, 'Adoption is not set up in this installation.');
+  },
 };

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkReleaseId } from '../src/domain/grammar.ts';
 import { RELEASE_ID } from '../src/domain/words.ts';
+import { ephemeral } from '../src/ports.ts';
+import type { CommandModule } from './command.ts';
 
 export const approveSchema = z.strictObject({
   kind: z.literal('approve'),
@@ -13,7 +15,7 @@ export type ApproveCommand = z.infer<typeof approveSchema>;
 
 const USAGE = '/release approve <release-id> [reason…]';
 
-export const approve: CommandSpec<ApproveCommand> = {
+const grammar: CommandSpec<ApproveCommand> = {
   name: 'approve',
   usage: USAGE,
   summary: 'Approve a release waiting for approval.',
@@ -25,4 +27,13 @@ export const approve: CommandSpec<ApproveCommand> = {
     return { ok: true, command: { kind: 'approve', releaseId: id.command, ...(reason ? { reason } : {}) } };
   },
   format: (c) => ['approve', c.releaseId, ...(c.reason ? [c.reason] : [])].join(' '),
+};
+
+export const approve: CommandModule<ApproveCommand> = {
+  ...grammar,
+  permission: { kind: 'release', rule: 'approve' },
+  async handle(cmd, { actor, ports }) {
+    const r = await ports.lifecycle.approve(cmd.releaseId, actor.userId);
+    return ephemeral(r.ok, r.text, cmd.releaseId);
+  },
 };

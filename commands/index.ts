@@ -1,13 +1,22 @@
-// Every chat command, and the one function that reads chat text into a
-// command: the bot, the CLI (`ferry explain`) and the tests all call
-// `parseCommand`, so they can never disagree about what a text means.
+// Every chat command, derived from the modules of this folder, and the one
+// function that reads chat text into a command: the bot, the CLI (`ferry
+// explain`) and the tests all call `parseCommand`, so they can never disagree
+// about what a text means.
+//
+// The words themselves are the domain's (src/domain/words.ts: config
+// validation must refuse an app called "status", and src/ may not import
+// commands/); `satisfies` below makes the compiler hold this registry and that
+// list to the same words, so neither can gain or lose a command alone.
 import type { CommandError, CommandSpec, GrammarContext, Parsed } from '../src/domain/grammar.ts';
 import { fail, stripSlashCommand, tokenize, unknownCommandHint } from '../src/domain/grammar.ts';
 import { defines } from '../src/domain/lookup.ts';
 import { echo, literal } from '../src/domain/text.ts';
+import type { Subcommand } from '../src/domain/words.ts';
 import { abort } from './abort.ts';
 import { adopt } from './adopt.ts';
 import { approve } from './approve.ts';
+import { apps } from './apps.ts';
+import type { CommandModule } from './command.ts';
 import { help } from './help.ts';
 import { history } from './history.ts';
 import { logs } from './logs.ts';
@@ -24,6 +33,7 @@ import { versions } from './versions.ts';
 
 export type { AdoptCommand } from './adopt.ts';
 export type { ApproveCommand } from './approve.ts';
+export type { AppsCommand } from './apps.ts';
 export type { HelpCommand } from './help.ts';
 export type { HistoryCommand } from './history.ts';
 export type { LogsCommand } from './logs.ts';
@@ -52,13 +62,25 @@ export const COMMANDS = {
   versions,
   adopt,
   rebuild,
+  apps,
   help,
-} as const;
+  // biome-ignore lint/suspicious/noExplicitAny: each module is checked against its own command type where it is defined
+} as const satisfies Record<Subcommand | 'release', CommandModule<any>>;
 
 type SpecOf<K extends keyof typeof COMMANDS> = (typeof COMMANDS)[K];
 export type Command = {
-  [K in keyof typeof COMMANDS]: SpecOf<K> extends CommandSpec<infer T> ? T : never;
+  [K in keyof typeof COMMANDS]: SpecOf<K> extends CommandModule<infer T> ? T : never;
 }[keyof typeof COMMANDS];
+
+/** The commands in help order. */
+export const COMMAND_LIST: readonly CommandModule<Command>[] = Object.values(
+  COMMANDS,
+) as CommandModule<Command>[];
+
+/** The module of a command. */
+export function commandModule(kind: CommandKind): CommandModule<Command> {
+  return COMMANDS[kind] as CommandModule<Command>;
+}
 export type CommandKind = Command['kind'];
 
 /** Reads the text of `/release …` (with or without the leading "/release"). Never throws. */
@@ -104,7 +126,7 @@ export function formatCommand(command: Command): string {
 }
 
 export function usageLines(): string[] {
-  return Object.values(COMMANDS).map((c) => `\`${literal(c.usage)}\` — ${c.summary}`);
+  return COMMAND_LIST.map((c) => `\`${literal(c.usage)}\` — ${c.summary}`);
 }
 
 export type { CommandError };

@@ -13,6 +13,8 @@ import {
 } from '../src/domain/grammar.ts';
 import { lookup } from '../src/domain/lookup.ts';
 import { echo } from '../src/domain/text.ts';
+import { ephemeral } from '../src/ports.ts';
+import { type CommandModule, environmentOf } from './command.ts';
 
 export const MAX_LOG_LINES = 5000;
 
@@ -33,7 +35,7 @@ const USAGE =
   '/release logs <app> [to <env>] [in <region>] [pod <name>] [file <name>] [lines <n>] [since <duration>] [grep <text>]';
 const KEYS = ['to', 'in', 'pod', 'file', 'lines', 'since', 'grep'] as const;
 
-export const logs: CommandSpec<LogsCommand> = {
+const grammar: CommandSpec<LogsCommand> = {
   name: 'logs',
   usage: USAGE,
   summary: 'Container output and log files (app, GC…) as a snippet in the thread and the whole as a file.',
@@ -121,5 +123,23 @@ export const logs: CommandSpec<LogsCommand> = {
     if (c.since) parts.push('since', c.since);
     if (c.grep !== undefined) parts.push('grep', c.grep);
     return parts.join(' ');
+  },
+};
+
+export const logs: CommandModule<LogsCommand> = {
+  ...grammar,
+  permission: {
+    kind: 'action',
+    action: 'logs',
+    targets: (c, ports) => {
+      const environment = environmentOf(ports.config(), c.app, c.environment);
+      return environment ? [{ app: c.app, environment }] : [];
+    },
+  },
+  // One pod, capped in lines and bytes and read with a deadline: short enough for the bot.
+  async handle(cmd, { actor, ports }) {
+    if (!ports.logs) return ephemeral(false, 'Logs are not set up in this installation.');
+    const { kind: _, ...request } = cmd;
+    return ports.logs.read(request, actor);
   },
 };

@@ -9,6 +9,8 @@ import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkEnvironment, fail } from '../src/domain/grammar.ts';
 import { closest } from '../src/domain/suggest.ts';
+import { ephemeral } from '../src/ports.ts';
+import type { CommandModule } from './command.ts';
 
 export const rebuildSchema = z.strictObject({
   kind: z.literal('rebuild'),
@@ -20,7 +22,7 @@ export type RebuildCommand = z.infer<typeof rebuildSchema>;
 
 const USAGE = '/release rebuild stack <stack> [to <env>] [plan]';
 
-export const rebuild: CommandSpec<RebuildCommand> = {
+const grammar: CommandSpec<RebuildCommand> = {
   name: 'rebuild',
   usage: USAGE,
   summary:
@@ -73,4 +75,15 @@ export const rebuild: CommandSpec<RebuildCommand> = {
       ...(c.environment ? ['to', c.environment] : []),
       ...(c.dryRun ? ['plan'] : []),
     ].join(' '),
+};
+
+export const rebuild: CommandModule<RebuildCommand> = {
+  ...grammar,
+  // One ordinary release per app, each requested through the lifecycle (which asks the policy).
+  permission: { kind: 'release', rule: 'request' },
+  async handle(cmd, { actor, ports }) {
+    return ports.rebuilds
+      ? ports.rebuilds.request(cmd, actor)
+      : ephemeral(false, 'Stack rebuilds are not set up in this installation.');
+  },
 };

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkReleaseId, fail } from '../src/domain/grammar.ts';
 import { RELEASE_ID } from '../src/domain/words.ts';
+import { ephemeral } from '../src/ports.ts';
+import type { CommandModule } from './command.ts';
 
 export const rejectSchema = z.strictObject({
   kind: z.literal('reject'),
@@ -13,7 +15,7 @@ export type RejectCommand = z.infer<typeof rejectSchema>;
 
 const USAGE = '/release reject <release-id> <reason…>';
 
-export const reject: CommandSpec<RejectCommand> = {
+const grammar: CommandSpec<RejectCommand> = {
   name: 'reject',
   usage: USAGE,
   summary: 'Reject a release waiting for approval; the reason is shown to the requester.',
@@ -32,4 +34,13 @@ export const reject: CommandSpec<RejectCommand> = {
     return { ok: true, command: { kind: 'reject', releaseId: id.command, reason } };
   },
   format: (c) => `reject ${c.releaseId} ${c.reason}`,
+};
+
+export const reject: CommandModule<RejectCommand> = {
+  ...grammar,
+  permission: { kind: 'release', rule: 'reject' },
+  async handle(cmd, { actor, ports }) {
+    const r = await ports.lifecycle.reject(cmd.releaseId, actor.userId, cmd.reason);
+    return ephemeral(r.ok, r.text, cmd.releaseId);
+  },
 };

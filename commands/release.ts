@@ -13,6 +13,8 @@ import {
 import { defines } from '../src/domain/lookup.ts';
 import { closest } from '../src/domain/suggest.ts';
 import { echo } from '../src/domain/text.ts';
+import { ephemeral } from '../src/ports.ts';
+import type { CommandModule } from './command.ts';
 
 export const releaseSchema = z.strictObject({
   kind: z.literal('release'),
@@ -104,7 +106,7 @@ export function formatReleaseWords(c: Omit<ReleaseCommand, 'kind'>): string {
   return parts.join(' ');
 }
 
-export const release: CommandSpec<ReleaseCommand> = {
+const grammar: CommandSpec<ReleaseCommand> = {
   name: 'release',
   usage: RELEASE_USAGE,
   summary: 'Plan, approve, build, sync and roll out a version.',
@@ -114,4 +116,13 @@ export const release: CommandSpec<ReleaseCommand> = {
     return r.ok ? { ok: true, command: { kind: 'release', ...r.command } } : r;
   },
   format: (c) => formatReleaseWords(c),
+};
+
+export const release: CommandModule<ReleaseCommand> = {
+  ...grammar,
+  permission: { kind: 'release', rule: 'request' },
+  async handle(cmd, { actor, ports }) {
+    const r = await ports.lifecycle.request(cmd, actor.userId, actor.channel);
+    return ephemeral(r.ok, r.text, r.releaseId);
+  },
 };

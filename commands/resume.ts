@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkReleaseId, fail } from '../src/domain/grammar.ts';
 import { RELEASE_ID } from '../src/domain/words.ts';
+import { ephemeral } from '../src/ports.ts';
+import type { CommandModule } from './command.ts';
 
 export const resumeSchema = z.strictObject({
   kind: z.literal('resume'),
@@ -12,7 +14,7 @@ export type ResumeCommand = z.infer<typeof resumeSchema>;
 
 const USAGE = '/release resume <release-id>';
 
-export const resume: CommandSpec<ResumeCommand> = {
+const grammar: CommandSpec<ResumeCommand> = {
   name: 'resume',
   usage: USAGE,
   summary: 'Continue a paused release, or promote the next batch where the plan waits for a person.',
@@ -23,4 +25,13 @@ export const resume: CommandSpec<ResumeCommand> = {
     return id.ok ? { ok: true, command: { kind: 'resume', releaseId: id.command } } : id;
   },
   format: (c) => `resume ${c.releaseId}`,
+};
+
+export const resume: CommandModule<ResumeCommand> = {
+  ...grammar,
+  permission: { kind: 'release', rule: 'steer' },
+  async handle(cmd, { actor, ports }) {
+    const r = await ports.lifecycle.steer('resume', cmd.releaseId, actor.userId);
+    return ephemeral(r.ok, r.text, cmd.releaseId);
+  },
 };

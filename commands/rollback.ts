@@ -9,6 +9,8 @@ import {
   readOptions,
   VERSION_RE,
 } from '../src/domain/grammar.ts';
+import { ephemeral } from '../src/ports.ts';
+import { type CommandModule, environmentOf } from './command.ts';
 
 export const rollbackSchema = z.strictObject({
   kind: z.literal('rollback'),
@@ -20,7 +22,7 @@ export type RollbackCommand = z.infer<typeof rollbackSchema>;
 
 const USAGE = '/release rollback <app> [to <env>] [version <version>]';
 
-export const rollback: CommandSpec<RollbackCommand> = {
+const grammar: CommandSpec<RollbackCommand> = {
   name: 'rollback',
   usage: USAGE,
   summary: 'Redeploy the previous (or a named) version from its recorded images, without a build.',
@@ -52,4 +54,39 @@ export const rollback: CommandSpec<RollbackCommand> = {
       ...(c.environment ? ['to', c.environment] : []),
       ...(c.version ? ['version', quote(c.version)] : []),
     ].join(' '),
+};
+
+export const rollback: CommandModule<RollbackCommand> = {
+  ...grammar,
+  permission: {
+    kind: 'action',
+    action: 'rollback',
+    targets: (c, ports) => {
+      const environment = environmentOf(ports.config(), c.app, c.environment);
+      return environment ? [{ app: c.app, environment }] : [];
+    },
+  },
+  // The redeploy runs on the worker (jobs/rollback-app.ts) under the app and environment's lock; the
+  // bot checks what it can answer at once and says where the outcome will be posted.
+  async handle(cmd, { actor, ports }) {
+    if (!ports.operations || !ports.rollbacks)
+      return ephemeral(false, 'Rollback is not set up in this installation.');
+    const config = ports.config();
+    const environment = environmentOf(config, cmd.app, cmd.environment);
+    if (!environment || !config.environments[environment])
+      return ephemeral(false, `Unknown environment ${environment ?? ''} for ${cmd.app}.`);
+    const request = { app: cmd.app, environment, ...(cmd.version ? { version: cmd.version } : {}) };
+    const refused = await ports.rollbacks.check(request);
+    if (refused) return ephemeral(false, refused);
+    const id = await ports.operations.enqueue(
+      { kind: 'rollback', request, actor },
+      `rollback.${cmd.app}.${environment}`,
+    );
+    const channel = config.apps[cmd.app]?.channels.releases;
+    return {
+      ok: true,
+      visibility: 'channel',
+      text: `Rolling ${cmd.app} in ${environment} back${cmd.version ? ` to ${cmd.version}` : ' to the previous version'}, all pods at once (${id}); the outcome will be posted${channel ? ` in <#${channel}>` : ''}.`,
+    };
+  },
 };

@@ -3,9 +3,17 @@
 // can run them with the real stores and runners of their choice.
 import type { FerryConfig } from '../src/config/schema.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
-import type { Announcer, BuiltImage, ReleaseRepository, StepIO, StepRunners } from '../src/domain/ports.ts';
+import type {
+  Announcer,
+  BuiltImage,
+  OperationLocks,
+  ReleaseRepository,
+  StepIO,
+  StepRunners,
+} from '../src/domain/ports.ts';
 import { type Release, TERMINAL } from '../src/domain/release.ts';
 import type { VersionRepository } from '../src/domain/version.ts';
+import type { OperationRunners } from '../src/ports.ts';
 
 export interface JobContext {
   config: () => FerryConfig;
@@ -16,6 +24,10 @@ export interface JobContext {
   announcer: Announcer;
   /** How often a waiting job looks at the stored state again. */
   pollMs: number;
+  /** The app and environment locks of operations (rollback, sync) outside a release. */
+  locks?: OperationLocks;
+  /** The work of those operations; a worker without clusters or registries has none. */
+  operations?: OperationRunners;
 }
 
 /** What a step should do given the release's stored state. */

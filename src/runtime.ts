@@ -9,11 +9,33 @@ import type { FerryConfig } from './config/schema.ts';
 import { Lifecycle } from './domain/lifecycle.ts';
 import type { StepRunners } from './domain/ports.ts';
 import { type Logger, logger } from './logging.ts';
+import type {
+  Adopter,
+  LogReader,
+  OperationQueue,
+  OperationRunners,
+  Rebuilder,
+  RollbackPlanner,
+} from './ports.ts';
 import { QueueAnnouncer } from './queue/announcer.ts';
 import { commandConnection, queueConnection, redisUrl, storeConnection } from './queue/connection.ts';
 import { BullScheduler } from './queue/scheduler.ts';
 import { ReleaseStore } from './store/releases.ts';
 import { VersionStore } from './store/versions.ts';
+
+/** The ports of commands/ that live outside the lifecycle core (commands/command.ts CommandPorts). */
+export interface ServicePorts {
+  config: Runtime['config'];
+  lifecycle: Lifecycle;
+  releases: ReleaseStore;
+  versions: VersionStore;
+  announcer: QueueAnnouncer;
+  operations: OperationQueue;
+  rollbacks: RollbackPlanner;
+  logs: LogReader;
+  adoptions: Adopter;
+  rebuilds: Rebuilder;
+}
 
 export interface Runtime {
   /** The running config: read it at the moment it is needed, it changes when the config files do. */
@@ -32,6 +54,8 @@ export interface Runtime {
   lifecycle: Lifecycle;
   prefix: string | undefined;
   log: Logger;
+  /** Runs `fn` when the runtime closes (queues opened later, by commandServices). */
+  onClose(fn: () => Promise<void>): void;
   close(): Promise<void>;
 }
 
@@ -85,6 +109,7 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
   report = (problems, digest) =>
     reportRefusedConfig({ log, store, announcer, prefix: opts.prefix ?? 'ferry', config }, problems, digest);
   if (opts.watchConfig) live.watch();
+  const closers: (() => Promise<void>)[] = [];
   return {
     config,
     live,
@@ -98,7 +123,11 @@ export function createRuntime(opts: RuntimeOptions): Runtime {
     lifecycle,
     prefix: opts.prefix,
     log,
+    onClose(fn) {
+      closers.push(fn);
+    },
     async close() {
+      for (const fn of closers.splice(0)) await fn();
       live.close();
       await scheduler.close();
       await announcer.close();
@@ -139,7 +168,12 @@ export async function reportRefusedConfig(
   });
 }
 
-export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): JobContext {
+export function jobContext(
+  rt: Runtime,
+  runners: StepRunners,
+  pollMs = 500,
+  operations?: OperationRunners,
+): JobContext {
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
@@ -148,7 +182,25 @@ export function jobContext(rt: Runtime, runners: StepRunners, pollMs = 500): Job
     runners,
     announcer: rt.announcer,
     pollMs,
+    locks: rt.releases,
+    ...(operations ? { operations } : {}),
   };
+}
+
+/** The work of operations (rollback of an app, image sync) on the real clusters and registries. */
+export async function operationRunners(rt: Runtime): Promise<OperationRunners> {
+  const [{ KubeRollbacks }, { kubeClients }, { syncVersion }] = await Promise.all([
+    import('./kube/rollback-service.ts'),
+    import('./kube/client.ts'),
+    import('./runners/sync-service.ts'),
+  ]);
+  const rollback = new KubeRollbacks({
+    config: rt.config,
+    versions: rt.versions,
+    releases: rt.releases,
+    clients: (region) => kubeClients(rt.config(), region),
+  });
+  return { rollback, sync: (req) => syncVersion(rt.config(), rt.versions, req) };
 }
 
 /** The step runners that build, sync and deploy for real (loaded only by the processes that run steps). */
@@ -158,17 +210,17 @@ export async function realStepRunners(rt: Runtime): Promise<StepRunners> {
 }
 
 /**
- * Everything the chat commands need, with the parts that talk to clusters and
- * registries (rollback, logs, sync) loaded only when a process asks for them.
+ * What the chat commands may call beyond the lifecycle, with the parts that
+ * talk to clusters and registries loaded only when a process asks for them.
+ * Rollback and sync are queued for the worker (ops queue); the bot reads the
+ * stores and the clusters to check a request before queueing it.
  */
-export async function commandServices(
-  rt: Runtime,
-): Promise<import('../commands/handler.ts').CommandServices> {
+export async function commandServices(rt: Runtime): Promise<ServicePorts> {
   const [
-    { KubeRollbackService },
+    { KubeRollbacks },
     { kubeClients },
     { KubeLogService },
-    { RegistrySyncService },
+    { BullOperationQueue },
     { KubeAdoptionService },
     { StackRebuildService },
     { resolveImage },
@@ -177,27 +229,28 @@ export async function commandServices(
     import('./kube/rollback-service.ts'),
     import('./kube/client.ts'),
     import('./logs/service.ts'),
-    import('./runners/sync-service.ts'),
+    import('./queue/operations.ts'),
     import('./kube/adopt.ts'),
     import('./runners/rebuild-service.ts'),
     import('./build/stack.ts'),
     import('./runners/real.ts'),
   ]);
+  const operations = new BullOperationQueue(rt.queue, rt.prefix);
+  rt.onClose(() => operations.close());
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
     releases: rt.releases,
     versions: rt.versions,
     announcer: rt.announcer,
-    rollbacks: new KubeRollbackService({
+    operations,
+    rollbacks: new KubeRollbacks({
       config: rt.config,
       versions: rt.versions,
       releases: rt.releases,
-      announcer: rt.announcer,
       clients: (region) => kubeClients(rt.config(), region),
     }),
     logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
-    syncs: new RegistrySyncService(rt.config, rt.versions, rt.announcer),
     adoptions: new KubeAdoptionService({
       config: rt.config,
       releases: rt.releases,

@@ -14,20 +14,14 @@
 import type { Attachment, Outbound } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 
-/** Who asked, and where: the platform's own ids (Slack U…/C…, Matrix @user:server / !room:server). */
-export interface Actor {
-  userId: string;
-  channel: string;
-}
+/**
+ * Who asked, and where: the platform's own ids (Slack U…/C…, Matrix @user:server / !room:server).
+ * The answer to a person's request (ChatReply) is plain text; the renderer escapes and formats it.
+ * "ephemeral": only the person who asked sees it (where the platform can); "channel": everyone there.
+ */
+export type { Actor, Reply as ChatReply } from '../ports.ts';
 
-/** The answer to a person's request, as plain text (the renderer escapes and formats it). */
-export interface ChatReply {
-  ok: boolean;
-  text: string;
-  /** "ephemeral": only the person who asked sees it (where the platform can); "channel": everyone there. */
-  visibility: 'ephemeral' | 'channel';
-  releaseId?: string;
-}
+import type { Actor, Reply as ChatReply } from '../ports.ts';
 
 export const reply = (
   ok: boolean,
@@ -76,9 +70,15 @@ export type ChatAnswer =
   /** Nothing to show: a repeated delivery, or a request that needs no answer. */
   | { kind: 'none' };
 
-/** The core side of the receiver: chat-neutral, implemented once for every platform. */
+/** The core side of the receiver: chat-neutral, implemented once for every platform (commands/requests.ts). */
 export interface ChatRequestHandler {
   handle(request: ChatRequest): Promise<ChatAnswer>;
+  /**
+   * For platforms whose acknowledgement can carry an answer (Slack's 3-second ack): the answer when
+   * the config alone gives it (a command that does not parse, help, plan), else undefined — then
+   * acknowledge at once and `handle` the request after.
+   */
+  answerInAck?(text: string, actor: Actor): Promise<ChatReply | undefined>;
 }
 
 /** How one failed send should be treated by the notify queue. */

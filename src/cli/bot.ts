@@ -12,12 +12,60 @@
 // MATRIX_ACCESS_TOKEN or MATRIX_PASSWORD; MATRIX_CREATE_ROOMS=1 creates the
 // config's rooms on the bot's own server when missing (the local flow).
 // Both: REDIS_URL, FERRY_CONFIG.
-import type { RunningMatrixBot } from '../chat/matrix/bot.ts';
-import type { RunningBot } from '../chat/slack/app.ts';
+//
+// This is where the chat adapters meet the commands: the entry point wires
+// the chat-neutral request handler (commands/requests.ts) into each platform's
+// receiver, so nothing under src/chat imports commands/.
+import { CommandRequests } from '../../commands/requests.ts';
+import type { MatrixBotOptions, RunningMatrixBot } from '../chat/matrix/bot.ts';
+import type { BotOptions, RunningBot } from '../chat/slack/app.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
-import { commandServices, createRuntime } from '../runtime.ts';
+import { commandServices, createRuntime, type Runtime, type ServicePorts } from '../runtime.ts';
+import { Silences } from '../watch/silence.ts';
 import { parseChatPlatforms, slackAndMatrix, slackDelivery } from './chat-platforms.ts';
 import type { CliIO, ProcessOptions } from './io.ts';
+
+/** The request handler of the chat adapters, on a runtime and (optionally) the cluster-side services. */
+export function chatRequests(
+  rt: Runtime,
+  services: Partial<Omit<ServicePorts, 'config' | 'lifecycle' | 'releases' | 'versions' | 'announcer'>> = {},
+  platform = 'slack',
+): CommandRequests {
+  const silences = new Silences(rt.store, rt.prefix ?? 'ferry');
+  return new CommandRequests(
+    {
+      config: rt.config,
+      lifecycle: rt.lifecycle,
+      releases: rt.releases,
+      versions: rt.versions,
+      announcer: rt.announcer,
+      ...services,
+      once: (key, ttl) => rt.releases.once(key, ttl),
+      silence: (key, ms, by) => silences.silence(key, ms, by),
+    },
+    platform,
+  );
+}
+
+type ChatServices = Parameters<typeof chatRequests>[1];
+
+/** The Slack bot with Ferry's commands behind it. */
+export async function startSlackBot(
+  opts: Omit<BotOptions, 'requests'> & { services?: ChatServices },
+): Promise<RunningBot> {
+  const { services, ...rest } = opts;
+  const { startBot } = await import('../chat/slack/app.ts');
+  return startBot({ ...rest, requests: chatRequests(opts.runtime, services) });
+}
+
+/** The Matrix bot with Ferry's commands behind it. */
+export async function startMatrixChatBot(
+  opts: Omit<MatrixBotOptions, 'handler'> & { services?: ChatServices },
+): Promise<RunningMatrixBot> {
+  const { services, ...rest } = opts;
+  const { startMatrixBot } = await import('../chat/matrix/bot.ts');
+  return startMatrixBot({ ...rest, handler: chatRequests(opts.runtime, services, 'matrix') });
+}
 
 export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   let platforms: ReturnType<typeof parseChatPlatforms>;
@@ -55,17 +103,16 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   });
   const services = await commandServices(rt);
   const extra = {
+    operations: services.operations,
     rollbacks: services.rollbacks,
     logs: services.logs,
-    syncs: services.syncs,
     adoptions: services.adoptions,
   };
   const apiUrl = process.env.SLACK_API_URL || undefined;
   let slack: RunningBot | undefined;
   let matrix: RunningMatrixBot | undefined;
   if (slackOn) {
-    const { startBot } = await import('../chat/slack/app.ts');
-    slack = await startBot({
+    slack = await startSlackBot({
       runtime: rt,
       services: extra,
       token: token as string,
@@ -79,8 +126,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     });
   }
   if (matrixOn) {
-    const { startMatrixBot } = await import('../chat/matrix/bot.ts');
-    matrix = await startMatrixBot({
+    matrix = await startMatrixChatBot({
       runtime: rt,
       services: extra,
       homeserverUrl: homeserverUrl as string,

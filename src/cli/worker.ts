@@ -10,9 +10,10 @@ import {
   readinessUsesKube,
   redisReady,
 } from '../health.ts';
+import type { OperationRunners } from '../ports.ts';
 import { startOpsServer } from '../queue/ops-server.ts';
 import { startWorkers } from '../queue/worker.ts';
-import { createRuntime, jobContext, type Runtime, realStepRunners } from '../runtime.ts';
+import { createRuntime, jobContext, operationRunners, type Runtime, realStepRunners } from '../runtime.ts';
 import type { CliIO, ProcessOptions } from './io.ts';
 
 /** What runs the steps. `ferry worker` uses the real runners; a test harness passes its own. */
@@ -20,10 +21,16 @@ export interface WorkerParts {
   runners: (rt: Runtime) => Promise<StepRunners>;
   /** Whether the runners talk to the clusters, so readiness checks them (FERRY_READY_KUBE overrides). */
   runnersUseKube: boolean;
+  /** The work of rollback and sync of an app (the ops queue); none: those jobs fail with a reason. */
+  operations?: (rt: Runtime) => Promise<OperationRunners | undefined>;
 }
 
 export function run(opts: ProcessOptions, io: CliIO): Promise<number> {
-  return runWorker(opts, io, { runners: realStepRunners, runnersUseKube: true });
+  return runWorker(opts, io, {
+    runners: realStepRunners,
+    runnersUseKube: true,
+    operations: operationRunners,
+  });
 }
 
 export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerParts): Promise<number> {
@@ -35,7 +42,9 @@ export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerPa
   });
   const runners = await parts.runners(rt);
   const lockDuration = Number(process.env.FERRY_LOCK_MS ?? 30_000);
-  const workers = startWorkers(jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500)), {
+  const operations = await parts.operations?.(rt);
+  const ctx = jobContext(rt, runners, Number(process.env.FERRY_POLL_MS ?? 500), operations);
+  const workers = startWorkers(ctx, {
     connection: rt.queue,
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,

@@ -3,7 +3,7 @@
 // throws: every input yields a command or a CommandError.
 import type { FerryConfig } from '../config/schema.ts';
 import { defines } from './lookup.ts';
-import { closest } from './suggest.ts';
+import { closest, closestKey, closestOfBoth } from './suggest.ts';
 import { echo, literal } from './text.ts';
 import { RELEASE_ID, RESERVED_WORDS, SUBCOMMANDS } from './words.ts';
 
@@ -90,15 +90,24 @@ export function checkApp(word: string | undefined, ctx: GrammarContext, usage: s
     );
   }
   if (!defines(ctx.config.apps, name)) {
-    const near = closest(name, Object.keys(ctx.config.apps));
+    const near = closestKey(name, ctx.config.apps);
     return fail(
       'unknown-app',
-      `There is no app called ${echo(name)}.${near.length ? ` Did you mean ${near.map((n) => `"${n}"`).join(' or ')}?` : ` Apps: ${Object.keys(ctx.config.apps).slice(0, 20).join(', ')}.`}`,
+      `There is no app called ${echo(name)}.${near.length ? ` Did you mean ${near.map((n) => `"${n}"`).join(' or ')}?` : ` Apps: ${appSample(ctx)}.`}`,
       usage,
       near,
     );
   }
   return { ok: true, command: name };
+}
+
+/** A few app names; with many, where to find the rest. */
+function appSample(ctx: GrammarContext): string {
+  const names = Object.keys(ctx.config.apps);
+  const first = names.slice(0, 20).join(', ');
+  return names.length > 20
+    ? `${first}… (${names.length} in all; \`/release apps <prefix>\` finds them)`
+    : first;
 }
 
 export function checkEnvironment(
@@ -213,7 +222,7 @@ export function readOptions(
 
 /** An unknown first word: a typo of a subcommand, or of an app. */
 export function unknownCommandHint(word: string, ctx: GrammarContext): string[] {
-  return closest(word, [...SUBCOMMANDS, ...Object.keys(ctx.config.apps)]);
+  return closestOfBoth(word, SUBCOMMANDS, ctx.config.apps);
 }
 
 /** One chat command's grammar: how it reads, how it is written back, and its schema. */

@@ -5,7 +5,7 @@
 // factor decided what. The same inputs always give the same plan.
 import type { FactorConfig, FerryConfig, PlanSettings } from '../config/schema.ts';
 import { type AnalysisCheck, type AnalysisPlan, explainAnalysis, type WebhookStep } from './analysis.ts';
-import { closest } from './suggest.ts';
+import { closest, closestKey } from './suggest.ts';
 
 export interface Batch {
   /** "3" pods or "25%" of the replicas: the cumulative number running the new version after this batch. */
@@ -263,7 +263,7 @@ export function orderFactors(names: string[], factors: Record<string, FactorConf
 export function planRelease(req: PlanRequest, config: FerryConfig): PlanResult {
   const app = config.apps[req.app];
   if (!app) {
-    const suggestions = closest(req.app, Object.keys(config.apps));
+    const suggestions = closestKey(req.app, config.apps);
     return {
       ok: false,
       error: {

@@ -7,6 +7,7 @@ import { durationMs } from './duration.ts';
 import { actorIdOf } from './people.ts';
 import { approvalRequirements, describeRequirements } from './plan.ts';
 import type { Release } from './release.ts';
+import { ownerOfWorkload } from './workload.ts';
 
 export type Decision = { ok: true } | { ok: false; reason: string };
 
@@ -153,6 +154,63 @@ export function mayReject(config: FerryConfig, release: Release, userId: string)
   return {
     ok: false,
     reason: `Rejections of ${release.id} come from ${groups.length ? `group ${[...new Set(groups)].join(', ')}` : 'nobody'} or its requester.`,
+  };
+}
+
+/**
+ * Whether a person may be asked for a reason to reject (the Reject button): the
+ * rule of the rejection itself, and a state in which a release can be rejected.
+ */
+export function mayAskToReject(config: FerryConfig, release: Release, userId: string): Decision {
+  const allowed = mayReject(config, release, userId);
+  if (!allowed.ok) return allowed;
+  if (release.state !== 'awaiting-approval' && release.state !== 'queued')
+    return {
+      ok: false,
+      reason: `${release.id} is ${release.state}; only a release waiting for approval can be rejected.`,
+    };
+  return allow;
+}
+
+/** Whether a person may roll a failed release back (its card's button). */
+export function mayRollBackRelease(config: FerryConfig, release: Release, userId: string): Decision {
+  const allowed = may(config, userId, 'rollback', release.app, release.environment);
+  if (!allowed.ok) return allowed;
+  if (release.state !== 'failed')
+    return {
+      ok: false,
+      reason: `${release.id} is ${release.state}; only a failed release is rolled back from its card.`,
+    };
+  return allow;
+}
+
+/**
+ * The workload an alert's silence key names (oom/<region>/<namespace>/<owner>/<container>): the app
+ * deployed there, when Ferry knows it.
+ */
+export function appOfSilenceKey(config: FerryConfig, key: string): string | undefined {
+  const [, region, namespace = '', owner] = key.split('/');
+  return ownerOfWorkload(config, {
+    ...(region ? { region } : {}),
+    namespace,
+    ...(owner ? { owner } : {}),
+  })?.app;
+}
+
+/**
+ * Whether a person may silence an alert: `silence` on the app that owns the workload in some
+ * environment; when no app is known to own it, on any app.
+ */
+export function maySilence(config: FerryConfig, userId: string, key: string): Decision {
+  const owning = appOfSilenceKey(config, key);
+  const apps = owning ? [owning] : Object.keys(config.apps);
+  const envs = Object.keys(config.environments);
+  if (apps.some((a) => envs.some((e) => may(config, userId, 'silence', a, e).ok))) return allow;
+  return {
+    ok: false,
+    reason: owning
+      ? `You may not silence alerts of ${owning}.`
+      : `You may not silence alerts of ${apps.length > 10 ? `${apps.slice(0, 10).join(', ')} or the ${apps.length - 10} other apps` : apps.join(', ')}.`,
   };
 }
 

@@ -44,6 +44,24 @@ export interface ReleaseRepository {
   once(key: string, ttlSeconds?: number): Promise<boolean>;
 }
 
+/**
+ * The app and environment's lock for an operation outside a release (a
+ * rollback or sync a person asked for): taken only when no release holds or
+ * waits for it; freeing it hands it to the next release in line.
+ */
+export interface OperationLocks {
+  acquireOperation(
+    app: string,
+    env: string,
+    id: string,
+    ttlSeconds: number,
+  ): Promise<{ acquired: true } | { acquired: false; holder: string }>;
+  /** Frees the lock; returns the release it was handed to, which must be started. */
+  releaseOperation(app: string, env: string, id: string): Promise<string | undefined>;
+  /** Writes the operation's audit entry (its id in `releaseId`). */
+  recordOperation(entry: AuditEntry): Promise<void>;
+}
+
 export interface VersionLookup {
   get(
     app: string,

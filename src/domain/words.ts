@@ -1,6 +1,8 @@
 // Words of the command grammar that can never be app names, factors or
 // environments, so `/release status` is never read as "release the app
-// called status".
+// called status". The domain owns this list because config validation needs
+// it and may not import commands/; commands/index.ts is checked against it by
+// the compiler (one module per word, no more, no fewer).
 export const SUBCOMMANDS = [
   'plan',
   'status',
@@ -16,6 +18,7 @@ export const SUBCOMMANDS = [
   'versions',
   'adopt',
   'rebuild',
+  'apps',
   'help',
 ] as const;
 export type Subcommand = (typeof SUBCOMMANDS)[number];

@@ -12,13 +12,11 @@
 // Deployment stays at 0 replicas as that release's rollback target, and is
 // deleted by the release after, when Ferry needs track a again.
 import type { V1Deployment } from '@kubernetes/client-node';
-import type { AdoptCommand } from '../../commands/adopt.ts';
-import { type Actor, type AdoptionService, type CommandReply, ephemeral } from '../../commands/handler.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { lookup } from '../domain/lookup.ts';
-import { may } from '../domain/policy.ts';
 import type { ReleaseRepository } from '../domain/ports.ts';
 import { placementOf } from '../domain/workload.ts';
+import { type Actor, type Adopter, type AdoptRequest, ephemeral, type Reply } from '../ports.ts';
 import { applyDeployment, type KubeClients, kubeErrorMessage, readOrUndefined } from './client.ts';
 import { ANN, type AppTarget, LABEL_APP, LABEL_ENV, LABEL_TRACK, trackName } from './rollout.ts';
 
@@ -138,22 +136,21 @@ export interface KubeAdoptionDeps {
 }
 
 /** `/release adopt`: the dry run in every region of the environment, then (with confirm) the takeover. */
-export class KubeAdoptionService implements AdoptionService {
+export class KubeAdoptionService implements Adopter {
   private readonly deps: KubeAdoptionDeps;
 
   constructor(deps: KubeAdoptionDeps) {
     this.deps = deps;
   }
 
-  async request(cmd: AdoptCommand, actor: Actor): Promise<CommandReply> {
+  // The permission (`adopt` on the app and environment) is checked by the command before this runs.
+  async request(cmd: AdoptRequest, _actor: Actor): Promise<Reply> {
     const config = this.deps.config();
     const app = lookup(config.apps, cmd.app);
     if (!app) return ephemeral(false, `Ferry does not know the app "${cmd.app}".`);
     const env = cmd.environment ?? app.defaultEnvironment;
     const envCfg = lookup(config.environments, env);
     if (!envCfg) return ephemeral(false, `Ferry does not know the environment "${env}".`);
-    const allowed = may(config, actor.userId, 'adopt', cmd.app, env);
-    if (!allowed.ok) return ephemeral(false, allowed.reason);
     const holder = await this.deps.releases?.lockHolder(cmd.app, env);
     if (holder)
       return ephemeral(

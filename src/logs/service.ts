@@ -4,19 +4,22 @@
 // the release's thread when one is the context, else into the channel where
 // it was asked. The person gets a short answer saying where it went.
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import type { Actor, CommandReply, LogService } from '../../commands/handler.ts';
-import { ephemeral } from '../../commands/handler.ts';
-import type { LogsCommand } from '../../commands/logs.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import { parseDuration } from '../domain/duration.ts';
 import { isPodName } from '../domain/grammar.ts';
 import { lookup } from '../domain/lookup.ts';
-import { may } from '../domain/policy.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { echo, literal } from '../domain/text.ts';
 import { placementOf } from '../domain/workload.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
+import {
+  type Actor,
+  ephemeral,
+  type LogReader,
+  type LogsRequest as LogsCommand,
+  type Reply,
+} from '../ports.ts';
 import { environmentOfPod } from '../watch/oom.ts';
 import { snippetOf } from './collect.ts';
 import { newestPod, notAppPod, readLog } from './read.ts';
@@ -55,20 +58,19 @@ export const SNIPPET_CHARS = 3000;
 
 class Refusal extends Error {}
 
-export class KubeLogService implements LogService {
+export class KubeLogService implements LogReader {
   private readonly deps: LogServiceDeps;
 
   constructor(deps: LogServiceDeps) {
     this.deps = deps;
   }
 
-  async read(cmd: LogsCommand, actor: Actor, ctx: LogContext = {}): Promise<CommandReply> {
+  /** The permission (`logs` on the app and environment) is checked by the command before this runs. */
+  async read(cmd: LogsCommand, actor: Actor, ctx: LogContext = {}): Promise<Reply> {
     const config = this.deps.config();
     const app = lookup(config.apps, cmd.app);
     if (!app) return ephemeral(false, `Ferry does not know the app ${echo(cmd.app)}.`);
     const environment = cmd.environment ?? app.defaultEnvironment;
-    const allowed = may(config, actor.userId, 'logs', cmd.app, environment);
-    if (!allowed.ok) return ephemeral(false, allowed.reason);
     let report: LogReport;
     try {
       report = await this.collect(cmd, environment);

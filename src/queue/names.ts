@@ -8,6 +8,8 @@ export const QUEUES = {
   timers: 'ferry-timers',
   /** Outbound chat messages, in order. */
   notify: 'ferry-notify',
+  /** Operations a person asked for outside a release: rollback of an app, image sync (jobs/). */
+  ops: 'ferry-ops',
 } as const;
 
 export type StepName = 'build' | 'sync' | 'deploy' | 'finish' | 'rollback';

@@ -9,14 +9,18 @@ import { type JobContext, WorkerStopping } from '../../jobs/context.ts';
 import { deployJob } from '../../jobs/deploy.ts';
 import { expireJob } from '../../jobs/expire.ts';
 import { finishJob } from '../../jobs/finish.ts';
+import { LockBusy } from '../../jobs/operation.ts';
 import { rebuildJob } from '../../jobs/rebuild.ts';
 import { rollbackJob } from '../../jobs/rollback.ts';
+import { rollbackAppJob } from '../../jobs/rollback-app.ts';
 import { syncJob } from '../../jobs/sync.ts';
+import { syncImagesJob } from '../../jobs/sync-images.ts';
 import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
 import { redactText } from '../logs/redact.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
+import type { QueuedOperation } from './operations.ts';
 import { STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
 
 /** Stalls a job survives before it fails (see WorkerOptions.maxStalledCount). */
@@ -128,7 +132,32 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     },
     { ...common, concurrency: 4 },
   );
-  for (const w of [release, timers]) {
+  // Operations a person asked for (rollback of an app, image sync): each under the app's lock.
+  const operations = new Worker(
+    QUEUES.ops,
+    async (job: Job<QueuedOperation>) => {
+      const op = job.data;
+      try {
+        if (op.kind === 'rollback') return await rollbackAppJob(op, ctx);
+        if (op.kind === 'sync') return await syncImagesJob(op, ctx);
+        throw new UnrecoverableError(`unknown operation ${op.kind}`);
+      } catch (err) {
+        const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        if (err instanceof LockBusy && lastTry) {
+          const channel = ctx.config().apps[op.request.app]?.channels.releases ?? op.actor.channel;
+          await ctx.announcer.announce({
+            kind: 'message',
+            channel,
+            text: `Gave up on ${op.id}: ${err.message}, for too long. Ask again when it is free.`,
+          });
+          return 'gave up waiting for the lock';
+        }
+        throw err;
+      }
+    },
+    { ...common, concurrency: 4 },
+  );
+  for (const w of [release, timers, operations]) {
     w.on('error', (err) => opts.log.error({ err: err.message }, 'worker error'));
   }
   // A job that stalled too often is failed by BullMQ without running the processor (so runStep never
@@ -146,12 +175,12 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
   });
   return {
     notRunning() {
-      const stopped = [release, timers].filter((w) => !w.isRunning()).map((w) => w.name);
+      const stopped = [release, timers, operations].filter((w) => !w.isRunning()).map((w) => w.name);
       return stopped.length ? `BullMQ workers not running: ${stopped.join(', ')}` : undefined;
     },
     async close() {
       stopping.abort();
-      await Promise.all([release.close(), timers.close()]);
+      await Promise.all([release.close(), timers.close(), operations.close()]);
     },
   };
 }

@@ -14,8 +14,6 @@
 // nothing; a job retried after a crash finds the releases it already requested
 // (same app, environment and version, requested since the batch began)
 // instead of requesting them twice.
-import type { Actor, CommandReply, RebuildService } from '../../commands/handler.ts';
-import type { RebuildCommand } from '../../commands/rebuild.ts';
 import type { FerryConfig } from '../config/schema.ts';
 import type { Lifecycle } from '../domain/lifecycle.ts';
 import { mayRequest } from '../domain/policy.ts';
@@ -23,6 +21,7 @@ import type { ReleaseRepository } from '../domain/ports.ts';
 import { TERMINAL } from '../domain/release.ts';
 import { type Deployed, planStackRebuild, shortDigest } from '../domain/stacks.ts';
 import type { PinnedImage, VersionRepository } from '../domain/version.ts';
+import type { Actor, Reply as CommandReply, RebuildRequest as RebuildCommand, Rebuilder } from '../ports.ts';
 
 export interface RebuildEntry {
   app: string;
@@ -110,7 +109,7 @@ export async function continueRebuild(
   return { batch: { ...batch, entries }, said, waiting };
 }
 
-export class StackRebuildService implements RebuildService {
+export class StackRebuildService implements Rebuilder {
   private readonly deps: RebuildDeps;
 
   constructor(deps: RebuildDeps) {

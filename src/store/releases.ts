@@ -4,7 +4,14 @@
 // hand-over to the next release in line happen together or not at all — and
 // only then announced.
 import type { Redis } from 'ioredis';
-import type { CommitGuard, CommitResult, LockInfo, LockResult, ReleaseRepository } from '../domain/ports.ts';
+import type {
+  CommitGuard,
+  CommitResult,
+  LockInfo,
+  LockResult,
+  OperationLocks,
+  ReleaseRepository,
+} from '../domain/ports.ts';
 import {
   type AuditEntry,
   hasEnded,
@@ -19,7 +26,7 @@ import { runScript, SCRIPTS } from './scripts.ts';
 
 const TERMINAL_LIST = [...TERMINAL].join(',');
 
-export class ReleaseStore implements ReleaseRepository {
+export class ReleaseStore implements ReleaseRepository, OperationLocks {
   readonly redis: Redis;
   readonly prefix: string;
 
@@ -239,6 +246,67 @@ export class ReleaseStore implements ReleaseRepository {
 
   async waiting(app: string, env: string): Promise<string[]> {
     return this.redis.zrange(this.waitKey(app, env), '0', '-1');
+  }
+
+  /**
+   * Takes an app and environment's lock for an operation (a rollback or sync outside a release): only
+   * when no live release holds it or waits for it (scripts/acquire-operation.lua).
+   */
+  async acquireOperation(
+    app: string,
+    env: string,
+    id: string,
+    ttlSeconds: number,
+    now = Date.now(),
+  ): Promise<{ acquired: true } | { acquired: false; holder: string }> {
+    const lock = this.lockKey(app, env);
+    const marker = this.k('release', id);
+    // The script reads the holder's release, so that key must be passed: read the holder first, and
+    // read again if the lock changed hands before the script ran.
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const seen = (await this.redis.get(lock)) ?? '';
+      const res = (await runScript(
+        this.redis,
+        SCRIPTS.acquireOperation,
+        [
+          lock,
+          this.waitKey(app, env),
+          this.lockInfoKey(app, env),
+          marker,
+          seen ? this.k('release', seen) : marker,
+        ],
+        [id, seen, TERMINAL_LIST, String(now), String(Math.max(1, Math.ceil(ttlSeconds)))],
+      )) as [string, string?];
+      if (res[0] === 'retry') continue;
+      return res[0] === 'acquired' ? { acquired: true } : { acquired: false, holder: String(res[1]) };
+    }
+    throw new Error(`the lock of ${app} ${env} is changing too fast; try again`);
+  }
+
+  /** Frees an operation's lock; returns the release in line it was handed to, for the lifecycle to start. */
+  async releaseOperation(
+    app: string,
+    env: string,
+    id: string,
+    now = Date.now(),
+  ): Promise<string | undefined> {
+    const next = (await runScript(
+      this.redis,
+      SCRIPTS.releaseOperation,
+      [this.lockKey(app, env), this.waitKey(app, env), this.lockInfoKey(app, env), this.k('release', id)],
+      [id, String(now)],
+    )) as string | null;
+    return next ?? undefined;
+  }
+
+  /** An operation's audit entry: under its own id and in the global trail, like a release's. */
+  async recordOperation(entry: AuditEntry): Promise<void> {
+    const json = JSON.stringify(entry);
+    await this.redis
+      .multi()
+      .rpush(this.k('audit', entry.releaseId), json)
+      .xadd(this.k('audit'), '*', 'entry', json)
+      .exec();
   }
 
   /** Remembers a delivery or click for `ttlSeconds`; false when it was seen before. */

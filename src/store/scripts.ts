@@ -19,6 +19,8 @@ export const SCRIPTS = {
   patchRelease: { name: 'patch-release', keys: 1 },
   acquireLock: { name: 'acquire-lock', keys: 4 },
   updateVersion: { name: 'update-version', keys: 2 },
+  acquireOperation: { name: 'acquire-operation', keys: 5 },
+  releaseOperation: { name: 'release-operation', keys: 4 },
 } as const satisfies Record<string, StoreScript>;
 
 const sources = new Map<string, string>();

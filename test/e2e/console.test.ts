@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { startBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import { actorIdOf } from '../../src/domain/people.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';
@@ -26,7 +26,7 @@ const TOKEN = 'xoxb-console-test';
 let redis: TestRedis;
 let rt: Runtime;
 let emulator: SlackEmulator;
-let bot: Awaited<ReturnType<typeof startBot>>;
+let bot: Awaited<ReturnType<typeof startSlackBot>>;
 let workers: RunningWorkers;
 let browser: Browser;
 let page: Page;
@@ -49,13 +49,13 @@ beforeAll(async () => {
     ],
   });
   const services = await commandServices(rt);
-  bot = await startBot({
+  bot = await startSlackBot({
     runtime: rt,
     token: TOKEN,
     signingSecret: SECRET,
     apiUrl: emulator.apiUrl,
     port: 0,
-    services: { rollbacks: services.rollbacks, logs: services.logs, syncs: services.syncs },
+    services: { operations: services.operations, rollbacks: services.rollbacks, logs: services.logs },
   });
   emulator.botEventsUrl = bot.url as string;
   workers = startWorkers(jobContext(rt, await realRunners(rt), 250), {

@@ -8,14 +8,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandPorts } from '../../commands/command.ts';
+import { handleCommand } from '../../commands/handle.ts';
+import type { JobContext } from '../../jobs/context.ts';
 import { deployJob } from '../../jobs/deploy.ts';
 import { finishJob } from '../../jobs/finish.ts';
+import { type RollbackOperation, rollbackAppJob } from '../../jobs/rollback-app.ts';
 import type { FerryConfig } from '../../src/config/schema.ts';
-import type { BuiltImage, Outbound } from '../../src/domain/ports.ts';
+import type { BuiltImage, Outbound, StepRunners } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { ListWatch } from '../../src/kube/client.ts';
-import { KubeRollbackService } from '../../src/kube/rollback-service.ts';
+import { KubeRollbacks } from '../../src/kube/rollback-service.ts';
 import { appTarget, KubeRollout, trackStatus } from '../../src/kube/rollout.ts';
+import type { Operation } from '../../src/ports.ts';
 import { clusterReleaseId, kubeRunners } from '../../src/runners/deploy.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
@@ -264,45 +269,67 @@ describe('rollout in exact batches (eu-west)', () => {
 
   it('/release rollback redeploys the previous recorded digest at once, and a named version', async () => {
     const kube = kubeRunners(config, { pollMs: 250 });
-    const service = new KubeRollbackService({
+    const rollbacks = new KubeRollbacks({
       config: () => config,
       versions: rt.versions,
       releases: rt.releases,
       clients: (r) => kube.clients(r),
       rollout: { pollMs: 250 },
     });
-    const denied = await service.request(
+    // The bot's half: permission (domain policy) and the checks it can answer at once; then it queues.
+    const queued: RollbackOperation[] = [];
+    const ports = {
+      config: () => config,
+      rollbacks,
+      operations: {
+        enqueue: async (op: Operation, base: string) => {
+          const id = `op-${base}-${queued.length}`;
+          queued.push({ ...(op as Extract<Operation, { kind: 'rollback' }>), id });
+          return id;
+        },
+      },
+    } as unknown as CommandPorts;
+    const alice = { userId: 'U_ALICE', channel: 'C' };
+    const denied = await handleCommand(
       { kind: 'rollback', app: TEST_APP },
       { userId: 'U_ERIN', channel: 'C' },
+      ports,
     );
     expect(denied.ok).toBe(false);
     expect(denied.text).toMatch(/may not roll back/);
-    const unknown = await service.request(
-      { kind: 'rollback', app: TEST_APP, version: 'v9' },
-      { userId: 'U_ALICE', channel: 'C' },
-    );
+    const unknown = await handleCommand({ kind: 'rollback', app: TEST_APP, version: 'v9' }, alice, ports);
     expect(unknown).toMatchObject({ ok: false });
     expect(unknown.text).toMatch(/v9 has no recorded image for kt; versions with one: .*v1/);
+    expect(queued).toEqual([]);
 
-    const back = await service.request(
-      { kind: 'rollback', app: TEST_APP },
-      { userId: 'U_ALICE', channel: 'C' },
+    // The worker's half: the job takes the app's lock, redeploys, audits and posts the outcome.
+    const posted: string[] = [];
+    const ctx: JobContext = {
+      ...jobContext(rt, kube as unknown as StepRunners),
+      announcer: { announce: async (m: Outbound) => void posted.push('text' in m ? m.text : '') },
+      operations: { rollback: rollbacks, sync: async () => ({ built: false, ok: false, targets: [] }) },
+    };
+    expect((await handleCommand({ kind: 'rollback', app: TEST_APP }, alice, ports)).ok).toBe(true);
+    expect(await rollbackAppJob(queued[0] as RollbackOperation, ctx)).toBe('rolled back');
+    expect(posted.at(-1)).toMatch(
+      /^Rolled back hello in kt in [\d.]+\s?m?s, no build: eu-west → v1 \(4 pods/,
     );
-    expect(back.text).toMatch(/^Rolled back hello in kt in [\d.]+\s?m?s, no build: eu-west → v1 \(4 pods/);
-    expect(back.ok).toBe(true);
     expect(only(await countPods('eu-west', ns))).toEqual({
       byImage: { [regionRef('eu-west', v1)]: 4 },
       terminating: 0,
     });
     const last = (await rt.versions.deploys(TEST_APP, 'kt', 'eu-west', 1))[0];
     expect(last).toMatchObject({ version: 'v1', digest: v1.digest });
-    expect(last?.releaseId).toMatch(/^rollback-/);
+    expect(last?.releaseId).toBe(queued[0]?.id);
+    expect(await rt.releases.audit(queued[0]?.id as string)).toMatchObject([
+      { actor: 'U_ALICE', event: 'rollback', to: 'succeeded' },
+    ]);
+    expect(await rt.releases.lockHolder(TEST_APP, 'kt')).toBeNull();
 
-    const fwd = await service.request(
-      { kind: 'rollback', app: TEST_APP, version: 'v2' },
-      { userId: 'U_ALICE', channel: 'C' },
+    expect((await handleCommand({ kind: 'rollback', app: TEST_APP, version: 'v2' }, alice, ports)).ok).toBe(
+      true,
     );
-    expect(fwd.ok).toBe(true);
+    expect(await rollbackAppJob(queued[1] as RollbackOperation, ctx)).toBe('rolled back');
     expect(only(await countPods('eu-west', ns))).toEqual({
       byImage: { [regionRef('eu-west', v2)]: 4 },
       terminating: 0,

@@ -10,8 +10,9 @@
 // - an OOM kill in the app's pods arrives in the app's alert room.
 import { Method } from 'matrix-js-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningMatrixBot, startMatrixBot } from '../../src/chat/matrix/bot.ts';
+import type { RunningMatrixBot } from '../../src/chat/matrix/bot.ts';
 import type { MatrixChat, MatrixEvent } from '../../src/chat/matrix/client.ts';
+import { startMatrixChatBot } from '../../src/cli/bot.ts';
 import type { FerryConfig } from '../../src/config/schema.ts';
 import { platformIdOf } from '../../src/domain/people.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
@@ -91,7 +92,7 @@ beforeAll(async () => {
     pollMs: 250,
   });
   await watch.ready;
-  bot = await startMatrixBot({
+  bot = await startMatrixChatBot({
     runtime: rt,
     homeserverUrl: info.url,
     userId: botId,

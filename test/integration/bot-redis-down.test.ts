@@ -4,7 +4,8 @@
 // it, and once Redis is back the same command works.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { fastConfig } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -30,7 +31,7 @@ beforeAll(async () => {
     name: 'bot',
     failFast: true,
   });
-  bot = await startBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
+  bot = await startSlackBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
   emu.botEventsUrl = bot.url;
 });
 afterAll(async () => {

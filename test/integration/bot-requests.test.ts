@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import { type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -25,7 +26,13 @@ beforeAll(async () => {
   emu = await SlackEmulator.start({ signingSecret: SECRET, botToken: BOT });
   h = harness(redis.url);
   h.startWorkers();
-  bot = await startBot({ runtime: h.rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
+  bot = await startSlackBot({
+    runtime: h.rt,
+    token: BOT,
+    signingSecret: SECRET,
+    apiUrl: emu.apiUrl,
+    port: 0,
+  });
   emu.botEventsUrl = bot.url;
 });
 afterAll(async () => {

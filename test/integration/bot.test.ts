@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import { type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -31,7 +32,7 @@ async function setup(redis: TestRedis, mode: Mode): Promise<Env> {
   });
   const h = harness(redis.url);
   h.startWorkers();
-  const bot = await startBot({
+  const bot = await startSlackBot({
     runtime: h.rt,
     token: BOT,
     signingSecret: SECRET,

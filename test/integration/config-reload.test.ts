@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
@@ -70,7 +71,7 @@ beforeAll(async () => {
       log: logger('reload-worker').child({}, { level: 'warn' }),
     },
   );
-  bot = await startBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
+  bot = await startSlackBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
   emu.botEventsUrl = bot.url;
 }, 120_000);
 

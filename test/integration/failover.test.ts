@@ -13,7 +13,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import { logger } from '../../src/logging.ts';
 import { storeConnection } from '../../src/queue/connection.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
@@ -57,7 +58,7 @@ beforeAll(async () => {
   reconciler = setInterval(() => {
     rt.lifecycle.reconcile().catch(() => {});
   }, 1000);
-  bot = await startBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
+  bot = await startSlackBot({ runtime: rt, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
   emu.botEventsUrl = bot.url;
 }, 60_000);
 

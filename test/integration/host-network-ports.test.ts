@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import { Health, healthFromEnv } from '../../src/health.ts';
 import { harness } from '../support/lifecycle.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
@@ -49,7 +50,7 @@ describe('host network', () => {
     try {
       for (const h of hs)
         bots.push(
-          await startBot({
+          await startSlackBot({
             runtime: h.rt,
             token: 'xoxb-reuse',
             signingSecret: 'reuse-secret',
@@ -62,7 +63,7 @@ describe('host network', () => {
       expect(bots.map((b) => b.port)).toEqual([port, port]);
       // Without SO_REUSEPORT the same port is refused.
       await expect(
-        startBot({
+        startSlackBot({
           runtime: (hs[0] as (typeof hs)[number]).rt,
           token: 'xoxb-reuse',
           signingSecret: 'reuse-secret',

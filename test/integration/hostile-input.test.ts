@@ -10,7 +10,8 @@ import { handleText } from '../../commands/handle.ts';
 import type { CommandServices } from '../../commands/handler.ts';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
-import { ACTION_FAILED, COMMAND_FAILED, type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import { ACTION_FAILED, COMMAND_FAILED, type RunningBot } from '../../src/chat/slack/app.ts';
+import { startSlackBot } from '../../src/cli/bot.ts';
 import type { Runtime } from '../../src/runtime.ts';
 import { exampleConfig } from '../support/config.ts';
 import { hostileCommand, unreadable } from '../support/hostile.ts';
@@ -40,15 +41,16 @@ beforeAll(async () => {
   const runtime: Runtime = {
     ...h.rt,
     config: () => {
-      // Only the bot's own handlers fail, not the notifier that shares this runtime.
-      if (failInside && /onCommand|onButton/.test(new Error().stack ?? '')) {
+      // Only the bot's own handlers (the Slack receiver and the request handler behind it) fail, not
+      // the notifier that shares this runtime.
+      if (failInside && /onCommand|CommandRequests\./.test(new Error().stack ?? '')) {
         failInside = false;
         throw new Error('config store exploded at line 42');
       }
       return h.rt.config();
     },
   };
-  bot = await startBot({ runtime, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
+  bot = await startSlackBot({ runtime, token: BOT, signingSecret: SECRET, apiUrl: emu.apiUrl, port: 0 });
   emu.botEventsUrl = bot.url;
 });
 

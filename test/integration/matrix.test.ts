@@ -12,10 +12,11 @@ import { Method } from 'matrix-js-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../commands/index.ts';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { type RunningMatrixBot, startMatrixBot } from '../../src/chat/matrix/bot.ts';
+import type { RunningMatrixBot } from '../../src/chat/matrix/bot.ts';
 import type { MatrixChat, MatrixEvent } from '../../src/chat/matrix/client.ts';
 import { MatrixDelivery } from '../../src/chat/matrix/delivery.ts';
-import { type RunningBot, startBot } from '../../src/chat/slack/app.ts';
+import type { RunningBot } from '../../src/chat/slack/app.ts';
+import { startMatrixChatBot, startSlackBot } from '../../src/cli/bot.ts';
 import { slackAndMatrix, slackDelivery } from '../../src/cli/chat-platforms.ts';
 import type { FerryConfig } from '../../src/config/schema.ts';
 import { platformIdOf } from '../../src/domain/people.ts';
@@ -192,7 +193,7 @@ describe('restarts', () => {
     const config = matrixConfig(synapse.serverName, { alice: alice.userId }, suffix);
     const h = harness(redis.url, config);
     const start = () =>
-      startMatrixBot({
+      startMatrixChatBot({
         runtime: h.rt,
         homeserverUrl: synapse.url,
         userId: botId,
@@ -290,7 +291,7 @@ describe('one Ferry on Slack and Matrix', () => {
         { id: 'C_PAY_ALERTS', name: 'payments-alerts' },
       ],
     });
-    slack = await startBot({
+    slack = await startSlackBot({
       runtime: h.rt,
       token: TOKEN,
       signingSecret: SECRET,
@@ -299,7 +300,7 @@ describe('one Ferry on Slack and Matrix', () => {
       notifier: false,
     });
     emulator.botEventsUrl = slack.url as string;
-    matrix = await startMatrixBot({
+    matrix = await startMatrixChatBot({
       runtime: h.rt,
       homeserverUrl: info.url,
       userId: botId,

@@ -2,14 +2,23 @@
 // granularity rules pick the regions, the thread shows per-region figures,
 // `/release sync` copies on demand, and a region that lacks the image gets it
 // back-to-source before its deploy.
+
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandPorts } from '../../commands/command.ts';
+import { handleCommand } from '../../commands/handle.ts';
+import type { JobContext } from '../../jobs/context.ts';
+import { syncImagesJob } from '../../jobs/sync-images.ts';
 import type { FerryConfig } from '../../src/config/schema.ts';
 import type { Attachment, Outbound, StepIO } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
+import type { Operation, SyncRequest } from '../../src/ports.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { ensureInRegion, repositoryOf, syncRunner, syncTargets } from '../../src/runners/real.ts';
-import { RegistrySyncService } from '../../src/runners/sync-service.ts';
+import { syncVersion } from '../../src/runners/sync-service.ts';
+import { ReleaseStore } from '../../src/store/releases.ts';
 import { exampleConfig } from '../support/config.ts';
+import { TestRedis } from '../support/redis.ts';
 import {
   buildImage,
   pushImage,
@@ -134,32 +143,69 @@ describe('sync as releases use it', () => {
             }
           : undefined,
     };
-    const service = new RegistrySyncService(() => config, versions, {
-      announce: async (m) => void announced.push(m),
-    });
-    const refused = await service.request(
+    // The bot's half: the command checks the permission (domain policy) and queues the operation.
+    const queued: (Operation & { id: string })[] = [];
+    const ports = {
+      config: () => config,
+      versions,
+      operations: {
+        enqueue: async (op: Operation, base: string) => {
+          queued.push({ ...op, id: `op-${base}` });
+          return `op-${base}`;
+        },
+      },
+    } as unknown as CommandPorts;
+    const refused = await handleCommand(
       { kind: 'sync', app: 'ledger', version: 'v3', regions: [] },
       { userId: 'U_ERIN', channel: 'C1' },
+      ports,
     );
     expect(refused).toMatchObject({
       ok: false,
       text: expect.stringContaining('may not sync images of ledger in prod'),
     });
-    const missing = await service.request(
+    const missing = await handleCommand(
       { kind: 'sync', app: 'ledger', version: 'v9', regions: [] },
       { userId: 'U_ALICE', channel: 'C1' },
+      ports,
     );
     expect(missing.text).toBe(
       'ledger v9 has not been built yet, so there is nothing to sync. Release it first.',
     );
-    const done = await service.request(
+    expect(queued).toEqual([]);
+    const asked = await handleCommand(
       { kind: 'sync', app: 'ledger', version: 'v3', regions: ['us-east'] },
       { userId: 'U_ALICE', channel: 'C1' },
+      ports,
     );
-    expect(done.ok).toBe(true);
-    expect(done.text).toMatch(/v3-prod → us-east: 2\.\d MB copied/);
-    expect(done.text).not.toContain('eu-west');
-    expect(announced).toEqual([{ kind: 'message', channel: 'C_RELEASES', text: done.text }]);
+    expect(asked.ok).toBe(true);
+    expect(queued).toHaveLength(1);
+    // The worker's half: the job takes the app's lock, copies, audits and posts the report.
+    const redis = await TestRedis.start();
+    const conn = new Redis(redis.url);
+    try {
+      const store = new ReleaseStore(conn, 'sync-test');
+      const ctx = {
+        config: () => config,
+        announcer: { announce: async (m: Outbound) => void announced.push(m) },
+        locks: store,
+        lifecycle: { start: async () => '' },
+        operations: { sync: (req: SyncRequest) => syncVersion(config, versions, req) },
+      } as unknown as JobContext;
+      const op = queued[0] as Extract<Operation, { kind: 'sync' }> & { id: string };
+      expect(await syncImagesJob(op, ctx)).toBe('synced');
+      const report = announced.at(-1) as Extract<Outbound, { kind: 'message' }>;
+      expect(report.channel).toBe('C_RELEASES');
+      expect(report.text).toMatch(/v3-prod → us-east: 2\.\d MB copied/);
+      expect(report.text).not.toContain('eu-west');
+      const audit = await store.audit(op.id);
+      expect(audit).toMatchObject([{ actor: 'U_ALICE', event: 'sync', to: 'succeeded' }]);
+      // The lock was freed when the job ended.
+      expect(await store.lockHolder('ledger', 'prod')).toBeNull();
+    } finally {
+      conn.disconnect();
+      await redis.stop();
+    }
     expect((await skopeoInspect(`${host(us)}/${repositoryOf('ledger')}:v3-prod`)).Digest).toBe(digest);
   });
 });

@@ -54,3 +54,32 @@ describe('the lock script', () => {
     expect(await releases.acquire(r3 as never)).toEqual({ acquired: false, position: 1, holder: 'r2' });
   });
 });
+
+describe('the operation lock scripts', () => {
+  it('refuse an operation while a live release holds the lock, take a free one, and hand it to the release in line', async () => {
+    const releases = new ReleaseStore(redis, 'os');
+    const r1 = { id: 'r1', app: 'ledger', environment: 'prod', plan: { priority: { value: 3 } } };
+    expect(await releases.acquire(r1 as never)).toEqual({ acquired: true });
+    await redis.hset('os:release:r1', 'state', 'deploying', 'ended', '0');
+    expect(await releases.acquireOperation('ledger', 'prod', 'op-1', 60)).toEqual({
+      acquired: false,
+      holder: 'r1',
+    });
+    // r1 ends: its lock is stale, and the operation takes it.
+    await redis.hset('os:release:r1', 'state', 'succeeded', 'ended', '1');
+    expect(await releases.acquireOperation('ledger', 'prod', 'op-1', 60)).toEqual({ acquired: true });
+    expect(await releases.lockHolder('ledger', 'prod')).toBe('op-1');
+    // A release asking meanwhile waits behind the operation's marker; freeing the lock hands it over.
+    const r2 = { ...r1, id: 'r2' };
+    expect(await releases.acquire(r2 as never)).toEqual({ acquired: false, position: 1, holder: 'op-1' });
+    expect(await releases.releaseOperation('ledger', 'prod', 'op-1')).toBe('r2');
+    expect(await releases.lockHolder('ledger', 'prod')).toBe('r2');
+    expect(await redis.exists('os:release:op-1')).toBe(0);
+    // Another operation now finds r2 (live, not ended yet) holding the lock.
+    await redis.hset('os:release:r2', 'state', 'deploying', 'ended', '0');
+    expect(await releases.acquireOperation('ledger', 'prod', 'op-2', 60)).toEqual({
+      acquired: false,
+      holder: 'r2',
+    });
+  });
+});

@@ -6,23 +6,19 @@
 // mirror of several platforms, src/chat/mirror.ts).
 
 import { MatrixError, Method } from 'matrix-js-sdk';
-import type { CommandServices } from '../../../commands/handler.ts';
 import type { FerryConfig } from '../../config/schema.ts';
 import { platformIdOf } from '../../domain/people.ts';
 import type { Logger } from '../../logging.ts';
+import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
-import { Silences } from '../../watch/silence.ts';
 import { type Notifier, startNotifier } from '../notifier.ts';
-import type { ChatDelivery, ChatRequestHandler } from '../port.ts';
+import { type ChatDelivery, type ChatRequestHandler, reply } from '../port.ts';
 import { loginWithPassword, MatrixChat } from './client.ts';
 import { MatrixDelivery } from './delivery.ts';
-import { interimHandler } from './interim-handler.ts';
 import { MatrixReceiver } from './receiver.ts';
 
 export interface MatrixBotOptions {
   runtime: Runtime;
-  /** Command services beyond the lifecycle (rollback, logs, sync, adopt, rebuild). */
-  services?: Partial<CommandServices>;
   /** MATRIX_HOMESERVER_URL */
   homeserverUrl: string;
   /** MATRIX_USER: the bot's user id (@ferry:example.org). */
@@ -37,8 +33,8 @@ export interface MatrixBotOptions {
   delivery?: (matrix: MatrixDelivery) => ChatDelivery;
   /** Create the config's rooms (aliases on the bot's own server) when missing, and invite the people: the local flow. */
   createRooms?: boolean;
-  /** The request handler (default: the interim one over the command services). */
-  handler?: ChatRequestHandler;
+  /** Answers requests (commands/requests.ts, wired by src/cli/bot.ts). */
+  handler: ChatRequestHandler;
   /** Told each time a call waits out a 429. */
   onRateLimited?: (waitMs: number, path: string) => void;
   log?: Logger;
@@ -127,6 +123,27 @@ async function ensureRoom(
   }
 }
 
+/** What a person reads when their request failed inside Ferry: no internals. */
+export const REQUEST_FAILED =
+  'Something went wrong inside Ferry; nothing was started. Try again in a minute.';
+
+/** A failed request is answered (the store unreachable, or a failure inside Ferry) rather than dropped. */
+function answeringFailures(handler: ChatRequestHandler, log: Logger): ChatRequestHandler {
+  return {
+    async handle(req) {
+      try {
+        return await handler.handle(req);
+      } catch (err) {
+        log.error({ err: (err as Error).message, kind: req.kind }, 'chat request failed');
+        return {
+          kind: 'reply',
+          reply: reply(false, isStoreUnreachable(err) ? STORE_UNREACHABLE : REQUEST_FAILED),
+        };
+      }
+    },
+  };
+}
+
 export async function startMatrixBot(opts: MatrixBotOptions): Promise<RunningMatrixBot> {
   const rt = opts.runtime;
   const log = opts.log ?? rt.log.child({ part: 'matrix' });
@@ -160,26 +177,7 @@ export async function startMatrixBot(opts: MatrixBotOptions): Promise<RunningMat
     log,
     ...(opts.command ? { command: opts.command } : {}),
   });
-  const services: CommandServices = {
-    config: rt.config,
-    lifecycle: rt.lifecycle,
-    releases: rt.releases,
-    versions: rt.versions,
-    announcer: rt.announcer,
-    ...opts.services,
-  };
-  const silences = new Silences(rt.store, rt.prefix ?? 'ferry');
-  const handler =
-    opts.handler ??
-    interimHandler({
-      services,
-      releases: rt.releases,
-      announce: (releaseId) => rt.announcer.announce({ kind: 'card', releaseId }),
-      silence: async (key, forMs, by) => {
-        await silences.silence(key, forMs, by);
-      },
-      log,
-    });
+  const handler = answeringFailures(opts.handler, log);
   const receiver = new MatrixReceiver({
     client,
     delivery,

@@ -1,15 +1,15 @@
-// The Slack adapter: a @slack/bolt App that serves `/release` and the
-// buttons and modals of Ferry's messages, over HTTP (POST /slack/events) or
-// Socket Mode. Slack types stay in this folder: the commands, the domain and
-// the jobs see only text, user ids and release ids.
+// The Slack adapter's receiver: a @slack/bolt App that serves `/release` and
+// the buttons and modals of Ferry's messages, over HTTP (POST /slack/events)
+// or Socket Mode. It turns each into a chat-neutral ChatRequest (../port.ts)
+// for the request handler (commands/requests.ts, passed in by the entry
+// point) and shows the answer. Slack types stay in this folder; decisions
+// (permissions, states) are the domain's.
 //
 // Every request is acked first and worked on after (Slack gives 3 s); the
 // answer goes to the person alone (response_url / chat.postEphemeral).
-// Slack re-delivers requests it thinks were lost and people double-click, so
-// each delivery is deduplicated on its identity (trigger_id, action_ts, the
-// view id, and user+action+release+card revision for double clicks) with a
-// 10-minute Redis key — never by dropping retries blindly, since the first
-// delivery may never have arrived.
+// Each delivery carries its identity (trigger_id, action_ts, the view id) as
+// the request's deliveryId, by which the handler acts on it once — never by
+// dropping retries blindly, since the first delivery may never have arrived.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -23,21 +23,15 @@ import {
   type SlackCommandMiddlewareArgs,
 } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
-import { handleCommand, handleText } from '../../../commands/handle.ts';
-import type { CommandServices } from '../../../commands/handler.ts';
-import { parseCommand } from '../../../commands/index.ts';
-import { durationMs } from '../../domain/duration.ts';
-import { may, mayApprove } from '../../domain/policy.ts';
-import { ownerOfWorkload } from '../../domain/workload.ts';
 import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
-import { Silences } from '../../watch/silence.ts';
 import { type Notifier, startNotifier } from '../notifier.ts';
+import { type ChatAnswer, type ChatRequestHandler, RELEASE_ACTIONS } from '../port.ts';
 import { type ChatClient, SlackDelivery } from './delivery.ts';
 import { VerifyingReceiver } from './receiver.ts';
 import { redactingClient } from './redacting-client.ts';
-import { type ActionId, parseButtonValue, renderEphemeral } from './render.ts';
+import { parseButtonValue, renderEphemeral } from './render.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
 
 export interface BotOptions {
@@ -62,8 +56,8 @@ export interface BotOptions {
   command?: string;
   /** Run the notify queue consumer in this process (default true). */
   notifier?: boolean;
-  /** Optional command services (rollback, logs, sync) on top of the lifecycle. */
-  services?: Pick<CommandServices, 'rollbacks' | 'logs' | 'syncs' | 'adoptions'>;
+  /** Answers requests (commands/requests.ts, wired by src/cli/bot.ts). */
+  requests: ChatRequestHandler;
   logLevel?: LogLevel;
   /** Commands worked on at once after their ack (default 16). */
   workConcurrency?: number;
@@ -93,9 +87,6 @@ export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
     }
   };
 }
-
-/** How long a delivery's identity is remembered (Slack retries for ~5 min). */
-const DEDUPE_TTL = 600;
 
 type ButtonArgs = SlackActionMiddlewareArgs<BlockAction<ButtonAction>> & AllMiddlewareArgs;
 
@@ -140,36 +131,19 @@ export function createBotApp(opts: BotOptions): App {
         }),
       });
 
-  const services: CommandServices = {
-    config: rt.config,
-    lifecycle: rt.lifecycle,
-    releases: rt.releases,
-    versions: rt.versions,
-    announcer: rt.announcer,
-    ...opts.services,
-  };
   const log = rt.log.child({ part: 'slack' });
-  const once = (key: string) => rt.releases.once(`slack:${key}`, DEDUPE_TTL);
   const afterAck = limiter(opts.workConcurrency ?? 16);
+  const { requests } = opts;
 
   // ---------------------------------------------------------------- /release
   const onCommand = async ({ ack, command, respond, client, context }: CommandArgs) => {
     const text = command.text.trim();
-    // Parsing is pure and fast: a wrong command is answered in the ack itself, and nothing is queued.
-    const parsed = parseCommand(text, { config: rt.config() });
-    if (!parsed.ok) {
-      const r = renderEphemeral(parsed.error.message, false);
-      await ack({ response_type: 'ephemeral', text: r.text, blocks: r.blocks });
-      return;
-    }
-    // Answers that need no state (help, plan) are computed from the config alone: they are the ack.
-    if (parsed.command.kind === 'help' || parsed.command.kind === 'plan') {
-      const reply = await handleCommand(
-        parsed.command,
-        { userId: command.user_id, channel: command.channel_id },
-        services,
-      );
-      const r = renderEphemeral(reply.text, reply.ok);
+    const actor = { userId: command.user_id, channel: command.channel_id };
+    // Only what the config alone answers (a command that does not parse, help, plan) is worked out
+    // before the ack, because it is the ack; everything else is acked at once.
+    const immediate = await requests.answerInAck?.(text, actor);
+    if (immediate) {
+      const r = renderEphemeral(immediate.text, immediate.ok);
       await ack({ response_type: 'ephemeral', text: r.text, blocks: r.blocks });
       return;
     }
@@ -187,55 +161,61 @@ export function createBotApp(opts: BotOptions): App {
     client: WebClient,
     retryNum: number | undefined,
   ): Promise<void> {
+    const say = (t: string, ok: boolean, visibility: 'ephemeral' | 'channel' = 'ephemeral') =>
+      answer(respond, client, command.channel_id, command.user_id, t, ok, visibility, rt.config().redaction);
     try {
-      // The redelivery check is the first Redis call: inside the error handling, so an unreachable
-      // store is answered too.
-      if (!(await once(`cmd:${command.trigger_id}`))) {
+      const a = await requests.handle({
+        kind: 'command',
+        text,
+        actor: { userId: command.user_id, channel: command.channel_id },
+        deliveryId: command.trigger_id,
+      });
+      if (a.kind === 'none') {
         log.info({ trigger: command.trigger_id, retry: retryNum }, 'repeated slash command ignored');
         return;
       }
-      const reply = await handleText(
-        text,
-        { userId: command.user_id, channel: command.channel_id },
-        services,
-      );
-      await answer(
-        respond,
-        client,
-        command.channel_id,
-        command.user_id,
-        reply.text,
-        reply.ok,
-        reply.visibility,
-        rt.config().redaction,
-      );
+      if (a.kind === 'reply') await say(a.reply.text, a.reply.ok, a.reply.visibility);
     } catch (err) {
       log.error({ err: (err as Error).message, text }, 'command failed');
-      await answer(
-        respond,
-        client,
-        command.channel_id,
-        command.user_id,
-        isStoreUnreachable(err) ? STORE_UNREACHABLE : COMMAND_FAILED,
-        false,
-        'ephemeral',
-        rt.config().redaction,
-      );
+      await say(isStoreUnreachable(err) ? STORE_UNREACHABLE : COMMAND_FAILED, false);
     }
   }
 
   // ---------------------------------------------------------------- card buttons
-  const releaseActions: ActionId[] = ['approve', 'reject', 'pause', 'resume', 'abort', 'promote', 'rollback'];
-  for (const actionId of releaseActions) {
+  for (const actionId of RELEASE_ACTIONS) {
     app.action<BlockAction<ButtonAction>>(actionId, async (args) => {
       await args.ack();
       try {
-        await onButton(actionId, args);
+        const action = args.body.actions[0];
+        const v = parseButtonValue(action?.value);
+        if (!action || !v) return;
+        const channel = args.body.channel?.id ?? args.body.container?.channel_id ?? '';
+        const a = await requests.handle({
+          kind: 'release-action',
+          action: actionId,
+          releaseId: v.id,
+          ...(v.rev !== undefined ? { rev: v.rev } : {}),
+          actor: { userId: args.body.user.id, channel },
+          deliveryId: action.action_ts,
+        });
+        await show(args, a);
       } catch (err) {
         log.error({ err: (err as Error).message, actionId }, 'button failed');
         await tell(args, isStoreUnreachable(err) ? STORE_UNREACHABLE : ACTION_FAILED);
       }
     });
+  }
+
+  /** Shows the handler's answer to a click: an ephemeral reply, or the reject modal. */
+  async function show(args: ButtonArgs, a: ChatAnswer): Promise<void> {
+    if (a.kind === 'reply') await tell(args, a.reply.text, a.reply.ok);
+    else if (a.kind === 'ask-reason') {
+      const channel = args.body.channel?.id ?? args.body.container?.channel_id ?? '';
+      await args.client.views.open({
+        trigger_id: args.body.trigger_id,
+        view: rejectModal(a.release, channel),
+      });
+    }
   }
 
   async function tell(args: ButtonArgs, text: string, ok = false): Promise<void> {
@@ -263,76 +243,6 @@ export function createBotApp(opts: BotOptions): App {
     });
   }
 
-  async function onButton(actionId: ActionId, args: ButtonArgs): Promise<void> {
-    const { body, client } = args;
-    const action = body.actions[0];
-    const v = parseButtonValue(action?.value);
-    if (!action || !v) return;
-    const user = body.user.id;
-    // The same delivery again (Slack retry), or the same click twice on the same card.
-    if (!(await once(`act:${action.action_ts}`))) return;
-    if (!(await once(`click:${user}:${actionId}:${v.id}:${v.rev ?? ''}`))) return;
-    const rel = await rt.releases.get(v.id);
-    if (!rel) {
-      await tell(args, `There is no release ${v.id} any more.`);
-      return;
-    }
-    const stale = v.rev !== undefined && v.rev < rel.rev;
-    const config = rt.config();
-    let result: { ok: boolean; text: string };
-    switch (actionId) {
-      case 'approve':
-        result = await rt.lifecycle.approve(v.id, user);
-        break;
-      case 'reject': {
-        const allowed = mayApprove(config, rel, user);
-        if (!allowed.ok && rel.requestedBy !== user) {
-          result = { ok: false, text: allowed.reason.replace('Approvals for', 'Rejections of') };
-          break;
-        }
-        if (rel.state !== 'awaiting-approval' && rel.state !== 'queued') {
-          result = {
-            ok: false,
-            text: `${rel.id} is ${rel.state}; only a release waiting for approval can be rejected.`,
-          };
-          break;
-        }
-        const channel = body.channel?.id ?? body.container?.channel_id ?? '';
-        await client.views.open({ trigger_id: body.trigger_id, view: rejectModal(rel, channel) });
-        return;
-      }
-      case 'pause':
-      case 'resume':
-      case 'abort':
-      case 'promote':
-        result = await rt.lifecycle.steer(actionId, v.id, user);
-        break;
-      case 'rollback': {
-        const allowed = may(config, user, 'rollback', rel.app, rel.environment);
-        if (!allowed.ok) result = { ok: false, text: allowed.reason };
-        else if (rel.state !== 'failed')
-          result = {
-            ok: false,
-            text: `${rel.id} is ${rel.state}; only a failed release is rolled back from its card.`,
-          };
-        else {
-          await rt.lifecycle.rollback(v.id, `rolled back by <@${user}>`);
-          result = { ok: true, text: `Rolling ${rel.id} back.` };
-        }
-        break;
-      }
-      default:
-        return;
-    }
-    if (!result.ok) {
-      // An outdated card: say so and bring it up to date.
-      if (stale) {
-        await rt.announcer.announce({ kind: 'card', releaseId: rel.id });
-        await tell(args, `${result.text}\n_That card was out of date; it now shows the current state._`);
-      } else await tell(args, result.text);
-    }
-  }
-
   // ---------------------------------------------------------------- the reject modal
   app.view(REJECT_CALLBACK, async ({ ack, view, body, client }) => {
     const reason = (view.state.values[REJECT_INPUT.block]?.[REJECT_INPUT.action]?.value ?? '').trim();
@@ -348,10 +258,16 @@ export function createBotApp(opts: BotOptions): App {
       return;
     }
     if (!meta.id) return;
-    let r: { ok: boolean; text: string };
+    let r: { ok: boolean; text: string } | undefined;
     try {
-      if (!(await once(`view:${view.id}`))) return;
-      r = await rt.lifecycle.reject(meta.id, body.user.id, reason);
+      const a = await requests.handle({
+        kind: 'reject-reason',
+        releaseId: meta.id,
+        reason,
+        actor: { userId: body.user.id, channel: meta.channel ?? '' },
+        deliveryId: view.id,
+      });
+      if (a.kind === 'reply') r = a.reply;
     } catch (err) {
       log.error({ err: (err as Error).message }, 'reject failed');
       r = {
@@ -361,7 +277,7 @@ export function createBotApp(opts: BotOptions): App {
           : `Ferry could not do that: ${(err as Error).message}.`,
       };
     }
-    if (!r.ok && meta.channel) {
+    if (r && !r.ok && meta.channel) {
       const e = renderEphemeral(redactText(r.text, rt.config().redaction), false);
       await client.chat
         .postEphemeral({ channel: meta.channel, user: body.user.id, text: e.text, blocks: e.blocks })
@@ -373,7 +289,18 @@ export function createBotApp(opts: BotOptions): App {
   app.action<BlockAction<ButtonAction>>('silence', async (args) => {
     await args.ack();
     try {
-      await onSilence(args);
+      const key = args.body.actions[0]?.value;
+      if (!key) return;
+      const channel = args.body.channel?.id ?? args.body.container?.channel_id ?? '';
+      await show(
+        args,
+        await requests.handle({
+          kind: 'silence',
+          key,
+          actor: { userId: args.body.user.id, channel },
+          deliveryId: args.body.actions[0]?.action_ts ?? '',
+        }),
+      );
     } catch (err) {
       log.error({ err: (err as Error).message }, 'silence failed');
       await tell(
@@ -382,35 +309,6 @@ export function createBotApp(opts: BotOptions): App {
       );
     }
   });
-
-  async function onSilence(args: ButtonArgs): Promise<void> {
-    const key = args.body.actions[0]?.value;
-    if (!key || !(await once(`act:${args.body.actions[0]?.action_ts}`))) return;
-    const config = rt.config();
-    const user = args.body.user.id;
-    // Silence keys name the workload (oom/<region>/<namespace>/<owner>/<container>): the app is
-    // the one deployed in that namespace; the person must be allowed to silence its alerts.
-    const [, region, namespace = '', owner] = key.split('/');
-    const found = ownerOfWorkload(config, {
-      ...(region ? { region } : {}),
-      namespace,
-      ...(owner ? { owner } : {}),
-    });
-    const owning = found ? [found.app] : [];
-    const apps = owning.length ? owning : Object.keys(config.apps);
-    const envs = Object.keys(config.environments);
-    const allowed = apps.some((a) => envs.some((e) => may(config, user, 'silence', a, e).ok));
-    if (!allowed) {
-      await tell(args, `You may not silence alerts of ${apps.join(', ')}.`);
-      return;
-    }
-    await new Silences(rt.store, rt.prefix ?? 'ferry').silence(
-      key,
-      durationMs(config.alerts.silenceFor),
-      user,
-    );
-    await tell(args, `Silenced for ${config.alerts.silenceFor}: \`${key}\`.`, true);
-  }
 
   app.error(async (err) => {
     log.error({ err: err.message, code: (err as { code?: string }).code }, 'bolt error');
