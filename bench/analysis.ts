@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { deployJob } from '../jobs/deploy.ts';
 import { analysisJudge } from '../src/analysis/judge.ts';
 import { generateLoad } from '../src/analysis/load.ts';
-import type { FerryConfig } from '../src/config/schema.ts';
+import type { FerryConfig } from '../src/domain/config.ts';
 import type { BuiltImage, StepRunners } from '../src/domain/ports.ts';
 import { kubeClients } from '../src/kube/client.ts';
 import { createRuntime, jobContext } from '../src/runtime.ts';

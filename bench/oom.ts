@@ -22,7 +22,7 @@ import { SlackEmulator } from '../dev/slack-emulator/index.ts';
 import { startNotifier } from '../src/chat/notifier.ts';
 import { notifierClient } from '../src/chat/slack/app.ts';
 import { type ChatClient, SlackDelivery } from '../src/chat/slack/delivery.ts';
-import type { FerryConfig } from '../src/config/schema.ts';
+import type { FerryConfig } from '../src/domain/config.ts';
 import { clusterReader } from '../src/kube/logs.ts';
 import { logger } from '../src/logging.ts';
 import { KubeLogService } from '../src/logs/service.ts';

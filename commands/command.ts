@@ -4,7 +4,7 @@
 //
 // Handlers are chat-neutral: they take who asked and where, call the domain
 // and the ports (CommandPorts) only, and return plain text for the person.
-import type { FerryConfig } from '../src/config/schema.ts';
+import type { FerryConfig } from '../src/domain/config.ts';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type { Announcer, ReleaseRepository } from '../src/domain/ports.ts';

@@ -1,7 +1,7 @@
 // What every job processor gets: the lifecycle, the stores and the step
 // runners. Processors are plain async functions of (data, context), so tests
 // can run them with the real stores and runners of their choice.
-import type { FerryConfig } from '../src/config/schema.ts';
+import type { FerryConfig } from '../src/domain/config.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type {
   Announcer,

@@ -21,7 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { FerryConfig } from './config/schema.ts';
+import type { FerryConfig } from './domain/config.ts';
 import { loadKubeConfig } from './kube/client.ts';
 import { metrics } from './metrics.ts';
 import { QUEUES } from './queue/names.ts';

@@ -2,7 +2,7 @@
 // the request and answer shapes of the work that lives in adapters (Kubernetes,
 // registries) and the queue that hands long work to the worker. Adapters
 // implement these; none of them imports commands/.
-import type { Action } from './config/schema.ts';
+import type { Action } from './domain/config.ts';
 
 /** Who asked, and where: the chat platform's own ids. */
 export interface Actor {

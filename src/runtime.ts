@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context.ts';
 import { LiveConfig } from './config/live.ts';
 import { type ConfigProblem, formatProblem } from './config/load.ts';
-import type { FerryConfig } from './config/schema.ts';
+import type { FerryConfig } from './domain/config.ts';
 import { Lifecycle } from './domain/lifecycle.ts';
 import type { StepRunners } from './domain/ports.ts';
 import { type Logger, logger } from './logging.ts';

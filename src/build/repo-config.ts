@@ -3,7 +3,7 @@
 // the app, or else of its repository's host (`gitHosts`).
 import { isAbsolute, resolve } from 'node:path';
 import { expandPath } from '../config/paths.ts';
-import type { FerryConfig, GitAccessConfig } from '../config/schema.ts';
+import type { FerryConfig, GitAccessConfig } from '../domain/config.ts';
 import { durationMs } from '../domain/duration.ts';
 import type { GitAccess } from './git.ts';
 

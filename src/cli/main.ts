@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { type Command, formatCommand, parseCommand } from '../../commands/index.ts';
 import { defaultConfigPath, formatProblem, loadConfigFile } from '../config/load.ts';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { lookup } from '../domain/lookup.ts';
 import { explainPlan, planRelease } from '../domain/plan.ts';
 import { plainText } from '../domain/text.ts';

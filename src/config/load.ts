@@ -4,7 +4,7 @@
 // check` can list them all at once.
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { nullPrototype } from '../domain/lookup.ts';
-import { configSchema, type FerryConfig } from './schema.ts';
+import { configSchema, type FerryConfig } from '../domain/config.ts';
 import { type ConfigSource, mergeSources, readConfigSources, type SourceProblem } from './sources.ts';
 import { crossReferenceProblems } from './validate.ts';
 

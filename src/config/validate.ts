@@ -4,7 +4,7 @@ import { defines, lookup } from '../domain/lookup.ts';
 import { relaxedRules } from '../domain/plan.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
 import { placementOf } from '../domain/workload.ts';
-import type { FerryConfig } from './schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 
 export interface RefProblem {
   path: (string | number)[];

@@ -12,7 +12,7 @@
 // by itself on inconclusive, because "we could not look" is not evidence that
 // the version is bad, and under `degraded` a rollback returns to the broken
 // version.
-import type { Setting, Source } from './plan.ts';
+import type { Setting, Source } from './setting.ts';
 
 export type Comparison =
   | {

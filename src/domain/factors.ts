@@ -1,7 +1,7 @@
 // The impact factors Ferry knows without any configuration. They are data,
 // not code: ferry.yaml may redefine any of them by name or add its own, and
 // the planner treats built-in and user factors alike.
-import type { FactorConfig } from '../config/schema.ts';
+import type { FactorConfig } from './config.ts';
 
 export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
   emergency: {

@@ -1,7 +1,7 @@
 // The pieces every chat command's grammar is made of: words, keyword options,
 // and errors that say what was wrong and what would be right. Parsing never
 // throws: every input yields a command or a CommandError.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from './config.ts';
 import { defines } from './lookup.ts';
 import { closest, closestKey, closestOfBoth } from './suggest.ts';
 import { echo, literal } from './text.ts';

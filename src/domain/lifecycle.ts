@@ -2,8 +2,9 @@
 // release, approves, rejects, pauses, resumes, aborts or promotes, and when a
 // worker reports progress. It checks policy, applies the transition through
 // the repository (stored atomically, with the audit entry), then announces.
-import type { FerryConfig } from '../config/schema.ts';
+
 import { countApprovals } from './approvals.ts';
+import type { FerryConfig } from './config.ts';
 import { formatDuration } from './duration.ts';
 import {
   approvalRequirements,

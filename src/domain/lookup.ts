@@ -2,7 +2,7 @@
 // never defined — `constructor`, `__proto__`, `toString` come from
 // Object.prototype — so a word typed in chat could reach a function where a
 // config entry was expected. Config records are built without a prototype
-// (config/schema.ts); these helpers guard every other table, and any config
+// (domain/config.ts); these helpers guard every other table, and any config
 // that was copied in a way that put the prototype back (structuredClone).
 
 /** `table[key]` when the table itself defines `key`; never an inherited property. */

@@ -4,7 +4,7 @@
 // same person (no self-approval, each person counts once). That id is the
 // Slack id when there is one — releases, audit entries and approvals stored
 // before Matrix existed keep naming the same people — else the Matrix id.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from './config.ts';
 
 export type Platform = 'slack' | 'matrix';
 type PersonEntry = FerryConfig['people'][string];

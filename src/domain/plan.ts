@@ -3,8 +3,9 @@
 // defaults, then the environment, then each factor in precedence order — and
 // every setting remembers the layer that set it, so the plan can say which
 // factor decided what. The same inputs always give the same plan.
-import type { FactorConfig, FerryConfig, PlanSettings } from '../config/schema.ts';
+
 import { type AnalysisCheck, type AnalysisPlan, explainAnalysis, type WebhookStep } from './analysis.ts';
+import type { FactorConfig, FerryConfig, PlanSettings } from './config.ts';
 import { closest, closestKey } from './suggest.ts';
 
 export interface Batch {
@@ -14,13 +15,9 @@ export interface Batch {
   manualPromotion: boolean;
 }
 
-/** Where a setting's value came from: "default", "environment prod" or "factor canary". */
-export type Source = string;
+import type { Setting, Source } from './setting.ts';
 
-export interface Setting<T> {
-  value: T;
-  source: Source;
-}
+export type { Setting, Source };
 
 /**
  * A number of approvals from one group. A plan needs every requirement met,

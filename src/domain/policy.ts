@@ -1,8 +1,9 @@
 // Who may do what. Rules in the config grant actions on apps and
 // environments to groups; approvals come from the plan's approval group.
 // Every refusal says why and what would make it allowed.
-import type { Action, FerryConfig } from '../config/schema.ts';
+
 import { countApprovals } from './approvals.ts';
+import type { Action, FerryConfig } from './config.ts';
 import { durationMs } from './duration.ts';
 import { actorIdOf } from './people.ts';
 import { approvalRequirements, describeRequirements } from './plan.ts';

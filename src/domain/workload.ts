@@ -7,7 +7,7 @@
 // `workload`, the environment's override under `apps.<app>.environments` —
 // the same way a plan is layered. Nothing here knows Kubernetes' types; the
 // rollout turns a `Workload` into a pod template.
-import type { FerryConfig, ProbeConfig, WorkloadConfig } from '../config/schema.ts';
+import type { FerryConfig, ProbeConfig, WorkloadConfig } from './config.ts';
 import { defines, lookup } from './lookup.ts';
 
 export interface Placement {

@@ -12,7 +12,7 @@
 // Deployment stays at 0 replicas as that release's rollback target, and is
 // deleted by the release after, when Ferry needs track a again.
 import type { V1Deployment } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { lookup } from '../domain/lookup.ts';
 import type { ReleaseRepository } from '../domain/ports.ts';
 import { placementOf } from '../domain/workload.ts';

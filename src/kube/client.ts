@@ -23,7 +23,7 @@ import {
   setHeaderOptions,
   Watch,
 } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 
 export const FIELD_MANAGER = 'ferry';
 export const SCALE_MANAGER = 'ferry-scale';

@@ -1,7 +1,7 @@
 // The app namespaces of a config, created in every region where missing. In
 // production a platform team creates namespaces (Ferry's RBAC cannot); the
 // local run and the tests use this with the admin kubeconfig.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { managedNamespaces } from '../domain/workload.ts';
 import { kubeClients, statusOf } from './client.ts';
 

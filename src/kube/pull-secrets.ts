@@ -4,7 +4,7 @@
 // pulls with it without the pod spec naming it. Ferry writes it before each
 // rollout, so a rotated password reaches the cluster with the next release.
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { kubeErrorMessage, MERGE_OPTIONS, readOrUndefined } from './client.ts';
 
 export const PULL_SECRET_NAME = 'ferry-registry';

@@ -6,7 +6,7 @@
 // is something to roll back to) and queues the work; the worker's rollback job
 // (jobs/rollback-app.ts) takes the app and environment's lock and calls `run`.
 // Both return data; the command and the job write the text.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { durationMs } from '../domain/duration.ts';
 import type { ReleaseRepository } from '../domain/ports.ts';
 import type { VersionRepository } from '../domain/version.ts';

@@ -47,7 +47,7 @@
 // period, labels and annotations, plus FERRY_ENV/FERRY_APP/FERRY_VERSION.
 import { createHash } from 'node:crypto';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { BuiltImage, RegionRollout, StepIO } from '../domain/ports.ts';
 import {
   expandEnvValue,

@@ -4,7 +4,7 @@
 // the release's thread when one is the context, else into the channel where
 // it was asked. The person gets a short answer saying where it went.
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { parseDuration } from '../domain/duration.ts';
 import { isPodName } from '../domain/grammar.ts';
 import { lookup } from '../domain/lookup.ts';

@@ -1,7 +1,7 @@
 // The Kubernetes parts of the step runners: a region's rollout in exact
 // batches (src/kube/rollout.ts) and the final verification, against the
 // cluster named by each region's kubeconfig context.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { BuiltImage, RegionRollout, StepIO, StepRunners } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { type KubeClients, type KubeOptions, kubeClients } from '../kube/client.ts';

@@ -6,7 +6,7 @@ import { BuildCoordinator, BuildFailed, type BuildRegistry, MemoryBuildRecordSto
 import { appRepo } from '../build/repo-config.ts';
 import { imageBuiltOn, resolveImage, STACK_BUILD_ARG, stackBase } from '../build/stack.ts';
 import { expandPath } from '../config/paths.ts';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { formatDuration } from '../domain/duration.ts';
 import { TransientError } from '../domain/errors.ts';
 import type { BuildPin, BuiltImage, StepIO, StepRunners } from '../domain/ports.ts';

@@ -14,7 +14,7 @@
 // nothing; a job retried after a crash finds the releases it already requested
 // (same app, environment and version, requested since the batch began)
 // instead of requesting them twice.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { Lifecycle } from '../domain/lifecycle.ts';
 import { mayRequest } from '../domain/policy.ts';
 import type { ReleaseRepository } from '../domain/ports.ts';

@@ -3,7 +3,7 @@
 // release — e.g. ahead of a big rollout, or to refill a region after a
 // registry was rebuilt. Regions default to what the sync rules say. Runs on
 // the worker (jobs/sync-images.ts); returns data, the job writes the report.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { SyncOutcome, SyncRequest } from '../ports.ts';
 import { syncImages } from '../registry/sync.ts';
 import type { VersionStore } from '../store/versions.ts';

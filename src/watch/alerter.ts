@@ -3,7 +3,7 @@
 // count), respects silences, adds the last log lines (redacted) and
 // announces a chat-neutral `alert` to the app's alert channel — and into the
 // thread of the release in flight for that app and environment, if any.
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { durationMs, formatDuration } from '../domain/duration.ts';
 import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';

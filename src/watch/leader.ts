@@ -21,7 +21,7 @@
 // duration (NTP on the nodes), as for every Lease-based election.
 import { hostname } from 'node:os';
 import { CoordinationV1Api, KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { isNotFound, kubeErrorMessage, loadKubeConfig, statusOf } from '../kube/client.ts';
 import type { Logger } from '../logging.ts';
 

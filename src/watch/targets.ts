@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { NodeAgentTarget } from './watcher.ts';
 
 /** Memory cgroup directories for a kubelet cgroupRoot, v1 and v2 layouts (whichever exist). */

@@ -3,7 +3,7 @@
 // node agent (cgroup OOM counters) for nodes on this machine.
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
-import type { FerryConfig } from '../config/schema.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
 import { managedNamespaces } from '../domain/workload.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployJob } from '../../jobs/deploy.ts';
 import { analysisJudge } from '../../src/analysis/judge.ts';
 import { generateLoad, type LoadReport } from '../../src/analysis/load.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { BuiltImage, Outbound, StepRunners } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { kubeClients } from '../../src/kube/client.ts';

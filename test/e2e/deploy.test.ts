@@ -14,7 +14,7 @@ import type { JobContext } from '../../jobs/context.ts';
 import { deployJob } from '../../jobs/deploy.ts';
 import { finishJob } from '../../jobs/finish.ts';
 import { type RollbackOperation, rollbackAppJob } from '../../jobs/rollback-app.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { BuiltImage, Outbound, StepRunners } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { ListWatch } from '../../src/kube/client.ts';

@@ -28,7 +28,7 @@ import { parseDocument } from 'yaml';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { QUEUES } from '../../src/queue/names.ts';
 import { buildRunner } from '../../src/runners/real.ts';

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogsCommand } from '../../commands/logs.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { KubeLogService } from '../../src/logs/service.ts';

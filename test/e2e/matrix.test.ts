@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningMatrixBot } from '../../src/chat/matrix/bot.ts';
 import type { MatrixChat, MatrixEvent } from '../../src/chat/matrix/client.ts';
 import { startMatrixChatBot } from '../../src/cli/bot.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { platformIdOf } from '../../src/domain/people.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';

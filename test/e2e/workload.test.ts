@@ -7,7 +7,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleText } from '../../commands/handle.ts';
 import { deployJob } from '../../jobs/deploy.ts';
-import type { FerryConfig, WorkloadConfig } from '../../src/config/schema.ts';
+import type { FerryConfig, WorkloadConfig } from '../../src/domain/config.ts';
 import type { BuiltImage } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { KubeRollout } from '../../src/kube/rollout.ts';

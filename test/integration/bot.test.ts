@@ -204,7 +204,9 @@ for (const mode of ['http', 'socket'] as const) {
       expect(cardsOf(emu, id)).toHaveLength(1);
       expect(flat(final)).toContain('Approved by <@U_BOB> at');
       expect(flat(final)).toMatch(/batch 3\/3/);
-      expect(final.history?.length ?? 0).toBeGreaterThanOrEqual(5);
+      // Edited in place as it moved (at least approval and the end). How many edits is timing: an edit
+      // draws the release as it is when sent, so states that pass while its thread's lane is busy merge.
+      expect(final.history?.length ?? 0).toBeGreaterThanOrEqual(2);
       expect(emu.ephemerals('U_BOB')).toEqual([]);
       const audit = await h.rt.releases.audit(id);
       expect(audit.filter((a) => a.event === 'approve')).toHaveLength(1);

@@ -4,7 +4,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import type { ClusterReader } from '../../src/kube/logs.ts';

@@ -18,7 +18,7 @@ import { MatrixDelivery } from '../../src/chat/matrix/delivery.ts';
 import type { RunningBot } from '../../src/chat/slack/app.ts';
 import { startMatrixChatBot, startSlackBot } from '../../src/cli/bot.ts';
 import { slackAndMatrix, slackDelivery } from '../../src/cli/chat-platforms.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { platformIdOf } from '../../src/domain/people.ts';
 import { logger } from '../../src/logging.ts';
 import { waitFor } from '../support/infra.ts';

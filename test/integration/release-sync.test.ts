@@ -9,7 +9,7 @@ import type { CommandPorts } from '../../commands/command.ts';
 import { handleCommand } from '../../commands/handle.ts';
 import type { JobContext } from '../../jobs/context.ts';
 import { syncImagesJob } from '../../jobs/sync-images.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Attachment, Outbound, StepIO } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import type { Operation, SyncRequest } from '../../src/ports.ts';

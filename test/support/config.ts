@@ -1,7 +1,7 @@
 // The example config, loaded once for tests that need a realistic one.
 import { fileURLToPath } from 'node:url';
 import { loadConfigOrThrow } from '../../src/config/load.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 
 export const EXAMPLE_CONFIG_PATH = fileURLToPath(new URL('../../examples/ferry.yaml', import.meta.url));
 

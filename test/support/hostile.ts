@@ -1,7 +1,7 @@
 // Generators of hostile and odd chat input, shared by the fuzz tests, and the
 // check that an answer is something a person can read.
 import fc from 'fast-check';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { KEYWORDS, SUBCOMMANDS } from '../../src/domain/words.ts';
 
 /** Every name Object.prototype brings, plus the ones that reach it. */

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { deployJob } from '../../jobs/deploy.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { planRelease } from '../../src/domain/plan.ts';
 import type { BuiltImage, RegionRollout, StepRunners } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';

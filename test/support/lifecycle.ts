@@ -1,7 +1,7 @@
 // A Ferry runtime on a real Redis with in-process workers and recording
 // runners, for lifecycle tests; and helpers to wait for stored states.
 import { randomUUID } from 'node:crypto';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
 import type { Release, ReleaseState } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';

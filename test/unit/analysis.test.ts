@@ -1,7 +1,7 @@
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { renderChart, SERIES_COLOURS } from '../../src/analysis/charts.ts';
-import { configSchema, type FerryConfig } from '../../src/config/schema.ts';
+import { configSchema, type FerryConfig } from '../../src/domain/config.ts';
 import {
   type AnalysisCheck,
   afterVerdict,

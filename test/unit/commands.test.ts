@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { CommandPorts } from '../../commands/command.ts';
 import { handleCommand } from '../../commands/handle.ts';
 import { COMMAND_LIST, COMMANDS, parseCommand } from '../../commands/index.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { SUBCOMMANDS } from '../../src/domain/words.ts';
 import { exampleConfig } from '../support/config.ts';
 

@@ -13,7 +13,7 @@ import {
   renderAlert,
   renderCard,
 } from '../../src/chat/matrix/render.ts';
-import { configSchema } from '../../src/config/schema.ts';
+import { configSchema } from '../../src/domain/config.ts';
 import { actorIdOf, personByActor, personOnPlatform, platformIdOf } from '../../src/domain/people.ts';
 import { planRelease } from '../../src/domain/plan.ts';
 import { mayApprove, personOf } from '../../src/domain/policy.ts';

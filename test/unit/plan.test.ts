@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { FactorConfig } from '../../src/config/schema.ts';
+import type { FactorConfig } from '../../src/domain/config.ts';
 import { DEFAULT_FACTORS } from '../../src/domain/factors.ts';
 import {
   explainPlan,

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import type { FerryConfig } from '../../src/config/schema.ts';
+import type { FerryConfig } from '../../src/domain/config.ts';
 import { expandEnvValue, placementOf, surgePods, workloadOf } from '../../src/domain/workload.ts';
 import { podTemplate } from '../../src/kube/rollout.ts';
 import { EXAMPLE_CONFIG_PATH, exampleConfig } from '../support/config.ts';

@@ -6,7 +6,7 @@
 // mirror of several platforms, src/chat/mirror.ts).
 
 import { MatrixError, Method } from 'matrix-js-sdk';
-import type { FerryConfig } from '../../config/schema.ts';
+import type { FerryConfig } from '../../domain/config.ts';
 import { platformIdOf } from '../../domain/people.ts';
 import type { Logger } from '../../logging.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';

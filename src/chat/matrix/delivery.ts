@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ConnectionError, MatrixError } from 'matrix-js-sdk';
-import type { FerryConfig } from '../../config/schema.ts';
+import type { FerryConfig } from '../../domain/config.ts';
 import { personByActor, platformIdOf } from '../../domain/people.ts';
 import type { Outbound } from '../../domain/ports.ts';
 import type { Release } from '../../domain/release.ts';

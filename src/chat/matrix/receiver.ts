@@ -15,7 +15,7 @@
 // someone who may not approve is refused there, and nothing changes. The
 // sender of an event is the one its homeserver authenticated; it is mapped to
 // the person's acting id through `people` (src/domain/people.ts).
-import type { FerryConfig } from '../../config/schema.ts';
+import type { FerryConfig } from '../../domain/config.ts';
 import { personOnPlatform } from '../../domain/people.ts';
 import type { Logger } from '../../logging.ts';
 import { redactText } from '../../logs/redact.ts';

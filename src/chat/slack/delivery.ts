@@ -10,7 +10,7 @@
 // does not exist, a bot not in the channel).
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { FerryConfig } from '../../config/schema.ts';
+import type { FerryConfig } from '../../domain/config.ts';
 import type { Outbound } from '../../domain/ports.ts';
 import type { Release } from '../../domain/release.ts';
 import type { Logger } from '../../logging.ts';

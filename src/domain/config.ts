@@ -3,7 +3,7 @@
 // (an environment naming a region, a rule naming a group) are checked in
 // `validate.ts`, where the YAML node of each mistake is known.
 import { z } from 'zod';
-import { nullPrototype } from '../domain/lookup.ts';
+import { nullPrototype } from './lookup.ts';
 
 /** Names people type in chat: lower-case words with dashes. */
 export const nameSchema = z
