@@ -2,8 +2,9 @@
 // runs the plan's analysis checks against Prometheus, posts the batch's chart
 // to the thread, asks the confirm-promotion webhooks, and at the ends of a
 // region's rollout the pre- and post-rollout webhooks and a summary chart.
-import type { FerryConfig } from '../domain/config.ts';
+
 import { type CheckResult, expandQuery, type QueryScope } from '../domain/analysis.ts';
+import type { FerryConfig } from '../domain/config.ts';
 import { durationMs } from '../domain/duration.ts';
 import type { BatchJudge } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';

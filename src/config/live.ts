@@ -6,8 +6,8 @@
 // stays, and the problems go to `onRefused` once per distinct content.
 import { type FSWatcher, statSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { type ConfigProblem, formatProblem, parseSources } from './load.ts';
 import type { FerryConfig } from '../domain/config.ts';
+import { type ConfigProblem, formatProblem, parseSources } from './load.ts';
 import { type ConfigSource, readConfigSources, sourcesDigest } from './sources.ts';
 
 export type ReloadOutcome =

@@ -2,9 +2,10 @@
 // syntax, then the zod schema, then cross-references. Every problem carries
 // the file, the line and the path of the node it is about, so `ferry config
 // check` can list them all at once.
+
+import { configSchema, type FerryConfig } from '../domain/config.ts';
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { nullPrototype } from '../domain/lookup.ts';
-import { configSchema, type FerryConfig } from '../domain/config.ts';
 import { type ConfigSource, mergeSources, readConfigSources, type SourceProblem } from './sources.ts';
 import { crossReferenceProblems } from './validate.ts';
 

@@ -1,10 +1,11 @@
 // Cross-references in a parsed config: names that must point at something.
+
+import type { FerryConfig } from '../domain/config.ts';
 import { DEFAULT_FACTORS } from '../domain/factors.ts';
 import { defines, lookup } from '../domain/lookup.ts';
 import { relaxedRules } from '../domain/plan.ts';
 import { RELEASE_ID, RESERVED_WORDS } from '../domain/words.ts';
 import { placementOf } from '../domain/workload.ts';
-import type { FerryConfig } from '../domain/config.ts';
 
 export interface RefProblem {
   path: (string | number)[];

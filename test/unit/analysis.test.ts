@@ -1,7 +1,6 @@
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { renderChart, SERIES_COLOURS } from '../../src/analysis/charts.ts';
-import { configSchema, type FerryConfig } from '../../src/domain/config.ts';
 import {
   type AnalysisCheck,
   afterVerdict,
@@ -11,6 +10,7 @@ import {
   type Measurement,
   mannWhitneyGreater,
 } from '../../src/domain/analysis.ts';
+import { configSchema, type FerryConfig } from '../../src/domain/config.ts';
 import { explainPlan, planRelease } from '../../src/domain/plan.ts';
 import { exampleConfig } from '../support/config.ts';
 
