@@ -18,11 +18,10 @@
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig, VersionApi } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from './domain/config.ts';
-import { loadKubeConfig } from './kube/client.ts';
 import { metrics } from './metrics.ts';
 import { QUEUES } from './queue/names.ts';
 
@@ -141,15 +140,30 @@ export function redisReady(redis: Redis, name = 'redis'): ReadinessCheck {
   };
 }
 
-/** The API server of a region answers GET /version. */
-export function kubeReady(kc: KubeConfig, name: string): ReadinessCheck {
-  const api = kc.makeApiClient(VersionApi);
+/**
+ * A readiness check on an API server, GET /version. The Kubernetes client is loaded the first time a
+ * check is made, not when this module is: it is some 870 modules and over a CPU-second, which a
+ * process that checks no cluster (the worker with the recording runners, FERRY_READY_KUBE=0) should
+ * not pay for at every start.
+ */
+function apiServerReady(name: string, kubeConfig: () => Promise<KubeConfig>): ReadinessCheck {
+  // Started now, so the client loads while the process starts; a bad kubeconfig is every probe's reason.
+  const api = (async () => {
+    const [kc, { VersionApi }] = await Promise.all([kubeConfig(), import('@kubernetes/client-node')]);
+    return kc.makeApiClient(VersionApi);
+  })();
+  api.catch(() => {}); // the probes report it
   return {
     name,
     async probe() {
-      await api.getCode();
+      await (await api).getCode();
     },
   };
+}
+
+/** The API server of a region answers GET /version. */
+export function kubeReady(kc: KubeConfig, name: string): ReadinessCheck {
+  return apiServerReady(name, async () => kc);
 }
 
 /** One check per region in the config: the API server behind the region's context. */
@@ -157,24 +171,21 @@ export function kubeReadyForRegions(
   config: FerryConfig,
   regions = Object.keys(config.regions),
 ): ReadinessCheck[] {
-  return regions.map((region) => {
-    try {
-      return kubeReady(loadKubeConfig(config, region), `kubernetes ${region}`);
-    } catch (err) {
-      const reason = (err as Error).message;
-      return {
-        name: `kubernetes ${region}`,
-        probe: () => Promise.reject(new Error(reason)),
-      };
-    }
-  });
+  return regions.map((region) =>
+    apiServerReady(`kubernetes ${region}`, async () =>
+      (await import('./kube/client.ts')).loadKubeConfig(config, region),
+    ),
+  );
 }
 
 /** In a pod with FERRY_IN_CLUSTER=1 (the node agent), the pod's own API server. */
 export function inClusterKubeReady(): ReadinessCheck {
-  const kc = new KubeConfig();
-  kc.loadFromCluster();
-  return kubeReady(kc, 'kubernetes');
+  return apiServerReady('kubernetes', async () => {
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const kc = new KubeConfig();
+    kc.loadFromCluster();
+    return kc;
+  });
 }
 
 export interface HealthServer {

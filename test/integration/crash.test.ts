@@ -17,7 +17,7 @@ import { stringify } from 'yaml';
 import type { ReleaseState } from '../../src/domain/release.ts';
 import { jobId, QUEUES } from '../../src/queue/names.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
-import { NODE, recordingWorkerArgs } from '../support/node.ts';
+import { NODE, recordingWorkerArgs, started } from '../support/node.ts';
 import { RecordingRunners } from '../support/recording-runners.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -25,7 +25,12 @@ let redis: TestRedis;
 let h: Harness;
 let configFile: string;
 
-function startWorker(env: Record<string, string> = {}): ChildProcess {
+/**
+ * The worker with the recording runners, once it says it is running: it takes seconds to load, and
+ * up to STARTUP_MS (120 s) on a busy machine, so each test's time limit is what its release needs plus
+ * 120 s per worker it starts.
+ */
+async function startWorker(env: Record<string, string> = {}): Promise<ChildProcess> {
   const child = spawn(NODE, recordingWorkerArgs(configFile), {
     env: {
       ...process.env,
@@ -36,16 +41,17 @@ function startWorker(env: Record<string, string> = {}): ChildProcess {
       FERRY_RECONCILE_MS: '1000',
       FERRY_POLL_MS: '100',
       FERRY_OPS_PORT: '0',
+      FERRY_HEALTH_PORT: 'off',
       LOG_LEVEL: 'warn',
       ...env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
-  return child;
+  return started(child, /^ferry worker: running/, (text) => process.stderr.write(text));
 }
 
 async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise<void>((resolve) => {
     child.once('exit', () => resolve());
     child.kill('SIGKILL');
@@ -102,7 +108,7 @@ describe('a worker killed at every step', () => {
     'killed while %s: the release still succeeds, finished steps once, the step in flight again with the same outcome',
     async (step) => {
       h = harness(redis.url, fastConfig());
-      let worker = startWorker();
+      let worker = await startWorker();
       try {
         const r = await h.rt.lifecycle.request(
           { app: 'payments', version: `c-${step}`, environment: 'test', factors: [] },
@@ -111,7 +117,7 @@ describe('a worker killed at every step', () => {
         const id = r.releaseId as string;
         await waitForState(h.rt, id, step, 30_000);
         await kill(worker);
-        worker = startWorker();
+        worker = await startWorker();
         await waitForState(h.rt, id, 'succeeded', 60_000);
         await expectEffects(
           id,
@@ -124,12 +130,12 @@ describe('a worker killed at every step', () => {
         await h.close();
       }
     },
-    90_000,
+    330_000,
   );
 
   it('killed between batches of a prod rollout: picks up at the batch in flight, never re-applies a finished one', async () => {
     h = harness(redis.url, fastConfig());
-    let worker = startWorker();
+    let worker = await startWorker();
     try {
       await h.rt.versions.recordPassed('payments', 'c-prod', 'test');
       const r = await h.rt.lifecycle.request({ app: 'payments', version: 'c-prod', factors: [] }, 'U_ALICE');
@@ -143,7 +149,7 @@ describe('a worker killed at every step', () => {
         (x) => x.batch?.region === 'eu-west' && x.batch.index === 2,
       );
       await kill(worker);
-      worker = startWorker();
+      worker = await startWorker();
       await waitForState(
         h.rt,
         id,
@@ -152,7 +158,7 @@ describe('a worker killed at every step', () => {
         (x) => x.batch?.region === 'us-east' && x.batch.index === 1,
       );
       await kill(worker);
-      worker = startWorker();
+      worker = await startWorker();
       const done = await waitForState(h.rt, id, 'succeeded', 60_000);
       expect(done.progress).toEqual({ 'eu-west': 3, 'us-east': 3 });
       // Killed in eu-west's batch 2 and in us-east's batch 1: those two may be applied again (same pods);
@@ -187,13 +193,13 @@ describe('a worker killed at every step', () => {
       await kill(worker);
       await h.close();
     }
-  }, 120_000);
+  }, 480_000);
 });
 
 describe('Redis restarted mid-release', () => {
   it('loses nothing: the release finishes and the audit trail is whole', async () => {
     h = harness(redis.url, fastConfig());
-    const worker = startWorker();
+    const worker = await startWorker();
     try {
       const r = await h.rt.lifecycle.request(
         { app: 'payments', version: 'c-redis', environment: 'test', factors: [] },
@@ -213,7 +219,7 @@ describe('Redis restarted mid-release', () => {
       await kill(worker);
       await h.close();
     }
-  }, 120_000);
+  }, 240_000);
 });
 
 describe('a step whose worker dies every time', () => {
@@ -222,7 +228,7 @@ describe('a step whose worker dies every time', () => {
     // The build takes two minutes: every worker that picks it up is killed in the middle of it.
     const env = { RECORDING_STEP_MS: '120000', FERRY_MAX_STALLS: '2' };
     const queue = new Queue(QUEUES.release, { connection: h.rt.queue, prefix: h.prefix });
-    let worker = startWorker(env);
+    let worker = await startWorker(env);
     try {
       const r = await h.rt.lifecycle.request(
         { app: 'payments', version: 'c-stall', environment: 'test', factors: [] },
@@ -237,7 +243,7 @@ describe('a step whose worker dies every time', () => {
           return (await job?.getState()) === 'active' && job?.stalledCounter === stalls;
         }, `build active after ${stalls} stalls`);
         await kill(worker);
-        worker = startWorker(env);
+        worker = await startWorker(env);
       }
       const failed = await waitForState(h.rt, id, 'failed', 60_000);
       expect(failed.error).toMatch(/^build: the worker running it stopped 3 times without finishing/);
@@ -255,7 +261,7 @@ describe('a step whose worker dies every time', () => {
       await queue.close();
       await h.close();
     }
-  }, 120_000);
+  }, 600_000);
 });
 
 async function waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {

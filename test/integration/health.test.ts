@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { NODE, recordingWorkerArgs } from '../support/node.ts';
+import { NODE, recordingWorkerArgs, started } from '../support/node.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -65,6 +65,9 @@ async function until(
   const end = Date.now() + timeoutMs;
   let last = await get(url);
   while (last.status !== status && Date.now() < end) {
+    // A process that died will not answer: say so now, with what it wrote, rather than at the deadline.
+    const dead = children.find((c) => c.exitCode !== null || c.signalCode !== null);
+    if (dead) throw new Error(`${dead.spawnargs.join(' ')} exited; process output:\n${output.join('')}`);
     await new Promise((r) => setTimeout(r, 200));
     last = await get(url);
   }
@@ -108,7 +111,7 @@ afterAll(async () => {
 describe('health endpoints follow Redis', () => {
   it('worker, bot and node agent: alive throughout, ready only while Redis answers', async () => {
     const [workerPort, botPort, agentPort] = [await freePort(), await freePort(), await freePort()];
-    ferry(['recording-worker'], { FERRY_HEALTH_PORT: String(workerPort) });
+    const worker = ferry(['recording-worker'], { FERRY_HEALTH_PORT: String(workerPort) });
     ferry(['bot'], {
       SLACK_BOT_TOKEN: BOT,
       SLACK_SIGNING_SECRET: SECRET,
@@ -126,6 +129,8 @@ describe('health endpoints follow Redis', () => {
       FERRY_HEALTH_PORT: String(agentPort),
     });
     const bases = [workerPort, botPort, agentPort].map((p) => `http://127.0.0.1:${p}`);
+    // Loading takes seconds, up to STARTUP_MS (120 s) on a busy machine: the readiness waits start after it.
+    await started(worker, /^ferry worker: running/);
 
     for (const base of bases) {
       expect((await until(`${base}/readyz`, 200)).body).toBe('ok\n');
@@ -143,7 +148,7 @@ describe('health endpoints follow Redis', () => {
 
     await redis.up();
     for (const base of bases) expect((await until(`${base}/readyz`, 200)).body).toBe('ok\n');
-  }, 300_000);
+  }, 420_000);
 
   it('bot: not ready while the Kubernetes API does not answer, with the region named', async () => {
     const port = await freePort();
