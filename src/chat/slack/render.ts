@@ -5,11 +5,13 @@
 // text, 50 blocks a message, 75 chars a button label, 2,000 a button value,
 // 150 a header), so a long log or a long history can never make a post fail.
 // Block Kit is plain JSON; no Slack SDK types are needed here.
+
 import { countApprovals } from '../../domain/approvals.ts';
 import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../../domain/plan.ts';
 import type { Outbound } from '../../domain/ports.ts';
 import { oneLine, type Release, type ReleaseState } from '../../domain/release.ts';
 import { literal } from '../../domain/text.ts';
+import { RELEASE_ACTIONS } from '../port.ts';
 
 export type Block = { type: string; block_id?: string } & Record<string, unknown>;
 
@@ -26,17 +28,8 @@ export const SLACK_LIMITS = {
   messageText: 4000,
 } as const;
 
-/** Action ids of the buttons Ferry puts on its messages. */
-export const ACTIONS = [
-  'approve',
-  'reject',
-  'pause',
-  'resume',
-  'abort',
-  'promote',
-  'rollback',
-  'silence',
-] as const;
+/** Action ids of the buttons Ferry puts on its messages: a release card's, and an alert's silence. */
+export const ACTIONS = [...RELEASE_ACTIONS, 'silence'] as const;
 export type ActionId = (typeof ACTIONS)[number];
 
 export interface Rendered {
