@@ -9,13 +9,15 @@
 // keeps its state apart from Ferry's).
 import { parseArgs } from 'node:util';
 import { runWorker } from '../../src/cli/worker.ts';
+import { defaultConfigPath } from '../../src/config/load.ts';
 import { storeConnection } from '../../src/queue/connection.ts';
 import { RecordingRunners } from './recording-runners.ts';
 
-const { values } = parseArgs({ options: { config: { type: 'string', default: 'ferry.yaml' } } });
+// The config as `ferry worker` finds it: --config, else $FERRY_CONFIG, else ferry.yaml (bench/ack sets FERRY_CONFIG).
+const { values } = parseArgs({ options: { config: { type: 'string' } } });
 const env = process.env;
 const code = await runWorker(
-  { configPath: values.config, args: [], noInfra: true },
+  { configPath: values.config ?? defaultConfigPath(), args: [], noInfra: true },
   { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) },
   {
     runnersUseKube: false,
