@@ -8,7 +8,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 
 const dir = import.meta.dirname;
-const all = ['sync', 'build', 'ack', 'deploy', 'oom', 'analysis', 'config'];
+const all = ['sync', 'build', 'ack', 'deploy', 'oom', 'analysis', 'config', 'suggest'];
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 const ran: { name: string; ok: boolean; seconds: number }[] = [];
 

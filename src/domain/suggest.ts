@@ -113,7 +113,11 @@ function scoredIn(word: string, index: NameIndex, max: number): { name: string; 
         // Names that cannot come within the worst score kept are not measured.
         if (found.has(e.name) || countBound(wc, e.counts) > worst) continue;
         const d = distance(w, e.lower);
-        if (d <= worst) found.set(e.name, d);
+        if (d <= worst) {
+          found.set(e.name, d);
+          // Tighten the bound at once: after a few near names, the count bound skips nearly all the rest.
+          refresh();
+        }
       }
     }
   }
