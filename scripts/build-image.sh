@@ -42,7 +42,12 @@ have=$("$node_bin" --version)
 [[ $have == "v$want" ]] || { echo "build-image: $node_bin is $have, package.json pins $want" >&2; exit 1; }
 cp "$node_bin" "$ctx/rootfs/usr/local/bin/node"
 strip --strip-unneeded "$ctx/rootfs/usr/local/bin/node" 2>/dev/null || true
-ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+# The shared libraries the binary and the production dependencies' native addons load (resvg for the
+# thread charts needs librt, which Node itself does not).
+{
+  ldd "$node_bin"
+  find "$app/node_modules" -name '*.node' -type f -exec ldd {} \;
+} 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u | while read -r lib; do
   mkdir -p "$ctx/rootfs$(dirname "$lib")"
   cp -L "$lib" "$ctx/rootfs$lib"
 done

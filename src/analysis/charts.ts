@@ -4,7 +4,6 @@
 // vega renders SVG without a browser, resvg turns it into a PNG (its binary
 // ships in the npm package). Colours are fixed, so a reader (and the pixel
 // test) can tell the series apart: new is orange, old is blue, thresholds red.
-import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { type CheckSeries, valuesOf } from '../domain/analysis.ts';
@@ -110,6 +109,8 @@ export async function renderChart(title: string, panels: ChartPanel[], t0?: numb
   const view = new vega.View(vega.parse(spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
+  // Loaded when a chart is drawn: a process that never draws one does not load the native addon.
+  const { Resvg } = await import('@resvg/resvg-js');
   const png = new Resvg(svg, {
     background: 'white',
     fitTo: { mode: 'zoom', value: 1.5 },

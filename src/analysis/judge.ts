@@ -104,14 +104,23 @@ export function analysisJudge(
             ...(c.max !== undefined ? { max: c.max } : {}),
             ...(c.min !== undefined ? { min: c.min } : {}),
           }));
-          const png = await renderChart(`${release.app} ${release.version} · ${head}`, panels, m.startedAt);
+          // A chart that cannot be drawn never decides a batch: the thread gets the figures without it.
+          const png = await renderChart(
+            `${release.app} ${release.version} · ${head}`,
+            panels,
+            m.startedAt,
+          ).catch(() => undefined);
           await io.say(literal(head), {
             snippet: lines.join('\n'),
-            file: {
-              name: `${release.id}-${region}-batch-${batch.index}.png`,
-              text: `${head}: new pods (orange) against old (blue), thresholds dashed red`,
-              bytes: png.toString('base64'),
-            },
+            ...(png
+              ? {
+                  file: {
+                    name: `${release.id}-${region}-batch-${batch.index}.png`,
+                    text: `${head}: new pods (orange) against old (blue), thresholds dashed red`,
+                    bytes: png.toString('base64'),
+                  },
+                }
+              : {}),
           });
         } else {
           await io.say(literal(head), { snippet: lines.join('\n') });
@@ -180,7 +189,8 @@ export function analysisJudge(
         });
       }
       const title = `${release.app} ${release.version} · ${region} rollout summary`;
-      const png = await renderChart(title, panels, start);
+      const png = await renderChart(title, panels, start).catch(() => undefined);
+      if (!png) return;
       await io.say(`${region}: rollout summary chart.`, {
         file: { name: `${release.id}-${region}-summary.png`, text: title, bytes: png.toString('base64') },
       });
