@@ -5,6 +5,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandPorts } from '../../commands/command.ts';
+import { handleText } from '../../commands/handle.ts';
 import type { LogsCommand } from '../../commands/logs.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Outbound } from '../../src/domain/ports.ts';
@@ -231,10 +233,9 @@ describe('logs from chat on a real cluster', () => {
 
   it('refuses without permission, and says what is wrong for an unknown pod', async () => {
     const before = (await posted()).length;
-    const denied = await service.read(
-      { kind: 'logs', app: 'payments' },
-      { userId: 'U_ERIN', channel: 'C_RELEASES' },
-    );
+    // The command checks the permission (the domain policy) before the log service is asked at all.
+    const ports = { config: () => config, logs: service } as unknown as CommandPorts;
+    const denied = await handleText('logs payments', { userId: 'U_ERIN', channel: 'C_RELEASES' }, ports);
     expect(denied.ok).toBe(false);
     expect(denied.text).toContain('may not read the logs of payments');
     const nopod = await service.read({ kind: 'logs', app: 'payments', pod: 'nope' }, alice);
