@@ -47,7 +47,7 @@ strip --strip-unneeded "$ctx/rootfs/usr/local/bin/node" 2>/dev/null || true
 {
   ldd "$node_bin"
   find "$app/node_modules" -name '*.node' -type f -exec ldd {} \;
-} 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u | while read -r lib; do
+} 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u | while read -r lib; do
   mkdir -p "$ctx/rootfs$(dirname "$lib")"
   cp -L "$lib" "$ctx/rootfs$lib"
 done
