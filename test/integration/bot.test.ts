@@ -135,7 +135,9 @@ for (const mode of ['http', 'socket'] as const) {
       expect(cardsOf(emu, id)).toHaveLength(1);
       expect(actionIds(card)).toEqual([]);
       const updates = emu.calls.filter((c) => c.method === 'chat.update' && c.args['ts'] === card.ts);
-      expect(updates.length).toBeGreaterThanOrEqual(3);
+      // Edited in place, never posted again; how many edits is timing (states that pass while the
+      // thread's lane is busy merge into one edit).
+      expect(updates.length).toBeGreaterThanOrEqual(1);
       const replies = emu.thread(CH, card.ts).slice(1);
       expect(replies.map((m) => m.text).join('\n')).toMatch(/Built \(recorded\)/);
       // The requester got an ephemeral answer, not a channel message.
