@@ -142,3 +142,24 @@ export function startNotifier(deps: NotifierDeps): Notifier {
     },
   };
 }
+
+/** What a bot process's runtime provides for its notify-queue consumer. */
+export interface NotifierRuntime {
+  store: Redis;
+  queue: Redis;
+  announcer: { queue: Queue<Outbound> };
+  prefix?: string | undefined;
+  log: Logger;
+}
+
+/** The notify-queue consumer of a bot process, sending through `delivery`. */
+export function startRuntimeNotifier(rt: NotifierRuntime, delivery: ChatDelivery): Notifier {
+  return startNotifier({
+    store: rt.store,
+    connection: rt.queue,
+    queue: rt.announcer.queue,
+    ...(rt.prefix ? { prefix: rt.prefix } : {}),
+    delivery,
+    log: rt.log.child({ part: 'notifier' }),
+  });
+}

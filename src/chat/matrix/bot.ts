@@ -11,7 +11,7 @@ import { platformIdOf } from '../../domain/people.ts';
 import type { Logger } from '../../logging.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
-import { type Notifier, startNotifier } from '../notifier.ts';
+import { type Notifier, startRuntimeNotifier } from '../notifier.ts';
 import { type ChatDelivery, type ChatRequestHandler, reply } from '../port.ts';
 import { loginWithPassword, MatrixChat } from './client.ts';
 import { MatrixDelivery } from './delivery.ts';
@@ -190,14 +190,7 @@ export async function startMatrixBot(opts: MatrixBotOptions): Promise<RunningMat
   const notifier =
     opts.notifier === false
       ? undefined
-      : startNotifier({
-          store: rt.store,
-          connection: rt.queue,
-          queue: rt.announcer.queue,
-          ...(rt.prefix ? { prefix: rt.prefix } : {}),
-          delivery: opts.delivery ? opts.delivery(delivery) : delivery,
-          log: rt.log.child({ part: 'notifier' }),
-        });
+      : startRuntimeNotifier(rt, opts.delivery ? opts.delivery(delivery) : delivery);
   return {
     client,
     delivery,

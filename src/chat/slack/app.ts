@@ -26,7 +26,7 @@ import { WebClient } from '@slack/web-api';
 import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
-import { type Notifier, startNotifier } from '../notifier.ts';
+import { type Notifier, startRuntimeNotifier } from '../notifier.ts';
 import { type ChatAnswer, type ChatRequestHandler, RELEASE_ACTIONS } from '../port.ts';
 import { type ChatClient, SlackDelivery } from './delivery.ts';
 import { VerifyingReceiver } from './receiver.ts';
@@ -406,12 +406,9 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
   const notifier =
     opts.notifier === false
       ? undefined
-      : startNotifier({
-          store: rt.store,
-          connection: rt.queue,
-          queue: rt.announcer.queue,
-          ...(rt.prefix ? { prefix: rt.prefix } : {}),
-          delivery: new SlackDelivery({
+      : startRuntimeNotifier(
+          rt,
+          new SlackDelivery({
             config: rt.config,
             // The notifier is a background consumer: it waits out a Redis restart (the command path fails fast).
             releases: rt.backgroundReleases,
@@ -423,8 +420,7 @@ export async function startBot(opts: BotOptions): Promise<RunningBot> {
             ),
             log: rt.log.child({ part: 'notifier' }),
           }),
-          log: rt.log.child({ part: 'notifier' }),
-        });
+        );
   return {
     app,
     ...(url ? { url } : {}),
