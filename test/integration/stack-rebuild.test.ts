@@ -16,6 +16,7 @@ import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
+import { chooseStorageDriver, storageArgs } from '../../src/build/storage.ts';
 import { buildRunner } from '../../src/runners/real.ts';
 import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
@@ -90,6 +91,13 @@ async function gitRepo(dir: string, files: Record<string, string>): Promise<stri
   await git(['commit', '-q', '-m', 'v1']);
   await git(['tag', 'v1']);
   return dir;
+}
+
+/** The storage flags of the builds' own cache: whichever driver "auto" chose on this machine. */
+async function buildStorage(): Promise<string[]> {
+  const cacheDir = join(work, 'cache');
+  const { driver } = await chooseStorageDriver(cacheDir, 'auto');
+  return storageArgs(cacheDir, driver);
 }
 
 async function succeeded(id: string | undefined): Promise<Release> {
@@ -203,7 +211,7 @@ describe('stacks that matter', () => {
     }
     // The FERRY_STACK app really ran on the stack: its build step read the stack's file.
     const image = (await rt.versions.get('payments', 'v1'))?.images.test?.image as string;
-    const out = await runInImage(storage(join(work, 'cache', 'storage', 'vfs')), image, [
+    const out = await runInImage(await buildStorage(), image, [
       'cat',
       '/app/built-on',
     ]);
@@ -279,7 +287,7 @@ describe('stacks that matter', () => {
     }
     // The rebuilt image runs on the patched stack.
     const image = (await rt.versions.get('payments', newVersion))?.images.test?.image as string;
-    const patched = await runInImage(storage(join(work, 'cache', 'storage', 'vfs')), image, [
+    const patched = await runInImage(await buildStorage(), image, [
       'cat',
       '/etc/stack-patch',
     ]);
