@@ -12,17 +12,18 @@
 // a bot not in the channel) are logged and dropped — retrying them would hold
 // up the thread forever.
 //
-// Order holds within one notifier process (BullMQ hands jobs out in order and
-// they enter their lanes in that order); with several bot replicas a thread's
-// messages may be taken by two replicas at once.
+// Within one process, BullMQ hands jobs out in order and they enter their
+// lanes in that order. Across bot replicas, each message carries its place in
+// its lane (given by the announcer) and waits until the places before it are
+// settled, whichever replica holds them (src/queue/lane-order.ts).
 //
 // Each step of a job (post, store ts, upload) is recorded under the job's id,
 // so a job retried after a rate limit in its second call does not post twice.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, type Job, type Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Outbound } from '../domain/ports.ts';
 import type { Logger } from '../logging.ts';
+import { LaneGate, type LaneMessage, laneOf } from '../queue/lane-order.ts';
 import { Lanes } from '../queue/lanes.ts';
 import { QUEUES } from '../queue/names.ts';
 import { type ChatDelivery, Undeliverable } from './port.ts';
@@ -33,7 +34,7 @@ export interface NotifierDeps {
   /** BullMQ connection (maxRetriesPerRequest: null). */
   connection: Redis;
   /** The notify queue (QueueAnnouncer.queue). */
-  queue: Queue<Outbound>;
+  queue: Queue<LaneMessage>;
   prefix?: string;
   /** The chat platform's outbound client (src/chat/<platform>/delivery.ts). */
   delivery: ChatDelivery;
@@ -42,25 +43,14 @@ export interface NotifierDeps {
   maxBackoffMs?: number;
   /** Messages in flight at once across lanes (default 256): a lane held by a 429 keeps only its own. */
   concurrency?: number;
+  /** How long a lane may stand still before its next message goes anyway (lane-order.ts; default 20 s). */
+  laneStallMs?: number;
 }
 
-/** The conversation whose order a message must keep: the release's thread, else its channel. */
-export function laneOf(m: Outbound): string {
-  switch (m.kind) {
-    case 'card':
-    case 'reply':
-      return `release:${m.releaseId}`;
-    case 'message':
-      return m.threadOf ? `release:${m.threadOf}` : `channel:${m.channel}`;
-    case 'ephemeral':
-      return `ephemeral:${m.channel}:${m.user}`;
-    case 'alert':
-      return `alert:${m.key}`;
-  }
-}
+export { laneOf } from '../queue/lane-order.ts';
 
 export interface Notifier {
-  worker: Worker<Outbound>;
+  worker: Worker<LaneMessage>;
   close(): Promise<void>;
 }
 
@@ -70,6 +60,12 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   const maxBackoff = deps.maxBackoffMs ?? 30_000;
   const { delivery, log } = deps;
   const lanes = new Lanes();
+  const gate = new LaneGate(deps.store, {
+    ...(deps.prefix ? { prefix: deps.prefix } : {}),
+    ...(deps.laneStallMs ? { stallMs: deps.laneStallMs } : {}),
+    onStall: (lane, seq, settled) =>
+      log.warn({ lane, seq, settled }, 'a lane stood still with nobody on it; its next message goes on'),
+  });
   let closing = false;
 
   /** Runs `fn` once per job and step: a retried job skips what it already did. */
@@ -83,7 +79,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   }
 
   /** Sends one message, retrying in its lane until it is sent or refused for good. */
-  async function send(job: Job<Outbound>, token: string | undefined): Promise<void> {
+  async function send(job: Job<LaneMessage>, token: string | undefined): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await delivery.deliver(job.data, (name, fn) => step(job, name, fn));
@@ -110,25 +106,39 @@ export function startNotifier(deps: NotifierDeps): Notifier {
           },
           'chat platform busy; the message waits in its lane',
         );
-        if (closing) {
-          // Shutting down: hand the job back to the queue rather than hold the close.
-          await job.moveToDelayed(Date.now() + Math.max(ms, 1000), token);
-          throw new DelayedError();
-        }
+        if (closing) await handBack(job, token, ms);
+        await gate.busy(laneOf(job.data));
         if (ms) await sleep(ms);
       }
     }
   }
 
-  const worker = new Worker<Outbound>(
-    QUEUES.notify,
-    (job, token) => lanes.run(laneOf(job.data), () => send(job, token)),
-    {
-      connection: deps.connection,
-      ...(deps.prefix ? { prefix: deps.prefix } : {}),
-      concurrency: deps.concurrency ?? 256,
-    },
-  );
+  /** Shutting down: hands the job back to the queue rather than hold the close. */
+  async function handBack(job: Job<LaneMessage>, token: string | undefined, ms = 0): Promise<never> {
+    await job.moveToDelayed(Date.now() + Math.max(ms, 1000), token);
+    throw new DelayedError();
+  }
+
+  /** One job: its turn in its lane (across replicas), then in this process's lane, then settled. */
+  async function handle(job: Job<LaneMessage>, token: string | undefined): Promise<void> {
+    const lane = laneOf(job.data);
+    const seq = job.data.laneSeq;
+    if (seq !== undefined && !(await gate.turn(lane, seq, () => closing))) await handBack(job, token);
+    try {
+      await lanes.run(lane, () => send(job, token));
+    } catch (err) {
+      // A message handed back is not settled; one refused for good is, so its lane goes on.
+      if (seq !== undefined && !(err instanceof DelayedError)) await gate.settle(lane, seq);
+      throw err;
+    }
+    if (seq !== undefined) await gate.settle(lane, seq);
+  }
+
+  const worker = new Worker<LaneMessage>(QUEUES.notify, (job, token) => handle(job, token), {
+    connection: deps.connection,
+    ...(deps.prefix ? { prefix: deps.prefix } : {}),
+    concurrency: deps.concurrency ?? 256,
+  });
   worker.on('error', (err) => log.warn({ err: err.message }, 'notify worker error'));
   // Earlier versions pinned the queue to one message at a time across replicas; lanes replace that.
   void deps.queue
@@ -147,7 +157,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
 export interface NotifierRuntime {
   store: Redis;
   queue: Redis;
-  announcer: { queue: Queue<Outbound> };
+  announcer: { queue: Queue<LaneMessage> };
   prefix?: string | undefined;
   log: Logger;
 }

@@ -1,28 +1,37 @@
 // Outbound messages go through a queue, so a chat outage or rate limit
-// delays them but loses none. The notify worker (in the bot process) sends
-// them one at a time in order. Every message is redacted on its way in (build
+// delays them but loses none. Each message takes its lane's next place
+// (lane-order.ts) as it is queued, and the notifiers (in the bot processes)
+// send each lane in that order. Every message is redacted on its way in (build
 // logs, log snippets, alert lines, error messages with command output), so no
 // secret is stored in the queue or reaches chat.
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Announcer, Outbound } from '../domain/ports.ts';
 import { type RedactionPattern, redactOutbound } from '../logs/redact.ts';
+import { LaneGate, type LaneMessage, laneOf } from './lane-order.ts';
 import { QUEUES } from './names.ts';
 
 export class QueueAnnouncer implements Announcer {
-  readonly queue: Queue<Outbound>;
+  readonly queue: Queue<LaneMessage>;
 
   private readonly patterns: () => readonly RedactionPattern[];
+  private readonly lanes: LaneGate;
 
   /** `patterns`: the config's extra redaction patterns (`redaction:`), read at each message. */
   constructor(connection: Redis, prefix?: string, patterns: () => readonly RedactionPattern[] = () => []) {
     this.queue = new Queue(QUEUES.notify, { connection, ...(prefix ? { prefix } : {}) });
     this.patterns = patterns;
+    this.lanes = new LaneGate(connection, prefix ? { prefix } : {});
   }
 
   async announce(raw: Outbound): Promise<void> {
     const message = redactOutbound(raw, this.patterns());
-    await this.queue.add(message.kind, message, { removeOnComplete: 1000, removeOnFail: 5000, attempts: 1 });
+    const laneSeq = await this.lanes.next(laneOf(message));
+    await this.queue.add(
+      message.kind,
+      { ...message, laneSeq },
+      { removeOnComplete: 1000, removeOnFail: 5000, attempts: 1 },
+    );
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,8 @@ export interface StoreScript {
   name: string;
   /** How many of the arguments are keys (the script's KEYS). */
   keys: number;
+  /** The folder of the .lua file, for scripts of other parts (default: this folder's scripts/). */
+  dir?: URL;
 }
 
 export const SCRIPTS = {
@@ -29,7 +31,7 @@ const sources = new Map<string, string>();
 export function scriptSource(s: StoreScript): string {
   let lua = sources.get(s.name);
   if (lua === undefined) {
-    lua = readFileSync(new URL(`./scripts/${s.name}.lua`, import.meta.url), 'utf8');
+    lua = readFileSync(new URL(`${s.name}.lua`, s.dir ?? new URL('./scripts/', import.meta.url)), 'utf8');
     sources.set(s.name, lua);
   }
   return lua;

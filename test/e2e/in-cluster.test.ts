@@ -23,7 +23,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Queue } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
@@ -332,7 +332,30 @@ beforeAll(async () => {
   emu.botEventsUrl = `http://127.0.0.1:${botPort}/slack/events`;
 }, 1_800_000);
 
+let failed = false;
+afterEach((ctx) => {
+  if (ctx.task.result?.state === 'fail') failed = true;
+});
+
+/** What Ferry's own pods said, for a failed run: CI keeps nothing else of them. */
+async function printFerryLogs(): Promise<void> {
+  for (const pod of await pods(ferryNs, 'app.kubernetes.io/name=ferry').catch(() => [])) {
+    const { stdout } = await kubectlRun(EU, ['-n', ferryNs, 'logs', '--tail=40', pod.metadata.name], {
+      allowFail: true,
+    });
+    console.log(`--- ${pod.metadata.name}\n${stdout}`);
+  }
+  const notify = new Queue(QUEUES.notify, { connection: rt.queue });
+  console.log('notify queue:', await notify.getJobCounts());
+  await notify.close();
+  console.log(
+    `${CH}:`,
+    emu.channelMessages(CH).map((m) => m.text),
+  );
+}
+
 afterAll(async () => {
+  if (failed) await printFerryLogs();
   if (overlay) {
     // Everything the kustomization made, the cluster-wide roles too; then the app's namespaces.
     await kubectlRun(EU, ['delete', '-k', overlay, '--ignore-not-found', '--wait=false'], {

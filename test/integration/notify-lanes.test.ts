@@ -9,6 +9,7 @@ import { type ChatClient, SlackDelivery } from '../../src/chat/slack/delivery.ts
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { QueueAnnouncer } from '../../src/queue/announcer.ts';
+import { LaneGate, laneOf } from '../../src/queue/lane-order.ts';
 import { exampleConfig } from '../support/config.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -19,6 +20,8 @@ let conn: Redis;
 let emu: SlackEmulator;
 let announcer: QueueAnnouncer;
 let notifier: Notifier;
+let replica: Notifier;
+let prefix: string;
 const threads = new Map<string, { channel: string; ts: string }>();
 
 beforeAll(async () => {
@@ -34,9 +37,14 @@ beforeAll(async () => {
     const r = emu.callMethod('chat.postMessage', { channel, text: rid }, TOKEN);
     threads.set(rid, { channel, ts: String(r['ts']) });
   }
-  const prefix = `lanes${Date.now().toString(36)}`;
+  prefix = `lanes${Date.now().toString(36)}`;
   announcer = new QueueAnnouncer(conn, prefix);
-  notifier = startNotifier({
+  notifier = startBotNotifier();
+});
+
+/** One bot replica's notifier on the shared queue (its own process state: lanes, pacing). */
+function startBotNotifier(): Notifier {
+  return startNotifier({
     store,
     connection: conn,
     queue: announcer.queue,
@@ -53,10 +61,12 @@ beforeAll(async () => {
       client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
       log: logger('lanes-test').child({}, { level: 'silent' }),
     }),
+    laneStallMs: 1500,
   });
-});
+}
 
 afterAll(async () => {
+  await replica?.close();
   await notifier?.close();
   await emu?.close();
   store?.disconnect();
@@ -99,5 +109,36 @@ describe('notify lanes', () => {
     for (let i = 1; i < times.length; i++)
       expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(900);
     expect(emu.rateLimits?.limited['chat.postMessage'] ?? 0).toBe(0);
+  });
+
+  it('with two bot replicas on the queue, every thread still keeps its order', async () => {
+    replica = startBotNotifier();
+    const sent = { first: 0, second: 0 };
+    notifier.worker.on('completed', () => sent.first++);
+    replica.worker.on('completed', () => sent.second++);
+    const ids = Array.from({ length: 8 }, (_, i) => `rr${i}`);
+    for (const [i, rid] of ids.entries()) {
+      const channel = `C_R${i}`;
+      emu.addChannel({ id: channel, name: channel.toLowerCase() });
+      const r = emu.callMethod('chat.postMessage', { channel, text: rid }, TOKEN);
+      threads.set(rid, { channel, ts: String(r['ts']) });
+    }
+    // Interleaved as several releases would announce: the replicas take alternate jobs.
+    for (let k = 0; k < 4; k++)
+      for (const rid of ids) await announcer.announce({ kind: 'reply', releaseId: rid, text: `${rid}-${k}` });
+    await emu.waitFor(() => ids.every((rid) => replies(rid).length === 4) || undefined, 30_000);
+    for (const rid of ids) expect(replies(rid)).toEqual([0, 1, 2, 3].map((k) => `${rid}-${k}`));
+    // Both replicas sent some of them: the order held across processes, not inside one.
+    expect(sent.first + sent.second).toBe(32);
+    expect(Math.min(sent.first, sent.second)).toBeGreaterThan(0);
+  });
+
+  it('a lane whose place went missing (its announcer died) goes on after the stall', async () => {
+    const rid = 'rb';
+    // The place is taken and never queued, as when the process dies between the two.
+    await new LaneGate(conn, { prefix }).next(laneOf({ kind: 'reply', releaseId: rid, text: '' }));
+    await announcer.announce({ kind: 'reply', releaseId: rid, text: 'after-gap' });
+    await emu.waitFor(() => replies(rid).includes('after-gap') || undefined, 15_000);
+    expect(replies(rid).at(-1)).toBe('after-gap');
   });
 });

@@ -1,0 +1,115 @@
+// Order per conversation across bot replicas.
+//
+// Every outbound message belongs to a lane (laneOf: the release's thread, a
+// channel, an alert). The announcer gives it the lane's next place (a Redis
+// counter, taken when the message is queued); a notifier sends place n only
+// once places up to n-1 are settled — sent, or refused for good — whichever
+// replica holds them. Within one process the lanes of src/queue/lanes.ts keep
+// the order cheaply; this gate is what keeps it when two replicas take a
+// thread's messages at once (a card's "post" on one, its first edit on the
+// other would otherwise post a second card).
+//
+// A place can go missing: the announcing process dies between taking the place
+// and queueing the message. So the wait is bounded: when the lane has made no
+// progress for `stallMs` and no replica says it is still working on it (a
+// message retrying after a 429 refreshes the lane's "busy" marker), the next
+// message goes on and the stall is logged.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import type { Outbound } from '../domain/ports.ts';
+import { runScript, type StoreScript } from '../store/scripts.ts';
+
+/** A queued message with its place in its lane (absent on messages queued before lanes had places). */
+export type LaneMessage = Outbound & { laneSeq?: number };
+
+/** The conversation whose order a message must keep: the release's thread, else its channel. */
+export function laneOf(m: Outbound): string {
+  switch (m.kind) {
+    case 'card':
+    case 'reply':
+      return `release:${m.releaseId}`;
+    case 'message':
+      return m.threadOf ? `release:${m.threadOf}` : `channel:${m.channel}`;
+    case 'ephemeral':
+      return `ephemeral:${m.channel}:${m.user}`;
+    case 'alert':
+      return `alert:${m.key}`;
+  }
+}
+
+const SCRIPTS = {
+  next: { name: 'lane-next', keys: 1, dir: new URL('./scripts/', import.meta.url) },
+  done: { name: 'lane-done', keys: 2, dir: new URL('./scripts/', import.meta.url) },
+} as const satisfies Record<string, StoreScript>;
+
+/** Lane bookkeeping lives a day: longer than any message waits in the queue. */
+const TTL_MS = 86_400_000;
+
+export interface LaneGateOptions {
+  prefix?: string;
+  /** How long a lane may stand still, with nobody busy on it, before the next message goes anyway. */
+  stallMs?: number;
+  onStall?: (lane: string, seq: number, settled: number) => void;
+}
+
+export class LaneGate {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly stallMs: number;
+  private readonly onStall: LaneGateOptions['onStall'];
+
+  constructor(redis: Redis, opts: LaneGateOptions = {}) {
+    this.redis = redis;
+    this.prefix = opts.prefix ?? 'ferry';
+    this.stallMs = opts.stallMs ?? 20_000;
+    this.onStall = opts.onStall;
+  }
+
+  private key(lane: string, part: 'seq' | 'done' | 'busy'): string {
+    // One hash tag per lane: its three keys sit in one Redis Cluster slot, as a script needs.
+    return `${this.prefix}:lane:{${lane}}:${part}`;
+  }
+
+  /** The lane's next place, for a message about to be queued. */
+  async next(lane: string): Promise<number> {
+    return Number(await runScript(this.redis, SCRIPTS.next, [this.key(lane, 'seq')], [TTL_MS]));
+  }
+
+  /**
+   * Resolves when place `seq` may be sent: every earlier place is settled, or
+   * the lane stalled. `stopped` ends the wait early (returns false).
+   */
+  async turn(lane: string, seq: number, stopped: () => boolean = () => false): Promise<boolean> {
+    let last = -1;
+    let since = Date.now();
+    for (let pause = 10; ; pause = Math.min(250, Math.ceil(pause * 1.5))) {
+      const [doneText, busy] = await this.redis.mget(this.key(lane, 'done'), this.key(lane, 'busy'));
+      const settled = Number(doneText ?? 0);
+      if (settled >= seq - 1) return true;
+      if (settled !== last || busy !== null) {
+        last = settled;
+        since = Date.now();
+      } else if (Date.now() - since >= this.stallMs) {
+        this.onStall?.(lane, seq, settled);
+        return true;
+      }
+      if (stopped()) return false;
+      await sleep(pause);
+    }
+  }
+
+  /** Says the lane's current message is still being worked on (a retry after a 429 or a 5xx). */
+  async busy(lane: string): Promise<void> {
+    await this.redis.set(this.key(lane, 'busy'), '1', 'PX', this.stallMs);
+  }
+
+  /** Place `seq` is settled: sent, or refused for good. */
+  async settle(lane: string, seq: number): Promise<void> {
+    await runScript(
+      this.redis,
+      SCRIPTS.done,
+      [this.key(lane, 'done'), this.key(lane, 'busy')],
+      [seq, TTL_MS],
+    );
+  }
+}
