@@ -4,7 +4,7 @@ import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkApp, checkEnvironment, readOptions } from '../src/domain/grammar.ts';
 import type { AuditEntry } from '../src/domain/release.ts';
 import { oneLine } from '../src/domain/release.ts';
-import { literal } from '../src/domain/text.ts';
+import { literal, mention } from '../src/domain/text.ts';
 import { ephemeral } from '../src/ports.ts';
 import { type CommandModule, when } from './command.ts';
 
@@ -38,7 +38,7 @@ const grammar: CommandSpec<HistoryCommand> = {
 };
 
 function auditLine(a: AuditEntry): string {
-  const who = a.actor === 'ferry' ? 'Ferry' : `<@${a.actor}>`;
+  const who = a.actor === 'ferry' ? 'Ferry' : `${mention(a.actor)}`;
   return `${when(a.at)}  ${a.releaseId}  ${a.from ?? '—'} → ${a.to}  by ${who}${a.detail ? ` — ${literal(a.detail)}` : ''}`;
 }
 

@@ -6,9 +6,11 @@
 // Each delivery is acted on once (its deliveryId, and user+action+release+card
 // revision for double clicks), remembered for 10 minutes: platforms re-deliver
 // requests they think were lost, and people double-click.
+
 import type { ChatAnswer, ChatRequest, ChatRequestHandler, ReleaseAction } from '../src/chat/port.ts';
 import { durationMs } from '../src/domain/duration.ts';
 import { mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
+import { mention } from '../src/domain/text.ts';
 import { ephemeral, type Reply } from '../src/ports.ts';
 import type { Actor, CommandPorts } from './command.ts';
 import { handleCommand, handleText } from './handle.ts';
@@ -107,7 +109,7 @@ export class CommandRequests implements ChatRequestHandler {
         const allowed = mayRollBackRelease(config, rel, user);
         if (!allowed.ok) result = { ok: false, text: allowed.reason };
         else {
-          await this.ports.lifecycle.rollback(rel.id, `rolled back by <@${user}>`);
+          await this.ports.lifecycle.rollback(rel.id, `rolled back by ${mention(user)}`);
           result = { ok: true, text: `Rolling ${rel.id} back.` };
         }
         break;

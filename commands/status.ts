@@ -1,9 +1,11 @@
 // /release status [<app> | <release-id>]
+
 import { z } from 'zod';
 import { formatDuration } from '../src/domain/duration.ts';
 import type { CommandSpec } from '../src/domain/grammar.ts';
 import { checkApp, checkReleaseId, fail } from '../src/domain/grammar.ts';
 import { hasEnded, oneLine, type Release } from '../src/domain/release.ts';
+import { mention } from '../src/domain/text.ts';
 import { RELEASE_ID } from '../src/domain/words.ts';
 import { ephemeral } from '../src/ports.ts';
 import { type CommandModule, type CommandPorts, when } from './command.ts';
@@ -93,7 +95,7 @@ async function lockLines(s: CommandPorts, active: Release[], app?: string): Prom
     else if (hasEnded(holder))
       line += `${since}, which has ended (${holder.state}); the next release of ${a} to ${e} takes the lock over`;
     else {
-      line += ` (${holder.state}, requested by <@${holder.requestedBy}>)${since}`;
+      line += ` (${holder.state}, requested by ${mention(holder.requestedBy)})${since}`;
       if (holder.state === 'failed')
         line += ` — it changed ${a} in ${e} before failing; roll it back or \`/release abort ${holder.id}\` to free it`;
       else if (holder.state === 'paused')

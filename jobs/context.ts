@@ -1,6 +1,7 @@
 // What every job processor gets: the lifecycle, the stores and the step
 // runners. Processors are plain async functions of (data, context), so tests
 // can run them with the real stores and runners of their choice.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FerryConfig } from '../src/domain/config.ts';
 import type { Lifecycle } from '../src/domain/lifecycle.ts';
 import type {
@@ -55,7 +56,7 @@ export async function waitWhilePaused(ctx: JobContext, releaseId: string, signal
     const g = await shouldRun(ctx, releaseId);
     if (!g.go || g.release.state !== 'paused') return g;
     if (signal?.aborted) throw new WorkerStopping();
-    await new Promise((r) => setTimeout(r, ctx.pollMs));
+    await sleep(ctx.pollMs);
   }
 }
 

@@ -60,10 +60,13 @@ async function rolloutRegion(
   const batches = release.plan.batches.value;
   const started = Date.now();
   const done = release.progress?.[region] ?? 0;
-  if (done === 0)
+  // Said once per region: a step taken over from a dead worker before its first batch says it resumes.
+  const first = done === 0 && (await ctx.releases.once(`${releaseId}:${region}:rollout-start`, 7 * 86_400));
+  if (first)
     await io.say(
       `${region}: rolling out to ${replicas} pods in ${batches.length} batch${batches.length === 1 ? '' : 'es'}.`,
     );
+  else if (done === 0) await io.say(`${region}: resuming; batch 1/${batches.length} starts again.`);
   else await io.say(`${region}: resuming after batch ${done}/${batches.length}.`);
   // Pre-rollout webhooks: a no stops the release before any pod changes (nothing to roll back).
   const pre = ctx.runners.judge

@@ -3,7 +3,7 @@
 // recorded image at once, under the app and environment's lock, with an audit
 // entry; the outcome is posted in the app's releases channel.
 import { formatDuration } from '../src/domain/duration.ts';
-import { literal } from '../src/domain/text.ts';
+import { literal, mention } from '../src/domain/text.ts';
 import type { Operation } from '../src/ports.ts';
 import type { JobContext } from './context.ts';
 import { underLock } from './operation.ts';
@@ -36,7 +36,7 @@ export async function rollbackAppJob(op: RollbackOperation, ctx: JobContext): Pr
         const failed = out.failed.map((f) => `${f.region}: ${literal(f.reason)}`).join('; ');
         return {
           ok: false,
-          text: `Rollback of ${app} in ${environment} by <@${op.actor.userId}> failed after ${total}: ${failed}${done ? `. Done: ${done}` : ''}.`,
+          text: `Rollback of ${app} in ${environment} by ${mention(op.actor.userId)} failed after ${total}: ${failed}${done ? `. Done: ${done}` : ''}.`,
           detail: `failed: ${out.failed.map((f) => f.region).join(', ')}`,
         };
       }

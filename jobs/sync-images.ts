@@ -3,7 +3,7 @@
 // was built for), writes an audit entry and posts the report in the app's
 // releases channel.
 import { formatDuration } from '../src/domain/duration.ts';
-import { literal } from '../src/domain/text.ts';
+import { literal, mention } from '../src/domain/text.ts';
 import type { Operation } from '../src/ports.ts';
 import type { JobContext } from './context.ts';
 import { underLock } from './operation.ts';
@@ -37,7 +37,7 @@ export async function syncImagesJob(op: SyncOperation, ctx: JobContext): Promise
       );
       return {
         ok: out.ok,
-        text: `Sync of ${app} ${version} requested by <@${op.actor.userId}> (${formatDuration(Date.now() - t0)}):\n${lines.join('\n') || 'no region to sync to'}`,
+        text: `Sync of ${app} ${version} requested by ${mention(op.actor.userId)} (${formatDuration(Date.now() - t0)}):\n${lines.join('\n') || 'no region to sync to'}`,
         detail: out.targets.map((t) => `${t.target} ${t.ok ? 'ok' : 'failed'}`).join(', ') || 'no region',
       };
     },

@@ -5,6 +5,7 @@
 // and stops by itself after `maxRequests` or `maxMs`, whichever comes first.
 // It only ever talks to local addresses (loopback and private ranges): it
 // refuses to start against anything else.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreV1Api } from '@kubernetes/client-node';
 
 export interface LoadOptions {
@@ -82,7 +83,7 @@ export async function generateLoad(o: LoadOptions): Promise<LoadReport> {
         .finally(() => inflight.delete(p));
       inflight.add(p);
     }
-    await new Promise((r) => setTimeout(r, 1_000 / rate));
+    await sleep(1_000 / rate);
   }
   await Promise.all(inflight);
   report.ms = Date.now() - started;

@@ -2,6 +2,7 @@
 // check's query over the new pods (and over the old ones, for comparisons and
 // for the chart), judged as it goes. A threshold check that already failed
 // more often than it may ends the loop at once.
+import { setTimeout as wait } from 'node:timers/promises';
 import {
   type AnalysisCheck,
   type CheckResult,
@@ -36,14 +37,9 @@ export interface MeasureResult {
   endedAt: number;
 }
 
+/** Waits `ms`, or less when `signal` aborts (an abort ends the wait; it is not an error here). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
+  return wait(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 }
 
 export async function measureBatch(input: MeasureInput): Promise<MeasureResult> {

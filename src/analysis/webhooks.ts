@@ -7,7 +7,9 @@
 // refuse replays. Network errors, timeouts and 5xx are retried with backoff;
 // when every attempt failed the hook did not answer, which is a no as well
 // (a gate must not pass because its judge was down).
+
 import { createHmac } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebhookStep } from '../domain/analysis.ts';
 import { durationMs } from '../domain/duration.ts';
 
@@ -45,7 +47,7 @@ export async function callWebhook(
     };
   let last = '';
   for (let attempt = 1; attempt <= hook.retries + 1; attempt++) {
-    if (attempt > 1) await new Promise((r) => setTimeout(r, (opts.backoffMs ?? 500) * 2 ** (attempt - 2)));
+    if (attempt > 1) await sleep((opts.backoffMs ?? 500) * 2 ** (attempt - 2));
     if (opts.signal?.aborted) break;
     const timestamp = String(Math.floor(Date.now() / 1000));
     const headers: Record<string, string> = {

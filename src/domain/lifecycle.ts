@@ -17,7 +17,7 @@ import {
 import { approvalDeadline, approverGroups, may, mayApprove, mayReject, mayRequest } from './policy.ts';
 import type { Announcer, CommitResult, ReleaseRepository, VersionLookup, WorkScheduler } from './ports.ts';
 import { hasEnded, oneLine, type Release, type ReleaseEvent } from './release.ts';
-import { literal } from './text.ts';
+import { literal, mention } from './text.ts';
 
 export interface Reply {
   ok: boolean;
@@ -186,11 +186,11 @@ export class Lifecycle {
       missing.map((m) => ({ ...m.requirement, required: { ...m.requirement.required, value: m.count } })),
     );
     if (r.release.state === 'approved') {
-      await this.announceTransition(r, `Approved by <@${userId}>.`);
+      await this.announceTransition(r, `Approved by ${mention(userId)}.`);
       await this.deps.scheduler.startFlow(r.release);
       return { ok: true, releaseId: id, text: `You approved ${id}; it is starting.` };
     }
-    await this.announceTransition(r, `Approved by <@${userId}>; still needed: ${need}.`);
+    await this.announceTransition(r, `Approved by ${mention(userId)}; still needed: ${need}.`);
     return { ok: true, releaseId: id, text: `You approved ${id}; it still needs ${need}.` };
   }
 
@@ -209,7 +209,7 @@ export class Lifecycle {
       (current) => mayReject(config, current, userId),
     );
     if (!r.ok) return { ok: false, text: r.reason };
-    await this.announceTransition(r, `Rejected by <@${userId}>: ${literal(reason)}`);
+    await this.announceTransition(r, `Rejected by ${mention(userId)}: ${literal(reason)}`);
     return { ok: true, releaseId: id, text: `You rejected ${id}.` };
   }
 
@@ -238,7 +238,7 @@ export class Lifecycle {
       abort: 'Aborted',
       promote: 'Promoted to the next batch',
     }[event.type as 'pause' | 'resume' | 'abort' | 'promote'];
-    await this.announceTransition(r, `${said} by <@${userId}>.`);
+    await this.announceTransition(r, `${said} by ${mention(userId)}.`);
     if (
       event.type === 'abort' &&
       (rel.state === 'deploying' ||
@@ -246,7 +246,7 @@ export class Lifecycle {
         rel.state === 'paused' ||
         r.release.state === 'rolling-back')
     ) {
-      await this.deps.scheduler.startRollback(r.release, `aborted by <@${userId}>`);
+      await this.deps.scheduler.startRollback(r.release, `aborted by ${mention(userId)}`);
     }
     return { ok: true, releaseId: id, text: `${said}: ${oneLine(r.release)}` };
   }

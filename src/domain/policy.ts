@@ -8,9 +8,32 @@ import { durationMs } from './duration.ts';
 import { actorIdOf } from './people.ts';
 import { approvalRequirements, describeRequirements } from './plan.ts';
 import type { Release } from './release.ts';
+import { mention } from './text.ts';
 import { ownerOfWorkload } from './workload.ts';
 
-export type Decision = { ok: true } | { ok: false; reason: string };
+/**
+ * Why a request is refused, as a value an adapter or a test can branch on;
+ * `reason` is the same in words, saying what would make it allowed.
+ */
+export type Refusal =
+  /** The chat user is not in the config's people. */
+  | 'unknown-person'
+  /** No rule grants the action on this app and environment to the person's groups. */
+  | 'not-granted'
+  /** A factor asks for a group the person is not in. */
+  | 'factor-not-granted'
+  /** The person is in none of the groups the release's approvals come from. */
+  | 'not-an-approver'
+  /** The requester may not approve their own release here. */
+  | 'own-release'
+  /** The person approved already. */
+  | 'already-approved'
+  /** The approval would add nothing the release still needs. */
+  | 'approval-would-not-count'
+  /** The release is in a state in which the action does not apply. */
+  | 'wrong-state';
+
+export type Decision = { ok: true } | { ok: false; refusal: Refusal; reason: string };
 
 const allow: Decision = { ok: true };
 
@@ -53,7 +76,8 @@ export function may(
   if (!person) {
     return {
       ok: false,
-      reason: `You (<@${userId}>) are not in Ferry's people list; ask the platform team to add you to ferry.yaml.`,
+      refusal: 'unknown-person',
+      reason: `You (${mention(userId)}) are not in Ferry's people list; ask the platform team to add you to ferry.yaml.`,
     };
   }
   const groups = groupsOf(config, userId);
@@ -70,6 +94,7 @@ export function may(
     .flatMap((r) => r.groups);
   return {
     ok: false,
+    refusal: 'not-granted',
     reason: `You may not ${VERB[action]} ${app} in ${environment}.${who.length ? ` Members of ${[...new Set(who)].join(', ')} may.` : ' Nobody may, by the current rules.'}`,
   };
 }
@@ -88,7 +113,11 @@ export function mayRequest(
     const factor = config.factors[f];
     const group = factor?.authority?.request ?? factor?.requestGroup;
     if (group && !groups.includes(group)) {
-      return { ok: false, reason: `Only members of ${group} may release with "${f}".` };
+      return {
+        ok: false,
+        refusal: 'factor-not-granted',
+        reason: `Only members of ${group} may release with "${f}".`,
+      };
     }
   }
   return allow;
@@ -117,11 +146,16 @@ export function mayApprove(config: FerryConfig, release: Release, userId: string
       (r) =>
         `group ${r.group.value} (${r.group.source}): ${(config.groups[r.group.value] ?? []).join(', ') || 'nobody'}`,
     );
-    return { ok: false, reason: `Approvals for ${release.id} come from ${who.join('; ') || 'nobody'}.` };
+    return {
+      ok: false,
+      refusal: 'not-an-approver',
+      reason: `Approvals for ${release.id} come from ${who.join('; ') || 'nobody'}.`,
+    };
   }
   if (userId === release.requestedBy && !release.plan.approvals.allowSelfApproval.value) {
     return {
       ok: false,
+      refusal: 'own-release',
       reason: `You requested ${release.id}, and ${release.environment} needs someone else to approve it.`,
     };
   }
@@ -133,6 +167,7 @@ export function mayApprove(config: FerryConfig, release: Release, userId: string
   if (release.approvals.some((a) => a.by === userId)) {
     return {
       ok: false,
+      refusal: 'already-approved',
       reason: `You already approved ${release.id}; it needs ${describeRequirements(still)} more, from someone else.`,
     };
   }
@@ -140,6 +175,7 @@ export function mayApprove(config: FerryConfig, release: Release, userId: string
   if (after.total === before.total) {
     return {
       ok: false,
+      refusal: 'approval-would-not-count',
       reason: `Your approval would not count for ${release.id}: it still needs ${describeRequirements(still)}, and those who approved already fill what your groups (${groups.join(', ')}) can give.`,
     };
   }
@@ -154,6 +190,7 @@ export function mayReject(config: FerryConfig, release: Release, userId: string)
     .map((r) => r.group.value);
   return {
     ok: false,
+    refusal: 'not-an-approver',
     reason: `Rejections of ${release.id} come from ${groups.length ? `group ${[...new Set(groups)].join(', ')}` : 'nobody'} or its requester.`,
   };
 }
@@ -168,6 +205,7 @@ export function mayAskToReject(config: FerryConfig, release: Release, userId: st
   if (release.state !== 'awaiting-approval' && release.state !== 'queued')
     return {
       ok: false,
+      refusal: 'wrong-state',
       reason: `${release.id} is ${release.state}; only a release waiting for approval can be rejected.`,
     };
   return allow;
@@ -180,6 +218,7 @@ export function mayRollBackRelease(config: FerryConfig, release: Release, userId
   if (release.state !== 'failed')
     return {
       ok: false,
+      refusal: 'wrong-state',
       reason: `${release.id} is ${release.state}; only a failed release is rolled back from its card.`,
     };
   return allow;
@@ -209,6 +248,7 @@ export function maySilence(config: FerryConfig, userId: string, key: string): De
   if (apps.some((a) => envs.some((e) => may(config, userId, 'silence', a, e).ok))) return allow;
   return {
     ok: false,
+    refusal: 'not-granted',
     reason: owning
       ? `You may not silence alerts of ${owning}.`
       : `You may not silence alerts of ${apps.length > 10 ? `${apps.slice(0, 10).join(', ')} or the ${apps.length - 10} other apps` : apps.join(', ')}.`,

@@ -15,6 +15,16 @@
 // puts it in a code block (render.ts codeBlock). A terminal shows the text
 // after `plainText`.
 
+/**
+ * A person, named in a text by their chat id: `<@id>`, Ferry's one mention
+ * token. Each chat adapter turns it into its own mention (a Slack mention as
+ * it is, a Matrix pill, the person's name in a terminal), so the domain names
+ * actors by id and never by a platform's markup.
+ */
+export function mention(userId: string): string {
+  return `<@${literal(userId)}>`;
+}
+
 /** Text that is not Ferry's own, made safe to put into a message: &, < and > escaped. */
 export function literal(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -8,6 +8,8 @@
 // after a 429. Nothing here knows Slack or Redis: the notifier decides keys,
 // buckets and rates.
 
+import { setTimeout as sleep } from 'node:timers/promises';
+
 /** Serial per key, concurrent across keys. */
 export class Lanes {
   private readonly tails = new Map<string, Promise<unknown>>();
@@ -86,7 +88,7 @@ export class Pacer {
       const ms = this.waitMs(key);
       if (ms <= 0) break;
       waited += ms;
-      await new Promise((r) => setTimeout(r, ms));
+      await sleep(ms);
     }
     const b = this.bucket(key);
     b.tokens -= 1;

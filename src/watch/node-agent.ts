@@ -23,9 +23,11 @@
 // process: it carries the same occurrence id as the pod-status path
 // (`main:<container id>`), so whichever source is first alerts and the other
 // is a duplicate. Any other kill is a child process: `cgroup:<id>:<n>`.
+
 import { type FSWatcher, watch } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ownerOf } from '../kube/logs.ts';
 import type { Logger } from '../logging.ts';
@@ -309,14 +311,14 @@ export class NodeAgent {
    * died, its tasks are gone within moments.
    */
   private async mainProcessDied(cg: ContainerCgroup): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     if (await this.initAlive(cg)) return false;
     const settle = this.o.settleMs ?? 150;
-    await new Promise((r) => setTimeout(r, settle));
+    await sleep(settle);
     if (await this.emptied(cg)) return true;
     if (await this.initAlive(cg)) return false;
     // not sure the main process survived (no /proc view of it): give it time to go too
-    await new Promise((r) => setTimeout(r, settle * 4));
+    await sleep(settle * 4);
     return this.emptied(cg);
   }
 

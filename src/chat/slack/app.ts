@@ -10,6 +10,7 @@
 // Each delivery carries its identity (trigger_id, action_ts, the view id) as
 // the request's deliveryId, by which the handler acts on it once — never by
 // dropping retries blindly, since the first delivery may never have arrived.
+
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -23,6 +24,7 @@ import {
   type SlackCommandMiddlewareArgs,
 } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
+import { limiter } from '../../concurrency.ts';
 import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
@@ -70,22 +72,6 @@ export interface RunningBot {
   port?: number;
   notifier?: Notifier;
   stop(): Promise<void>;
-}
-
-/** Runs at most `n` tasks at once; the rest wait in line (FIFO). */
-export function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async (fn) => {
-    if (active >= n) await new Promise<void>((r) => waiting.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
 }
 
 type ButtonArgs = SlackActionMiddlewareArgs<BlockAction<ButtonAction>> & AllMiddlewareArgs;
