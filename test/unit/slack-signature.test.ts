@@ -3,7 +3,7 @@
 // off are refused.
 import { describe, expect, it } from 'vitest';
 import { signSlackRequest } from '../../dev/slack-emulator/events/signing.ts';
-import { type SlackHeaders, verifySlackRequestDetailed } from '../../src/chat/signature.ts';
+import { type SlackHeaders, verifySlackRequestDetailed } from '../../src/chat/slack/signature.ts';
 
 const verify = (secret: string, headers: SlackHeaders, body: string, now: number): boolean =>
   verifySlackRequestDetailed(secret, headers, body, now).ok;

@@ -4,13 +4,13 @@
 // Bolt 5's check refuses only timestamps more than 5 minutes in the PAST: a
 // correctly signed request stamped an hour AHEAD passes, so a captured (or
 // pre-signed) request could be replayed later. Ferry verifies every request
-// with src/chat/signature.ts — the one verifier — which refuses a timestamp
+// with src/chat/slack/signature.ts — the one verifier — which refuses a timestamp
 // more than MAX_SKEW_SECONDS off in either direction, and turns Bolt's own
 // verification off so there are not two rules that could disagree.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import { HTTPModuleFunctions, HTTPReceiver, type HTTPReceiverOptions } from '@slack/bolt';
-import { verifySlackRequestDetailed } from '../signature.ts';
+import { verifySlackRequestDetailed } from './signature.ts';
 
 export interface VerifyingReceiverOptions extends Omit<HTTPReceiverOptions, 'signatureVerification'> {
   signingSecret: string;

@@ -1,7 +1,7 @@
 // Verifying Slack's request signature (https://api.slack.com/authentication/verifying-requests-from-slack):
 // signature = 'v0=' + hex(HMAC-SHA256(signingSecret, 'v0:' + timestamp + ':' + rawBody)), and the
 // timestamp within MAX_SKEW_SECONDS of now in either direction. The one verifier the bot uses
-// (chat/slack/receiver.ts); the signing side is the Slack emulator's (dev/slack-emulator/events/signing.ts).
+// (receiver.ts); the signing side is the Slack emulator's (dev/slack-emulator/events/signing.ts).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 /** Requests older (or newer) than this are rejected as possible replays. */
