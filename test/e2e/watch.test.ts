@@ -13,6 +13,7 @@ import { logger } from '../../src/logging.ts';
 import { QueueAnnouncer } from '../../src/queue/announcer.ts';
 import { QUEUES } from '../../src/queue/names.ts';
 import { ReleaseStore } from '../../src/store/releases.ts';
+import type { AlertOutcome } from '../../src/watch/alerter.ts';
 import { localTargets } from '../../src/watch/targets.ts';
 import { startWatch, type WatchHandle } from '../../src/watch/watcher.ts';
 import { exampleConfig } from '../support/config.ts';
@@ -106,6 +107,11 @@ async function alerts(): Promise<Alert[]> {
     .filter((m): m is Alert => m.kind === 'alert');
 }
 
+/** Every finding the watcher handled, in order: the positive signal before a "no new alert" check. */
+const outcomes: { owner: string; source: string; outcome: AlertOutcome }[] = [];
+const handled = (owner: string, outcome?: AlertOutcome) =>
+  outcomes.filter((o) => o.owner === owner && (!outcome || o.outcome === outcome)).length;
+
 const forWorkload = (list: Alert[], owner: string) =>
   list.filter((a) => a.silenceKey.endsWith(`/${owner}/app`));
 const field = (a: Alert, label: string) => a.fields.find(([l]) => l === label)?.[1];
@@ -152,6 +158,7 @@ beforeAll(async () => {
     regions: ['eu-west'],
     nodeAgents: agents,
     pollMs: 250,
+    onOutcome: (f, outcome) => outcomes.push({ owner: f.owner, source: f.source, outcome }),
   });
   await watch.ready;
 }, 3_600_000);
@@ -203,11 +210,18 @@ describe('OOM alerts from a real cluster', () => {
       },
       { timeoutMs: 60_000, what: 'OOMKilled in the pod status' },
     );
-    await new Promise((r) => setTimeout(r, 4000));
-    watch.watches.forEach((w) => {
-      w.restart(); // a re-list delivers every pod again: still no second alert
+    // Kubernetes' own report of the kill reached the alerter too (the node agent's came first).
+    await waitFor(() => outcomes.some((o) => o.owner === 'oom-main' && o.source !== 'cgroup') || undefined, {
+      timeoutMs: 60_000,
+      what: "the pod status' OOM finding handled",
     });
-    await new Promise((r) => setTimeout(r, 3000));
+    // A re-list delivers every pod again; once the alerter has handled the pod once more, still one alert.
+    const seen = handled('oom-main');
+    for (const w of watch.watches) w.restart();
+    await waitFor(() => handled('oom-main') > seen || undefined, {
+      timeoutMs: 60_000,
+      what: 'the re-listed pod handled again',
+    });
     const all = forWorkload(await alerts(), 'oom-main');
     expect(all).toHaveLength(1);
   });
@@ -237,8 +251,8 @@ describe('OOM alerts from a real cluster', () => {
     expect(field(alert, 'Memory limit')).toBe('64Mi');
     expect(field(alert, 'Detected by')).toContain('node agent');
     expect(alert.snippet).toContain('to allocate 256 MiB');
-    await new Promise((r) => setTimeout(r, 4000));
-    // the container kept running, Kubernetes saw nothing
+    // The main process still answers after its child was killed, and Kubernetes saw no restart.
+    await kubectl('eu-west', ['-n', ns.name, 'exec', pod, '--', 'wget', '-qO-', 'http://127.0.0.1:8080/']);
     const p = await kubectlJson<PodJson>('eu-west', ['-n', ns.name, 'get', 'pod', pod]);
     expect(p.status.containerStatuses?.[0]?.restartCount).toBe(0);
     expect(forWorkload(await alerts(), 'oom-child')).toHaveLength(1);
@@ -281,7 +295,11 @@ describe('OOM alerts from a real cluster', () => {
       timeoutMs: 60_000,
       what: 'the second kill recorded',
     });
-    await new Promise((r) => setTimeout(r, 2000));
+    // The alerter has handled the second kill and found it silenced: no alert went out for it.
+    await waitFor(() => handled('oom-main', 'silenced') > 0 || undefined, {
+      timeoutMs: 60_000,
+      what: 'the second kill handled as silenced',
+    });
     expect(forWorkload(await alerts(), 'oom-main')).toHaveLength(1);
     expect((await alerts()).length).toBe(before);
   });
