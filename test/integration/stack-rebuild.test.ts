@@ -12,11 +12,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handleText } from '../../commands/handle.ts';
 import type { CommandServices } from '../../commands/handler.ts';
+import { chooseStorageDriver, storageArgs } from '../../src/build/storage.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
-import { chooseStorageDriver, storageArgs } from '../../src/build/storage.ts';
 import { buildRunner } from '../../src/runners/real.ts';
 import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import {
@@ -211,10 +211,7 @@ describe('stacks that matter', () => {
     }
     // The FERRY_STACK app really ran on the stack: its build step read the stack's file.
     const image = (await rt.versions.get('payments', 'v1'))?.images.test?.image as string;
-    const out = await runInImage(await buildStorage(), image, [
-      'cat',
-      '/app/built-on',
-    ]);
+    const out = await runInImage(await buildStorage(), image, ['cat', '/app/built-on']);
     expect(out.stdout.trim()).toBe('stack 1');
     // Every environment of a version is built on the stack it was first built on.
     expect((await rt.versions.get('payments', 'v1'))?.stack?.digest).toBe(s1);
@@ -287,10 +284,7 @@ describe('stacks that matter', () => {
     }
     // The rebuilt image runs on the patched stack.
     const image = (await rt.versions.get('payments', newVersion))?.images.test?.image as string;
-    const patched = await runInImage(await buildStorage(), image, [
-      'cat',
-      '/etc/stack-patch',
-    ]);
+    const patched = await runInImage(await buildStorage(), image, ['cat', '/etc/stack-patch']);
     expect(patched.stdout).toContain('CVE-0000-0001 fixed');
 
     // `/release versions` shows both stacks, and the base.
