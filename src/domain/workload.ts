@@ -182,6 +182,31 @@ export function surgePods(surge: string, replicas: number): number {
   return Math.max(1, Number.isFinite(n) ? n : 1);
 }
 
+/** One step inside a batch: the new track grows to `next`, and once those pods are Ready the old one shrinks to `old`. */
+export interface SurgeStep {
+  next: number;
+  old: number;
+}
+
+/**
+ * The steps that take the new track from `current` to `target` pods of
+ * `total` without dipping below `total` Ready pods: each step adds at most
+ * `surge` new pods (the cluster's spare room), and the old track gives up
+ * only as many pods as are new and Ready. A re-run starts from where the
+ * new track got to, so the steps already done are not repeated.
+ */
+export function surgeSteps(current: number, target: number, total: number, surge: number): SurgeStep[] {
+  const goal = Math.max(0, Math.min(total, target));
+  const step = Math.max(1, Math.floor(surge));
+  const steps: SurgeStep[] = [];
+  let next = Math.max(0, Math.min(current, goal));
+  do {
+    next = Math.min(goal, next + step);
+    steps.push({ next, old: total - next });
+  } while (next < goal);
+  return steps;
+}
+
 /** Every placement of an app: one per environment and region the environment runs in. */
 export function placementsOf(config: FerryConfig, app: string): Placement[] {
   return Object.entries(config.environments).flatMap(([env, e]) =>

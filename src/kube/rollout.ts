@@ -54,6 +54,7 @@ import {
   type Placement,
   placementOf,
   surgePods,
+  surgeSteps,
   type Workload,
   workloadOf,
 } from '../domain/workload.ts';
@@ -576,7 +577,7 @@ export class KubeRollout implements RegionRollout {
     const next = tracks[this.newTrack];
     const ours =
       ann(next, ANN.release) === this.spec.releaseId && ann(next, ANN.digest) === this.spec.image.digest;
-    let current = ours ? Math.min(next?.spec?.replicas ?? 0, p) : 0;
+    const current = ours ? Math.min(next?.spec?.replicas ?? 0, p) : 0;
     if (!this.oldExists) {
       // The app's first release: nothing to protect, grow straight to p.
       await this.applyNext(p, p >= total, batchIndex);
@@ -586,24 +587,20 @@ export class KubeRollout implements RegionRollout {
       if (p >= total) await this.handHpaTo(this.newTrack);
       return { ok: true };
     }
-    const step = surgePods(this.workload.surge, total);
-    do {
-      const target = Math.min(p, current + step);
+    for (const { next: target, old } of surgeSteps(
+      current,
+      p,
+      total,
+      surgePods(this.workload.surge, total),
+    )) {
       await this.applyNext(target, target >= total, batchIndex);
       const ready = await this.waitNewReady(target, limits);
       if (!ready.ok) return ready;
-      await scaleTrack(
-        this.k,
-        this.target,
-        other(this.newTrack),
-        total - target,
-        target >= total ? 'next' : 'stable',
-      );
+      await scaleTrack(this.k, this.target, other(this.newTrack), old, target >= total ? 'next' : 'stable');
       // Old pods being deleted are already out of the Service (not Ready) and
       // the next step counts only Ready new pods, so the steps inside a batch
       // do not wait for terminations; the batch's end does, exactly.
-      current = target;
-    } while (current < p);
+    }
     await this.waitExact(p, total - p);
     if (p >= total) await this.handHpaTo(this.newTrack);
     return { ok: true };

@@ -2,10 +2,11 @@
 // lives, what its pods look like, and the config check that keeps
 // environments apart.
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
-import { expandEnvValue, placementOf, surgePods, workloadOf } from '../../src/domain/workload.ts';
+import { expandEnvValue, placementOf, surgePods, surgeSteps, workloadOf } from '../../src/domain/workload.ts';
 import { podTemplate } from '../../src/kube/rollout.ts';
 import { EXAMPLE_CONFIG_PATH, exampleConfig } from '../support/config.ts';
 
@@ -181,5 +182,44 @@ describe('workload: the pod spec from the config', () => {
     expect(surgePods('25%', 8)).toBe(2);
     expect(surgePods('25%', 2)).toBe(1);
     expect(surgePods('100%', 3)).toBe(3);
+  });
+});
+
+describe('the steps inside a batch (surgeSteps)', () => {
+  it('never leave fewer than the replica count, never surge past the limit, and end at the batch size', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 500 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.nat(),
+        fc.nat(),
+        (total, surge, rawCurrent, rawTarget) => {
+          const target = rawTarget % (total + 1);
+          const current = rawCurrent % (target + 1);
+          const steps = surgeSteps(current, target, total, surge);
+          let before = { next: current, old: total - current };
+          for (const s of steps) {
+            // While the new pods start, old and new together run at most `surge` over the total…
+            expect(s.next + before.old).toBeLessThanOrEqual(total + surge);
+            // …and once they are Ready the old track shrinks by as many: never below the total.
+            expect(s.next + s.old).toBe(total);
+            expect(s.next).toBeGreaterThanOrEqual(before.next);
+            before = s;
+          }
+          expect(steps.at(-1)?.next).toBe(target);
+          // No step is wasted: all but the last grow by the whole surge.
+          expect(steps.length).toBe(Math.max(1, Math.ceil((target - current) / surge)));
+        },
+      ),
+    );
+  });
+
+  it('a re-run of a batch already applied repeats its one last step and nothing before it', () => {
+    expect(surgeSteps(2, 2, 4, 1)).toEqual([{ next: 2, old: 2 }]);
+    expect(surgeSteps(0, 3, 4, 1)).toEqual([
+      { next: 1, old: 3 },
+      { next: 2, old: 2 },
+      { next: 3, old: 1 },
+    ]);
   });
 });
