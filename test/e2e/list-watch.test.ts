@@ -161,7 +161,7 @@ describe('list-watch on the real API server', () => {
     const { ns, k } = await cluster('lw-silent');
     const server = new URL(k.kc.getCurrentCluster()?.server ?? '');
     const proxy = await silencingProxy(server);
-    const { lw } = configMaps(k, ns, {
+    const { lw, seen } = configMaps(k, ns, {
       kc: via(k.kc, proxy.url), // the watch goes through the proxy; the list does not
       relistMs: 2000,
     });
@@ -175,9 +175,15 @@ describe('list-watch on the real API server', () => {
     proxy.silence();
     const listsBefore = lw.stats.lists;
     const eventsBefore = lw.stats.events;
+    await kubectl('eu-west', ['-n', ns, 'delete', 'configmap', 'one']);
     await kubectl('eu-west', ['-n', ns, 'create', 'configmap', 'two', '--from-literal=a=b']);
     // well inside the Watch's own 30 s inactivity timeout, which a silent connection would otherwise wait for
-    await until('configmap two', () => names(lw).includes('two'), 15_000);
+    await until(
+      'configmap two, and one gone',
+      () => names(lw).includes('two') && !names(lw).includes('one'),
+      15_000,
+    );
+    expect(seen).toContain('DELETED:one'); // found missing from the re-list
     expect(lw.stats.lists).toBeGreaterThan(listsBefore);
     expect(lw.stats.events).toBe(eventsBefore); // it came by the re-list: the watch heard nothing
     expect(proxy.dropped()).toBeGreaterThan(0); // the proxy swallowed what the API server sent
