@@ -1,6 +1,6 @@
 // Kubernetes client helpers: one KubeConfig per region (the region's context
 // in the kubeconfig), typed API clients, server-side apply with an explicit
-// content type, and a list+watch that survives silent watches.
+// content type. (The list+watch is src/kube/list-watch.ts.)
 //
 // Server-side apply: every write Ferry makes to a Deployment is an apply
 // (`application/apply-patch+yaml`) under a named field manager. `ferry` owns
@@ -8,11 +8,6 @@
 // count and role annotations it changes on the other track (so scaling a
 // track never re-sends, and never takes over, a template someone else set).
 // Both apply with force: these are fields Ferry owns by design.
-//
-// Watches from @kubernetes/client-node go silent after minutes with no error
-// (client-node #364, #596, #958). `ListWatch` lists, then watches from the
-// list's resourceVersion, and starts over (re-list + new watch) when the watch
-// ends, errors, or simply reaches its restart timer.
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import {
   AppsV1Api,
@@ -21,7 +16,6 @@ import {
   KubeConfig,
   PatchStrategy,
   setHeaderOptions,
-  Watch,
 } from '@kubernetes/client-node';
 import type { FerryConfig } from '../domain/config.ts';
 
@@ -147,124 +141,6 @@ export async function applyDeployment(
     throw new Error(
       `apply deployment ${obj.metadata.namespace}/${obj.metadata.name} in ${k.region}: ${kubeErrorMessage(err)}`,
     );
-  }
-}
-
-export interface ListWatchOptions<T> {
-  /** e.g. `/api/v1/namespaces/ns/pods` */
-  path: string;
-  list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
-  labelSelector?: string;
-  /** Restart the watch (re-list) after this long even if it looks healthy. Default 60 s. */
-  restartMs?: number;
-  onChange: (items: Map<string, T>) => void;
-  onError?: (err: unknown) => void;
-}
-
-interface Named {
-  metadata?: { uid?: string; name?: string; resourceVersion?: string };
-}
-
-/**
- * List + watch with restarts. Keeps a map of the objects by uid and calls
- * `onChange` after every list and every event. Stop it with `stop()`.
- */
-export class ListWatch<T extends Named> {
-  readonly items = new Map<string, T>();
-  private readonly kc: KubeConfig;
-  private readonly opts: ListWatchOptions<T>;
-  private stopped = false;
-  private controller: AbortController | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private generation = 0;
-  /** How many times the list was (re)loaded; tests read it. */
-  relists = 0;
-
-  constructor(kc: KubeConfig, opts: ListWatchOptions<T>) {
-    this.kc = kc;
-    this.opts = opts;
-  }
-
-  async start(): Promise<void> {
-    await this.cycle();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.generation++;
-    if (this.timer) clearTimeout(this.timer);
-    this.controller?.abort();
-  }
-
-  /** Re-list and re-watch now. */
-  async restart(): Promise<void> {
-    if (this.stopped) return;
-    await this.cycle();
-  }
-
-  private async cycle(): Promise<void> {
-    const gen = ++this.generation;
-    if (this.timer) clearTimeout(this.timer);
-    this.controller?.abort();
-    this.controller = undefined;
-    let rv: string | undefined;
-    try {
-      const list = await this.opts.list();
-      if (gen !== this.generation || this.stopped) return;
-      this.relists++;
-      this.items.clear();
-      for (const it of list.items) this.items.set(it.metadata?.uid ?? it.metadata?.name ?? '', it);
-      rv = list.metadata?.resourceVersion;
-      this.opts.onChange(this.items);
-    } catch (err) {
-      this.opts.onError?.(err);
-      this.schedule(gen, 1000);
-      return;
-    }
-    try {
-      const w = new Watch(this.kc);
-      this.controller = await w.watch(
-        this.opts.path,
-        {
-          allowWatchBookmarks: true,
-          ...(rv ? { resourceVersion: rv } : {}),
-          ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
-        },
-        (phase, obj: T) => {
-          if (gen !== this.generation) return;
-          if (phase === 'BOOKMARK') return;
-          const key = obj.metadata?.uid ?? obj.metadata?.name ?? '';
-          if (phase === 'DELETED') this.items.delete(key);
-          else if (phase === 'ADDED' || phase === 'MODIFIED') this.items.set(key, obj);
-          else if (phase === 'ERROR') {
-            // e.g. 410 Gone: the resourceVersion is too old; start over.
-            this.schedule(gen, 0);
-            return;
-          }
-          this.opts.onChange(this.items);
-        },
-        (err) => {
-          if (gen !== this.generation || this.stopped) return;
-          if (err && (err as { name?: string }).name !== 'AbortError') this.opts.onError?.(err);
-          this.schedule(gen, err ? 500 : 0);
-        },
-      );
-    } catch (err) {
-      this.opts.onError?.(err);
-      this.schedule(gen, 1000);
-      return;
-    }
-    this.schedule(gen, this.opts.restartMs ?? 60_000);
-  }
-
-  private schedule(gen: number, ms: number): void {
-    if (gen !== this.generation || this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (gen !== this.generation || this.stopped) return;
-      void this.cycle();
-    }, ms);
-    this.timer.unref?.();
   }
 }
 

@@ -68,13 +68,13 @@ import {
   isNotFound,
   type KubeClients,
   kubeErrorMessage,
-  ListWatch,
   readOrUndefined,
   SCALE_MANAGER,
   sleep,
   statusOf,
 } from './client.ts';
 import { findHpa, hpaReplicas, pauseHpa, resumeHpa } from './hpa.ts';
+import { ListWatch } from './list-watch.ts';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_MANAGED = 'app.kubernetes.io/managed-by';
@@ -858,14 +858,21 @@ export class KubeRollout implements RegionRollout {
     await this.ensurePrepared();
     const t = this.target;
     const selector = `${LABEL_NAME}=${t.name},${LABEL_TRACK}=${this.newTrack}`;
-    const lw = new ListWatch<V1Pod>(this.k.kc, {
+    const lw = new ListWatch<V1Pod>({
+      name: `${t.region}/pods/${t.namespace}/${selector}`,
+      kc: this.k.kc,
       path: `/api/v1/namespaces/${t.namespace}/pods`,
       labelSelector: selector,
-      restartMs: this.opts.watchRestartMs ?? 60_000,
+      relistMs: this.opts.watchRestartMs ?? 60_000,
       list: () => this.k.core.listNamespacedPod({ namespace: t.namespace, labelSelector: selector }),
-      onChange: () => {},
-    });
-    await lw.start();
+    }).start();
+    // Wait for the first list; a list that keeps failing leaves the pods unknown until the deadline.
+    const listed = new AbortController();
+    await Promise.race([
+      lw.ready,
+      sleep(deadlineMs, this.signal ? AbortSignal.any([this.signal, listed.signal]) : listed.signal),
+    ]);
+    listed.abort();
     try {
       const started = Date.now();
       let readyAt: number | undefined;

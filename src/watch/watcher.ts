@@ -1,16 +1,16 @@
 // `ferry watch`: watches pods and events in the namespaces of the managed
 // apps in every region, and turns OOM kills into alerts. Optionally runs the
 // node agent (cgroup OOM counters) for nodes on this machine.
-import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from '../domain/config.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
 import { managedNamespaces } from '../domain/workload.ts';
+import { ListWatch } from '../kube/list-watch.ts';
 import { type ClusterReader, clusterReader } from '../kube/logs.ts';
 import type { Logger } from '../logging.ts';
 import { Alerter, type AlerterDeps, type AlertOutcome } from './alerter.ts';
 import { AlertDedupe } from './dedupe.ts';
-import { ListWatch } from './list-watch.ts';
 import { NodeAgent } from './node-agent.ts';
 import {
   isOomEvent,
@@ -64,7 +64,7 @@ export interface WatchHandle {
   alerter: Alerter;
   silences: Silences;
   dedupe: AlertDedupe;
-  watches: ListWatch<unknown>[];
+  watches: ListWatch<KubernetesObject>[];
   agents: NodeAgent[];
   pods: Map<string, PodIndex>;
   /** Resolves when every watch has listed once and every agent has taken its first reading. */
@@ -101,7 +101,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
     return outcome;
   };
   /** The running watches by what they watch: `region\0context\0pods|events|node\0namespace|*`. */
-  const running = new Map<string, ListWatch<unknown>>();
+  const running = new Map<string, ListWatch<KubernetesObject>>();
   const agents: NodeAgent[] = [];
   const pods = new Map<string, PodIndex>();
   /** What is watched now; replaced when the config changes (managed namespaces, regions). */
@@ -130,7 +130,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
   /** The watches one region needs for `scopes` (namespaces, or one cluster-wide scope), by key. */
   const wanted = (region: string, rc: { context: string }, scopes: (string | undefined)[]) => {
     const { reader, index } = regionOf(region, rc);
-    const out = new Map<string, () => ListWatch<unknown>>();
+    const out = new Map<string, () => ListWatch<KubernetesObject>>();
 
     const onPod = async (type: string, pod: V1Pod) => {
       if (!nsSet.has(pod.metadata?.namespace ?? '')) return;
@@ -173,12 +173,13 @@ export function startWatch(o: WatchOptions): WatchHandle {
     };
 
     /** One list+watch of a resource in this region; the lists differ only in which API call they make. */
-    const watch = <T>(spec: {
+    const watch = <T extends KubernetesObject>(spec: {
       name: string;
       path: string;
-      query?: Record<string, string>;
+      fieldSelector?: string;
       list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
       onObject: (type: string, obj: T) => Promise<void>;
+      keep?: (obj: T) => T;
     }) => {
       out.set(
         `${region}\0${rc.context}\0${spec.name}`,
@@ -187,18 +188,13 @@ export function startWatch(o: WatchOptions): WatchHandle {
             name: `${region}/${spec.name}`,
             kc: reader.kc,
             path: spec.path,
-            ...(spec.query ? { query: spec.query } : {}),
-            list: async () => {
-              const l = await spec.list();
-              return {
-                items: l.items,
-                ...(l.metadata?.resourceVersion ? { resourceVersion: l.metadata.resourceVersion } : {}),
-              };
-            },
+            ...(spec.fieldSelector ? { fieldSelector: spec.fieldSelector } : {}),
+            list: spec.list,
             onObject: spec.onObject,
+            ...(spec.keep ? { keep: spec.keep } : {}),
             log: o.log,
             ...(o.relistMs ? { relistMs: o.relistMs } : {}),
-          }).start() as ListWatch<unknown>,
+          }).start() as unknown as ListWatch<KubernetesObject>,
       );
     };
 
@@ -225,6 +221,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
         path: '/api/v1/pods',
         list: () => pagedPods(reader, {}),
         onObject: onPod,
+        keep: slimPod,
       });
       // Only OOM events, selected by the server (one watch a reason: field selectors cannot OR).
       // These also cover the node-level kernel events in `default`.
@@ -233,7 +230,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
         watch<CoreV1Event>({
           name: `events/*/${reason}`,
           path: '/api/v1/events',
-          query,
+          fieldSelector: query.fieldSelector,
           list: () => reader.core.listEventForAllNamespaces(query),
           onObject: onEvent,
         });
@@ -244,7 +241,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
     watch<CoreV1Event>({
       name: 'node-events',
       path: '/api/v1/namespaces/default/events',
-      query: nodeQuery,
+      fieldSelector: nodeQuery.fieldSelector,
       list: () => reader.core.listNamespacedEvent({ namespace: 'default', ...nodeQuery }),
       onObject: onEvent,
     });
@@ -259,7 +256,7 @@ export function startWatch(o: WatchOptions): WatchHandle {
     namespaces = managedNamespaces(c);
     nsSet = new Set(namespaces);
     const regions = o.regions ?? Object.keys(c.regions);
-    const want = new Map<string, () => ListWatch<unknown>>();
+    const want = new Map<string, () => ListWatch<KubernetesObject>>();
     for (const region of regions) {
       const rc = c.regions[region];
       if (!rc) {

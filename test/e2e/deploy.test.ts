@@ -17,7 +17,6 @@ import { type RollbackOperation, rollbackAppJob } from '../../jobs/rollback-app.
 import type { FerryConfig } from '../../src/domain/config.ts';
 import type { BuiltImage, Outbound, StepRunners } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
-import { ListWatch } from '../../src/kube/client.ts';
 import { KubeRollbacks } from '../../src/kube/rollback-service.ts';
 import { appTarget, KubeRollout, trackStatus } from '../../src/kube/rollout.ts';
 import type { Operation } from '../../src/ports.ts';
@@ -700,30 +699,5 @@ describe('client helpers', () => {
     const st = await trackStatus(kube.clients('eu-west'), appTarget(config, TEST_APP, 'kt', 'eu-west'));
     expect(st.stable).toBe(TEST_APP);
     expect(st.replicas).toEqual({ [TEST_APP]: 4, [`${TEST_APP}-b`]: 0 });
-  });
-
-  it('ListWatch re-lists on its restart timer and keeps following changes', async () => {
-    const ns = await namespace('watch');
-    const config = kubeTestConfig(ns);
-    const k = kubeRunners(config).clients('eu-west');
-    let changes = 0;
-    const lw = new ListWatch(k.kc, {
-      path: `/api/v1/namespaces/${ns}/configmaps`,
-      restartMs: 1000,
-      list: () => k.core.listNamespacedConfigMap({ namespace: ns }),
-      onChange: () => {
-        changes++;
-      },
-    });
-    await lw.start();
-    try {
-      await kubectl('eu-west', ['-n', ns, 'create', 'configmap', 'one', '--from-literal=a=b']);
-      await new Promise((r) => setTimeout(r, 3500));
-      expect(lw.relists).toBeGreaterThanOrEqual(3);
-      expect([...lw.items.values()].map((c) => c.metadata?.name).sort()).toContain('one');
-      expect(changes).toBeGreaterThanOrEqual(lw.relists);
-    } finally {
-      lw.stop();
-    }
   });
 });
