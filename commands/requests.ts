@@ -9,7 +9,7 @@
 
 import type { ChatAnswer, ChatRequest, ChatRequestHandler, ReleaseAction } from '../src/chat/port.ts';
 import { durationMs } from '../src/domain/duration.ts';
-import { mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
+import { may, mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
 import { mention } from '../src/domain/text.ts';
 import { ephemeral, type Reply } from '../src/ports.ts';
 import type { Actor, CommandPorts } from './command.ts';
@@ -75,6 +75,21 @@ export class CommandRequests implements ChatRequestHandler {
         await this.ports.silence(req.key, durationMs(config.alerts.silenceFor), req.actor.userId);
         return answer(ephemeral(true, `Silenced for ${config.alerts.silenceFor}: \`${req.key}\`.`));
       }
+      case 'alert-logs': {
+        if (!(await this.once(`act:${req.deliveryId}`))) return NONE;
+        const t = req.target;
+        const allowed = may(this.ports.config(), req.actor.userId, 'logs', t.app, t.environment);
+        if (!allowed.ok) return answer(ephemeral(false, allowed.reason));
+        if (!this.ports.logs) return answer(ephemeral(false, 'Logs are not set up in this installation.'));
+        // The same reader as `/release logs`, on the killed container's pod, into the alert's thread.
+        return answer(
+          await this.ports.logs.read(
+            { app: t.app, environment: t.environment, region: t.region, pod: t.pod },
+            req.actor,
+            { alertKey: t.alertKey },
+          ),
+        );
+      }
     }
   }
 
@@ -105,6 +120,26 @@ export class CommandRequests implements ChatRequestHandler {
       case 'promote':
         result = await this.ports.lifecycle.steer(action, rel.id, user);
         break;
+      case 'logs': {
+        const allowed = may(config, user, 'logs', rel.app, rel.environment);
+        if (!allowed.ok) result = { ok: false, text: allowed.reason };
+        else if (!this.ports.logs) result = { ok: false, text: 'Logs are not set up in this installation.' };
+        else {
+          // The same reader as `/release logs`: the newest pod of the app there, into the release's thread.
+          const reply = await this.ports.logs.read(
+            {
+              app: rel.app,
+              environment: rel.environment,
+              ...(rel.regions[0] ? { region: rel.regions[0] } : {}),
+            },
+            req.actor,
+            { releaseId: rel.id },
+          );
+          // Reading logs changes no state: an outdated card is no reason to refresh it.
+          return answer(reply);
+        }
+        break;
+      }
       case 'rollback': {
         const allowed = mayRollBackRelease(config, rel, user);
         if (!allowed.ok) result = { ok: false, text: allowed.reason };
