@@ -468,10 +468,17 @@ export function renderAlert(a: Extract<Outbound, { kind: 'alert' }>): Rendered {
       text: plain(`:rotating_light: ${a.title}`, SLACK_LIMITS.headerText),
     },
   ];
+  // Ten fields a section: an OOM alert has more (the memory history is the last), in up to three sections.
   const fields = a.fields
-    .slice(0, SLACK_LIMITS.fields)
+    .slice(0, SLACK_LIMITS.fields * 3)
     .map(([k, v]) => mrkdwn(clip(`*${k}*\n${literal(v)}`, SLACK_LIMITS.fieldText)));
-  if (fields.length) blocks.push({ type: 'section', block_id: 'alert-fields', fields });
+  for (let i = 0; i < fields.length; i += SLACK_LIMITS.fields) {
+    blocks.push({
+      type: 'section',
+      block_id: i === 0 ? 'alert-fields' : `alert-fields-${i / SLACK_LIMITS.fields + 1}`,
+      fields: fields.slice(i, i + SLACK_LIMITS.fields),
+    });
+  }
   let file: Rendered['file'];
   if (a.snippet) {
     const cb = codeBlock(a.snippet);
