@@ -9,8 +9,9 @@
 
 import type { ChatAnswer, ChatRequest, ChatRequestHandler, ReleaseAction } from '../src/chat/port.ts';
 import { durationMs } from '../src/domain/duration.ts';
+import { lookup } from '../src/domain/lookup.ts';
 import { may, mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
-import { mention } from '../src/domain/text.ts';
+import { echo, mention } from '../src/domain/text.ts';
 import { ephemeral, type Reply } from '../src/ports.ts';
 import type { Actor, CommandPorts } from './command.ts';
 import { handleCommand, handleText } from './handle.ts';
@@ -78,7 +79,11 @@ export class CommandRequests implements ChatRequestHandler {
       case 'alert-logs': {
         if (!(await this.once(`act:${req.deliveryId}`))) return NONE;
         const t = req.target;
-        const allowed = may(this.ports.config(), req.actor.userId, 'logs', t.app, t.environment);
+        const config = this.ports.config();
+        // The button's value names them; names Ferry does not know are refused before the policy quotes them.
+        if (!lookup(config.apps, t.app) || !lookup(config.environments, t.environment))
+          return answer(ephemeral(false, `Ferry does not know ${echo(t.app)} in ${echo(t.environment)}.`));
+        const allowed = may(config, req.actor.userId, 'logs', t.app, t.environment);
         if (!allowed.ok) return answer(ephemeral(false, allowed.reason));
         if (!this.ports.logs) return answer(ephemeral(false, 'Logs are not set up in this installation.'));
         // The same reader as `/release logs`, on the killed container's pod, into the alert's thread.
@@ -97,7 +102,12 @@ export class CommandRequests implements ChatRequestHandler {
     const user = req.actor.userId;
     // The same delivery again (a platform retry), or the same click twice on the same card.
     if (!(await this.once(`act:${req.deliveryId}`))) return NONE;
-    if (!(await this.once(`click:${user}:${req.action}:${req.releaseId}:${req.rev ?? ''}`))) return NONE;
+    // Show logs changes nothing: a second click a minute later is a fresh read, not a double click.
+    if (
+      req.action !== 'logs' &&
+      !(await this.once(`click:${user}:${req.action}:${req.releaseId}:${req.rev ?? ''}`))
+    )
+      return NONE;
     const rel = await this.ports.releases.get(req.releaseId);
     if (!rel) return answer(ephemeral(false, `There is no release ${req.releaseId} any more.`));
     const stale = req.rev !== undefined && req.rev < rel.rev;
