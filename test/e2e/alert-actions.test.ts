@@ -15,6 +15,7 @@ import { planRelease } from '../../src/domain/plan.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { KubeLogService } from '../../src/logs/service.ts';
+import { drawMemoryChart } from '../../src/watch/alerter.ts';
 import { startWatch, type WatchHandle } from '../../src/watch/watcher.ts';
 import {
   ensureInfra,
@@ -319,10 +320,13 @@ describe('alerts and cards people can act on', () => {
 
   it('an OOM kill in test goes to the owner team channel, with Show logs and Silence and no Roll back', async () => {
     const pod = await runningPod('payments-test');
+    // Prometheus configured but not answering (nothing listens on the port): the alert says so and goes out
+    config.metrics = { prometheus: 'http://127.0.0.1:9', timeout: '2s' };
     await oomKill(pod);
     const alert = await emu.waitFor(() => alertIn(TEAM_ALERTS, pod), 120_000);
     expect(alertIn(APP_ALERTS, pod)).toBeUndefined();
     expect(alert.text).toContain('in test/eu-west');
+    expect(flat(alert)).toContain('*Memory history*\\nnot available: Prometheus did not answer');
     expect(buttons(alert).map(([id]) => id)).toEqual(['alert-logs', 'silence']);
     expect(JSON.parse(buttons(alert)[0]?.[1] as string)).toEqual([
       expect.any(String),
@@ -331,5 +335,39 @@ describe('alerts and cards people can act on', () => {
       'eu-west',
       pod,
     ]);
+  });
+
+  it('the memory chart of an alert is uploaded as a PNG into the alert thread', async () => {
+    const at = Array.from({ length: 20 }, (_, i) => Date.now() - (20 - i) * 10_000);
+    const png = await drawMemoryChart(
+      'Memory of payments app',
+      at,
+      at.map((_, i) => (10 + i * 2) * 2 ** 20),
+      48 * 2 ** 20,
+    );
+    await h.rt.announcer.announce({
+      kind: 'alert',
+      key: 'chart-test',
+      channel: APP_ALERTS,
+      title: 'OOM kill: payments app in prod/eu-west (chart)',
+      fields: [['Memory limit', '48Mi']],
+      count: 1,
+      silenceKey: 'oom/eu-west/x/payments/app',
+      chart: {
+        name: 'memory-payments-prod-x.png',
+        text: 'Memory of payments app',
+        bytes: png.toString('base64'),
+      },
+    });
+    const alert = await emu.waitFor(
+      () => emu.channelMessages(APP_ALERTS).find((m) => m.text.includes('(chart)')),
+      30_000,
+    );
+    const file = await emu.waitFor(
+      () => emu.files().find((f) => (f.shares[APP_ALERTS] ?? []).some((s) => s.thread_ts === alert.ts)),
+      30_000,
+    );
+    expect(file.name).toBe('memory-payments-prod-x.png');
+    expect(emu.fileContent(file.id)?.equals(png)).toBe(true);
   });
 });
