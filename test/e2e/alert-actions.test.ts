@@ -5,28 +5,35 @@
 // and Silence; one in test goes to the owner team's channel (alerts.routes),
 // without Roll back. A click on Show logs posts the snippet and the whole text
 // as a file in the alert's thread; on the release card, in the release's thread.
+// The prod pod is scraped by the local Prometheus: its alert carries the
+// memory chart; the test alert says Prometheus did not answer.
+import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import type { StoredMessage } from '../../dev/slack-emulator/types.ts';
+import { SERIES_COLOURS } from '../../src/analysis/charts.ts';
 import type { RunningBot } from '../../src/chat/slack/app.ts';
 import { startSlackBot } from '../../src/cli/bot.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
 import { planRelease } from '../../src/domain/plan.ts';
+import type { BuiltImage } from '../../src/domain/ports.ts';
 import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { KubeLogService } from '../../src/logs/service.ts';
-import { drawMemoryChart } from '../../src/watch/alerter.ts';
 import { startWatch, type WatchHandle } from '../../src/watch/watcher.ts';
 import {
   ensureInfra,
   type InfraInfo,
   kubectl,
   kubectlJson,
+  loadInfo,
   newNamespace,
   type TestNamespace,
   waitFor,
 } from '../support/infra.ts';
 import { fastConfig, type Harness, harness } from '../support/lifecycle.ts';
+import { METRICS_REPO, metricsImages } from '../support/metrics-images.ts';
+import { ensurePrometheus } from '../support/prometheus.ts';
 import { TestRedis } from '../support/redis.ts';
 
 const SECRET = 'alert-actions-signing-secret';
@@ -44,9 +51,16 @@ let h: Harness;
 let bot: RunningBot;
 let watch: WatchHandle;
 let release: Release;
+let prometheus: string;
+let metricsV1: BuiltImage;
 
-function deployment(name: string, environment: string): string {
+/**
+ * A Deployment of payments for an environment; `scraped`: the local Prometheus scrapes its pods, and
+ * they run the sample app's build with /metrics (test/support/metrics-images.ts).
+ */
+function deployment(name: string, environment: string, scraped = false): string {
   const labels = { app: name, 'ferry.dev/app': 'payments', 'ferry.dev/environment': environment };
+  const annotations = scraped ? { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8080' } : {};
   return JSON.stringify({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -55,14 +69,16 @@ function deployment(name: string, environment: string): string {
       replicas: 1,
       selector: { matchLabels: { app: name } },
       template: {
-        metadata: { labels },
+        metadata: { labels, annotations },
         spec: {
           terminationGracePeriodSeconds: 1,
           enableServiceLinks: false,
           containers: [
             {
               name: 'app',
-              image: `${info.images.sampleApp.image}:v1`,
+              image: scraped
+                ? `${loadInfo().registries.regions['eu-west']}/${METRICS_REPO}@${metricsV1.digest}`
+                : `${info.images.sampleApp.image}:v1`,
               resources: { limits: { memory: '48Mi' }, requests: { memory: '16Mi' } },
             },
           ],
@@ -125,6 +141,23 @@ async function oomKill(pod: string): Promise<void> {
   );
 }
 
+function pixels(png: PNG, colour: string): number {
+  const [r, g, b] = [1, 3, 5].map((i) => Number.parseInt(colour.slice(i, i + 2), 16)) as [
+    number,
+    number,
+    number,
+  ];
+  let n = 0;
+  for (let i = 0; i < png.data.length; i += 4)
+    if (
+      Math.abs((png.data[i] as number) - r) < 8 &&
+      Math.abs((png.data[i + 1] as number) - g) < 8 &&
+      Math.abs((png.data[i + 2] as number) - b) < 8
+    )
+      n++;
+  return n;
+}
+
 const flat = (m: StoredMessage | undefined) => JSON.stringify(m?.blocks ?? []);
 const buttons = (m: StoredMessage | undefined) =>
   (m?.blocks ?? [])
@@ -141,7 +174,9 @@ function alertIn(channel: string, pod: string): StoredMessage | undefined {
 /** The thread replies under `ts` that carry a logs snippet, and the files shared into that thread. */
 function logsInThread(channel: string, ts: string) {
   const replies = emu.thread(channel, ts).filter((m) => m.ts !== ts && m.text.includes('Output of payments'));
-  const files = emu.files().filter((f) => (f.shares[channel] ?? []).some((s) => s.thread_ts === ts));
+  const files = emu
+    .files()
+    .filter((f) => f.name.endsWith('.log') && (f.shares[channel] ?? []).some((s) => s.thread_ts === ts));
   return { replies, files };
 }
 
@@ -179,7 +214,9 @@ beforeAll(async () => {
   });
   emu.botEventsUrl = bot.url;
 
-  await kubectl('eu-west', ['apply', '-f', '-'], { input: deployment('payments', 'prod') });
+  prometheus = await ensurePrometheus();
+  metricsV1 = (await metricsImages(['eu-west'])).v1;
+  await kubectl('eu-west', ['apply', '-f', '-'], { input: deployment('payments', 'prod', true) });
   await kubectl('eu-west', ['apply', '-f', '-'], { input: deployment('payments-test', 'test') });
 
   // a release of payments to prod in flight (deploying), with its card in #releases
@@ -268,12 +305,42 @@ describe('alerts and cards people can act on', () => {
 
   it('an OOM kill in prod: the app alerts channel, with Show logs, Roll back and Silence; Show logs answers in the alert thread', async () => {
     const pod = await runningPod('payments');
+    // the real Prometheus has the pod's memory before the kill
+    config.metrics = { prometheus, timeout: '5s' };
+    await waitFor(
+      async () => {
+        const q = `count_over_time(process_resident_memory_bytes{namespace="${ns.name}",pod="${pod}"}[5m])`;
+        const r = (await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(q)}`).then((x) =>
+          x.json(),
+        )) as {
+          data?: { result?: { value: [number, string] }[] };
+        };
+        return Number(r.data?.result?.[0]?.value[1] ?? 0) >= 3;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000, what: `samples of ${pod} in Prometheus` },
+    );
     await oomKill(pod);
     const alert = await emu.waitFor(() => alertIn(APP_ALERTS, pod), 120_000);
     expect(alertIn(TEAM_ALERTS, pod)).toBeUndefined();
     expect(flat(alert)).toContain('*Memory limit*\\n48Mi');
-    // no Prometheus configured: the alert says so rather than failing
-    expect(flat(alert)).toContain('*Memory history*\\nnot available: no Prometheus is configured');
+    expect(flat(alert)).toMatch(
+      /\*Memory history\*\\npeak [\d.]+ MiB in the last 15m \(chart in the thread\)/,
+    );
+    // the chart: a PNG in the alert's thread, the memory line in the series colour and the limit line
+    const chart = await emu.waitFor(
+      () =>
+        emu
+          .files()
+          .find(
+            (f) =>
+              f.name === `memory-payments-prod-${pod}.png` &&
+              (f.shares[APP_ALERTS] ?? []).some((s) => s.thread_ts === alert.ts),
+          ),
+      30_000,
+    );
+    const png = PNG.sync.read(emu.fileContent(chart.id) as Buffer);
+    expect(pixels(png, SERIES_COLOURS.new)).toBeGreaterThan(100);
+    expect(pixels(png, SERIES_COLOURS.threshold)).toBeGreaterThan(50);
     expect(buttons(alert).map(([id]) => id)).toEqual(['alert-logs', 'rollback', 'silence']);
     expect(buttons(alert)[1]?.[1]).toBe(release.id);
 
@@ -335,39 +402,5 @@ describe('alerts and cards people can act on', () => {
       'eu-west',
       pod,
     ]);
-  });
-
-  it('the memory chart of an alert is uploaded as a PNG into the alert thread', async () => {
-    const at = Array.from({ length: 20 }, (_, i) => Date.now() - (20 - i) * 10_000);
-    const png = await drawMemoryChart(
-      'Memory of payments app',
-      at,
-      at.map((_, i) => (10 + i * 2) * 2 ** 20),
-      48 * 2 ** 20,
-    );
-    await h.rt.announcer.announce({
-      kind: 'alert',
-      key: 'chart-test',
-      channel: APP_ALERTS,
-      title: 'OOM kill: payments app in prod/eu-west (chart)',
-      fields: [['Memory limit', '48Mi']],
-      count: 1,
-      silenceKey: 'oom/eu-west/x/payments/app',
-      chart: {
-        name: 'memory-payments-prod-x.png',
-        text: 'Memory of payments app',
-        bytes: png.toString('base64'),
-      },
-    });
-    const alert = await emu.waitFor(
-      () => emu.channelMessages(APP_ALERTS).find((m) => m.text.includes('(chart)')),
-      30_000,
-    );
-    const file = await emu.waitFor(
-      () => emu.files().find((f) => (f.shares[APP_ALERTS] ?? []).some((s) => s.thread_ts === alert.ts)),
-      30_000,
-    );
-    expect(file.name).toBe('memory-payments-prod-x.png');
-    expect(emu.fileContent(file.id)?.equals(png)).toBe(true);
   });
 });
