@@ -9,8 +9,9 @@
 
 import type { ChatAnswer, ChatRequest, ChatRequestHandler, ReleaseAction } from '../src/chat/port.ts';
 import { durationMs } from '../src/domain/duration.ts';
-import { mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
-import { mention } from '../src/domain/text.ts';
+import { lookup } from '../src/domain/lookup.ts';
+import { may, mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
+import { echo, mention } from '../src/domain/text.ts';
 import { ephemeral, type Reply } from '../src/ports.ts';
 import type { Actor, CommandPorts } from './command.ts';
 import { handleCommand, handleText } from './handle.ts';
@@ -75,6 +76,25 @@ export class CommandRequests implements ChatRequestHandler {
         await this.ports.silence(req.key, durationMs(config.alerts.silenceFor), req.actor.userId);
         return answer(ephemeral(true, `Silenced for ${config.alerts.silenceFor}: \`${req.key}\`.`));
       }
+      case 'alert-logs': {
+        if (!(await this.once(`act:${req.deliveryId}`))) return NONE;
+        const t = req.target;
+        const config = this.ports.config();
+        // The button's value names them; names Ferry does not know are refused before the policy quotes them.
+        if (!lookup(config.apps, t.app) || !lookup(config.environments, t.environment))
+          return answer(ephemeral(false, `Ferry does not know ${echo(t.app)} in ${echo(t.environment)}.`));
+        const allowed = may(config, req.actor.userId, 'logs', t.app, t.environment);
+        if (!allowed.ok) return answer(ephemeral(false, allowed.reason));
+        if (!this.ports.logs) return answer(ephemeral(false, 'Logs are not set up in this installation.'));
+        // The same reader as `/release logs`, on the killed container's pod, into the alert's thread.
+        return answer(
+          await this.ports.logs.read(
+            { app: t.app, environment: t.environment, region: t.region, pod: t.pod },
+            req.actor,
+            { alertKey: t.alertKey },
+          ),
+        );
+      }
     }
   }
 
@@ -82,7 +102,12 @@ export class CommandRequests implements ChatRequestHandler {
     const user = req.actor.userId;
     // The same delivery again (a platform retry), or the same click twice on the same card.
     if (!(await this.once(`act:${req.deliveryId}`))) return NONE;
-    if (!(await this.once(`click:${user}:${req.action}:${req.releaseId}:${req.rev ?? ''}`))) return NONE;
+    // Show logs changes nothing: a second click a minute later is a fresh read, not a double click.
+    if (
+      req.action !== 'logs' &&
+      !(await this.once(`click:${user}:${req.action}:${req.releaseId}:${req.rev ?? ''}`))
+    )
+      return NONE;
     const rel = await this.ports.releases.get(req.releaseId);
     if (!rel) return answer(ephemeral(false, `There is no release ${req.releaseId} any more.`));
     const stale = req.rev !== undefined && req.rev < rel.rev;
@@ -105,6 +130,26 @@ export class CommandRequests implements ChatRequestHandler {
       case 'promote':
         result = await this.ports.lifecycle.steer(action, rel.id, user);
         break;
+      case 'logs': {
+        const allowed = may(config, user, 'logs', rel.app, rel.environment);
+        if (!allowed.ok) result = { ok: false, text: allowed.reason };
+        else if (!this.ports.logs) result = { ok: false, text: 'Logs are not set up in this installation.' };
+        else {
+          // The same reader as `/release logs`: the newest pod of the app there, into the release's thread.
+          const reply = await this.ports.logs.read(
+            {
+              app: rel.app,
+              environment: rel.environment,
+              ...(rel.regions[0] ? { region: rel.regions[0] } : {}),
+            },
+            req.actor,
+            { releaseId: rel.id },
+          );
+          // Reading logs changes no state: an outdated card is no reason to refresh it.
+          return answer(reply);
+        }
+        break;
+      }
       case 'rollback': {
         const allowed = mayRollBackRelease(config, rel, user);
         if (!allowed.ok) result = { ok: false, text: allowed.reason };

@@ -88,7 +88,8 @@ export interface RollbackPlanner {
 }
 
 export interface LogReader {
-  read(request: LogsRequest, actor: Actor, ctx?: { releaseId?: string }): Promise<Reply>;
+  /** Posts in the thread of the release `releaseId`, or of the alert `alertKey`, when given. */
+  read(request: LogsRequest, actor: Actor, ctx?: { releaseId?: string; alertKey?: string }): Promise<Reply>;
 }
 
 export interface Adopter {

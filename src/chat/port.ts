@@ -11,7 +11,7 @@
 // The notify queue's mechanics (order, retries, rate limits) stay in
 // notifier.ts; a delivery only sends one message and says how a failure
 // should be treated.
-import type { Attachment, Outbound } from '../domain/ports.ts';
+import type { AlertLogsTarget, Attachment, Outbound } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 
 /**
@@ -39,6 +39,8 @@ export const RELEASE_ACTIONS = [
   'abort',
   'promote',
   'rollback',
+  /** Show logs: the app's newest pod in the release's environment, posted in the release's thread. */
+  'logs',
 ] as const;
 export type ReleaseAction = (typeof RELEASE_ACTIONS)[number];
 
@@ -60,7 +62,9 @@ export type ChatRequest =
   /** The reason a person gave for rejecting (after an `ask-reason` answer). */
   | { kind: 'reject-reason'; releaseId: string; reason: string; actor: Actor; deliveryId: string }
   /** The "silence" button of an alert. */
-  | { kind: 'silence'; key: string; actor: Actor; deliveryId: string };
+  | { kind: 'silence'; key: string; actor: Actor; deliveryId: string }
+  /** The "Show logs" button of an alert: the killed container's pod, posted in the alert's thread. */
+  | { kind: 'alert-logs'; target: AlertLogsTarget; actor: Actor; deliveryId: string };
 
 /** What the core answers to a request. */
 export type ChatAnswer =

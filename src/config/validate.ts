@@ -148,6 +148,28 @@ export function crossReferenceProblems(c: FerryConfig): RefProblem[] {
       );
     });
   }
+  // A team is a group (an app's owners name groups); a team route needs a team to route to.
+  for (const team of Object.keys(c.teams)) {
+    check(
+      defines(c.groups, team),
+      ['teams', team],
+      `"${team}" is not a group; ${known('groups', Object.keys(c.groups))}`,
+    );
+  }
+  c.alerts.routes.forEach((r, i) => {
+    for (const [j, e] of r.environments.entries())
+      check(
+        e === '*' || inList(envs, e),
+        ['alerts', 'routes', i, 'environments', j],
+        `unknown environment "${e}"; ${known('environments', envs)}`,
+      );
+    for (const [j, a] of r.apps.entries())
+      check(
+        a === '*' || defines(c.apps, a),
+        ['alerts', 'routes', i, 'apps', j],
+        `unknown app "${a}"; ${known('apps', Object.keys(c.apps))}`,
+      );
+  });
   out.push(...placementProblems(c));
   for (const [name, f] of Object.entries(c.factors)) {
     check(

@@ -483,6 +483,21 @@ export const syncRuleSchema = z.strictObject({
   regions: z.array(nameSchema).min(1),
 });
 
+/** A team's alert destinations: its Slack channel, and its Matrix room when Ferry serves Matrix. */
+export const teamSchema = z.strictObject({
+  alerts: z.string().min(1),
+  alertsRoom: matrixRoomSchema.optional(),
+});
+
+export const alertRouteSchema = z.strictObject({
+  /** Environment names, or `*`; default every environment. */
+  environments: z.array(z.string()).default(['*']),
+  /** App names, or `*`; default every app. */
+  apps: z.array(z.string()).default(['*']),
+  to: z.enum(['app', 'team']),
+});
+export type AlertRoute = z.infer<typeof alertRouteSchema>;
+
 export const configSchema = z.strictObject({
   primaryRegistry: registrySchema,
   regions: nameMap(nameSchema, regionSchema),
@@ -538,9 +553,32 @@ export const configSchema = z.strictObject({
       timeout: durationSchema.default('5s'),
     })
     .optional(),
+  /**
+   * Teams by group name (an app's `owners` are groups): where a team's alerts go. The owner team of
+   * an app is the first of its owners that has an entry here.
+   */
+  teams: nameMap(nameSchema, teamSchema).prefault({}),
   alerts: z
-    .strictObject({ dedupeWindow: durationSchema.default('15m'), silenceFor: durationSchema.default('1h') })
-    .default({ dedupeWindow: '15m', silenceFor: '1h' }),
+    .strictObject({
+      dedupeWindow: durationSchema.default('15m'),
+      silenceFor: durationSchema.default('1h'),
+      /**
+       * Where an alert goes, by the environment (and optionally the app): the first route that
+       * matches decides. `to: app` is the app's alerts channel, `to: team` the owner team's (the
+       * app's, when the team has none). No route matches (or none is set): the app's channel.
+       */
+      routes: z.array(alertRouteSchema).default([]),
+      /**
+       * The PromQL of a container's memory in use, drawn in OOM alerts (with `metrics.prometheus`);
+       * {namespace}, {pod} and {container} are filled in.
+       */
+      memoryQuery: z
+        .string()
+        .default('max(process_resident_memory_bytes{namespace="{namespace}",pod="{pod}"})'),
+      /** How far back the memory chart of an OOM alert reaches. */
+      memoryWindow: durationSchema.default('15m'),
+    })
+    .prefault({}),
   /** Ferry's own operations: a config change that is refused (with its problems) is posted to `channel`. */
   ops: z.strictObject({ channel: z.string().min(1) }).optional(),
 });

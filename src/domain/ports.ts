@@ -92,18 +92,44 @@ export type Outbound =
   | { kind: 'card'; releaseId: string }
   | { kind: 'reply'; releaseId: string; text: string; snippet?: string; file?: Attachment }
   | { kind: 'ephemeral'; channel: string; user: string; text: string }
-  | { kind: 'message'; channel: string; text: string; snippet?: string; file?: Attachment; threadOf?: string }
+  | {
+      kind: 'message';
+      channel: string;
+      text: string;
+      snippet?: string;
+      file?: Attachment;
+      /** Post in the thread of this release's card instead. */
+      threadOf?: string;
+      /** Post in the thread of the alert with this key (its first post) instead. */
+      threadOfAlert?: string;
+    }
   | {
       kind: 'alert';
       key: string;
+      /** Where it goes (Slack channel id; `room` for Matrix when the route names one). */
       channel: string;
+      room?: string;
+      /** The release in flight for the app and environment: the alert goes to its thread too, and offers Roll back. */
       releaseId?: string;
       title: string;
       fields: [string, string][];
       snippet?: string;
+      /** A chart (PNG) posted in the alert's thread: the container's memory over the last minutes. */
+      chart?: Attachment;
       count: number;
       silenceKey: string;
+      /** What the Show logs button reads: the killed container's pod. */
+      logs?: AlertLogsTarget;
     };
+
+/** The pod an alert's Show logs button reads, and the alert whose thread gets the logs. */
+export interface AlertLogsTarget {
+  alertKey: string;
+  app: string;
+  environment: string;
+  region: string;
+  pod: string;
+}
 
 export interface Announcer {
   announce(message: Outbound): Promise<void>;

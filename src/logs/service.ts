@@ -33,8 +33,10 @@ export interface LogServiceDeps {
 }
 
 export interface LogContext {
-  /** The release whose thread the request came from (the "Show logs" button). */
+  /** The release whose thread the request came from (the "Show logs" button of a card). */
   releaseId?: string;
+  /** The alert whose thread gets the logs (the "Show logs" button of an alert). */
+  alertKey?: string;
 }
 
 /** What was read, before it is posted. */
@@ -78,7 +80,8 @@ export class KubeLogService implements LogReader {
       if (err instanceof Refusal) return ephemeral(false, err.message);
       return ephemeral(false, `Could not read the logs of ${cmd.app}: ${literal((err as Error).message)}`);
     }
-    const release = await this.threadRelease(cmd.app, environment, actor, ctx);
+    // An alert's button answers in the alert's thread, never in a release's.
+    const release = ctx.alertKey ? undefined : await this.threadRelease(cmd.app, environment, actor, ctx);
     const head = `${report.file === 'stdout' ? 'Output' : `\`${report.file}\` log`} of ${report.app} in ${report.environment}/${report.region}, pod \`${report.pod}\` (${report.container})${cmd.grep ? `, lines containing ${echo(cmd.grep, 200)}` : ''}: last ${report.lines} line${report.lines === 1 ? '' : 's'}${report.dropped ? ` (${report.dropped} earlier left out: ${cmd.lines ?? config.limits.logLines}-line / ${config.limits.logBytes}-byte cap)` : ''}${report.redactions ? `; ${report.redactions} secret${report.redactions === 1 ? '' : 's'} redacted` : ''}${cmd.since && report.file !== 'stdout' ? ` ("since" applies to container output; a file is read from its end)` : ''}. Requested by <@${actor.userId}>.`;
     const fileName = `${report.app}-${report.environment}-${report.region}-${report.pod}-${report.file}.log`;
     const body = {
@@ -91,6 +94,9 @@ export class KubeLogService implements LogReader {
     if (release) {
       msg = { kind: 'reply', releaseId: release.id, ...body };
       where = `the thread of release ${release.id}`;
+    } else if (ctx.alertKey) {
+      msg = { kind: 'message', channel: actor.channel, threadOfAlert: ctx.alertKey, ...body };
+      where = 'the thread of the alert';
     } else {
       msg = { kind: 'message', channel: actor.channel, ...body };
       where = `<#${actor.channel}>`;

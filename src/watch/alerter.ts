@@ -3,9 +3,11 @@
 // count), respects silences, adds the last log lines (redacted) and
 // announces a chat-neutral `alert` to the app's alert channel — and into the
 // thread of the release in flight for that app and environment, if any.
+import type { MetricsSource } from '../analysis/prometheus.ts';
+import { alertDestination } from '../domain/alerts.ts';
 import type { FerryConfig } from '../domain/config.ts';
 import { durationMs, formatDuration } from '../domain/duration.ts';
-import type { Announcer, Outbound, ReleaseRepository } from '../domain/ports.ts';
+import type { Announcer, Attachment, Outbound, ReleaseRepository } from '../domain/ports.ts';
 import type { Release } from '../domain/release.ts';
 import { ownerOfWorkload } from '../domain/workload.ts';
 import type { ClusterReader } from '../kube/logs.ts';
@@ -29,6 +31,10 @@ export interface AlerterDeps {
   now?: () => number;
   /** Lines of log in an alert (default 20). */
   logLines?: number;
+  /** Prometheus (when `metrics.prometheus` is configured): the memory chart of an OOM alert. */
+  metrics?: () => Pick<MetricsSource, 'range'> | undefined;
+  /** Draws the memory chart (PNG); default src/analysis/charts.ts. */
+  drawChart?: (title: string, at: number[], bytes: number[], limit: number | undefined) => Promise<Buffer>;
   /** Called after an alert is announced (metrics, benchmarks). */
   onAlert?: (alert: Extract<Outbound, { kind: 'alert' }>, finding: OomFinding) => void;
 }
@@ -83,18 +89,31 @@ export class Alerter {
         this.d.log.info({ workload, count: state.count }, 'OOM alert silenced');
         return 'silenced';
       }
-      const channel = config.apps[app]?.channels.alerts as string;
-      const lines = await this.lastLines(config, f);
+      // Routed by the owner team and the environment (alerts.routes); the app's channel by default.
+      const dest = alertDestination(config, app, environment);
+      if (!dest) return 'unmanaged';
+      const channel = dest.channel;
+      const [lines, memory] = await Promise.all([
+        this.lastLines(config, f),
+        this.memoryChart(config, app, environment, f, now),
+      ]);
+      const fields = this.fields(app, environment, f, state.count, state.firstAt, now);
+      if (memory) fields.push(['Memory history', memory.note]);
       const alert: Extract<Outbound, { kind: 'alert' }> = {
         kind: 'alert',
         key: state.key,
         channel,
+        ...(dest.room ? { room: dest.room } : {}),
         ...(release ? { releaseId: release.id } : {}),
         title: `OOM kill: ${app} ${f.container} in ${environment ?? '?'}/${f.region}${f.victim === 'child' ? ' (a child process)' : ''}`,
-        fields: this.fields(app, environment, f, state.count, state.firstAt, now),
+        fields,
         ...(lines ? { snippet: lines } : {}),
+        ...(memory?.chart ? { chart: memory.chart } : {}),
         count: state.count,
         silenceKey,
+        ...(environment
+          ? { logs: { alertKey: state.key, app, environment, region: f.region, pod: f.pod } }
+          : {}),
       };
       await this.d.announcer.announce(alert);
       this.d.onAlert?.(alert, f);
@@ -143,6 +162,56 @@ export class Alerter {
         : `1 at ${new Date(f.killedAt).toISOString()}`,
     ]);
     return fields;
+  }
+
+  /**
+   * The container's memory over the last minutes, from Prometheus, as a PNG with the limit drawn;
+   * or, when there is none, a note saying why (the alert goes out either way).
+   */
+  private async memoryChart(
+    config: FerryConfig,
+    app: string,
+    environment: string | undefined,
+    f: OomFinding,
+    now: number,
+  ): Promise<{ note: string; chart?: Attachment }> {
+    const source = this.d.metrics?.();
+    if (!source) return { note: 'not available: no Prometheus is configured (metrics.prometheus)' };
+    const query = config.alerts.memoryQuery
+      .replaceAll('{namespace}', f.namespace)
+      .replaceAll('{pod}', f.pod)
+      .replaceAll('{container}', f.container);
+    const windowMs = durationMs(config.alerts.memoryWindow);
+    let points: { at: number; value: number }[];
+    try {
+      points = await source.range(query, now - windowMs, now, Math.max(5_000, Math.round(windowMs / 120)));
+    } catch (err) {
+      return { note: `not available: Prometheus did not answer (${(err as Error).message.slice(0, 200)})` };
+    }
+    if (points.length === 0) return { note: `not available: Prometheus has no samples of ${f.pod}` };
+    const limit = limitBytes(f.memoryLimit);
+    const title = `Memory of ${app} ${f.container} (${f.pod}), last ${config.alerts.memoryWindow}`;
+    try {
+      const draw = this.d.drawChart ?? drawMemoryChart;
+      const png = await draw(
+        title,
+        points.map((p) => p.at),
+        points.map((p) => p.value),
+        limit,
+      );
+      const peak = Math.max(...points.map((p) => p.value));
+      return {
+        note: `peak ${formatBytes(peak)} in the last ${config.alerts.memoryWindow} (chart in the thread)`,
+        chart: {
+          name: `memory-${app}-${environment ?? 'unknown'}-${f.pod}.png`,
+          text: `${title}: peak ${formatBytes(peak)}${limit ? `, limit ${formatBytes(limit)}` : ''}`,
+          bytes: png.toString('base64'),
+        },
+      };
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message }, 'memory chart could not be drawn');
+      return { note: `${points.length} samples; the chart could not be drawn` };
+    }
   }
 
   /** The last lines the killed process's container wrote: the previous container after a restart. */
@@ -199,4 +268,37 @@ function fmtQuantity(q: string | undefined): string | undefined {
   if (!q) return undefined;
   // a plain byte count (e.g. read from a cgroup) reads better in MiB; Kubernetes quantities stay as written
   return /^\d+$/.test(q) ? formatBytes(Number(q)) : q;
+}
+
+const BINARY_SUFFIX: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+const DECIMAL_SUFFIX: Record<string, number> = { k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+
+/** A Kubernetes memory quantity (64Mi, 1G, 123456) in bytes; undefined when it is none of those. */
+export function limitBytes(q: string | undefined): number | undefined {
+  const m = q ? /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q) : null;
+  if (!m) return undefined;
+  const unit = m[2] ? (BINARY_SUFFIX[m[2]] ?? DECIMAL_SUFFIX[m[2]] ?? 1) : 1;
+  return Number(m[1]) * unit;
+}
+
+/** The memory chart: one panel, bytes over time, the limit as the threshold line. */
+export async function drawMemoryChart(
+  title: string,
+  at: number[],
+  bytes: number[],
+  limit: number | undefined,
+): Promise<Buffer> {
+  const { renderChart } = await import('../analysis/charts.ts');
+  const mib = (b: number) => b / 2 ** 20;
+  return renderChart(
+    title,
+    [
+      {
+        title: 'memory in use (MiB)',
+        series: { at, new: bytes.map((b) => ({ value: mib(b) })) },
+        ...(limit ? { max: mib(limit) } : {}),
+      },
+    ],
+    at[0],
+  );
 }

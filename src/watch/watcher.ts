@@ -3,7 +3,9 @@
 // node agent (cgroup OOM counters) for nodes on this machine.
 import type { CoreV1Event, KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import type { Redis } from 'ioredis';
+import { PrometheusClient } from '../analysis/prometheus.ts';
 import type { FerryConfig } from '../domain/config.ts';
+import { durationMs } from '../domain/duration.ts';
 import type { Announcer, ReleaseRepository } from '../domain/ports.ts';
 import { managedNamespaces } from '../domain/workload.ts';
 import { ListWatch } from '../kube/list-watch.ts';
@@ -91,6 +93,11 @@ export function startWatch(o: WatchOptions): WatchHandle {
     silences,
     cluster,
     log: o.log,
+    // The memory chart of an OOM alert reads Prometheus when the config names one (read per alert: a reload applies).
+    metrics: () => {
+      const m = o.config().metrics;
+      return m ? new PrometheusClient(m.prometheus, durationMs(m.timeout)) : undefined;
+    },
     ...(o.onAlert ? { onAlert: o.onAlert } : {}),
   });
   const report = async (f: OomFinding) => {

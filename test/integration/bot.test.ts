@@ -133,7 +133,8 @@ for (const mode of ['http', 'socket'] as const) {
       const card = await cardOf(emu, id, (m) => flat(m).includes('succeeded'));
       expect(card.ts).toBe(done.thread?.ts);
       expect(cardsOf(emu, id)).toHaveLength(1);
-      expect(actionIds(card)).toEqual([]);
+      // a finished release keeps Show logs (its pods run on)
+      expect(actionIds(card)).toEqual(['logs']);
       const updates = emu.calls.filter((c) => c.method === 'chat.update' && c.args['ts'] === card.ts);
       // Edited in place, never posted again; how many edits is timing (states that pass while the
       // thread's lane is busy merge into one edit).

@@ -6,11 +6,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { validateBlocks } from '../../dev/slack-emulator/blocks.ts';
 import {
+  alertLogsValue,
   type Block,
   buttonsFor,
   buttonValue,
   codeBlock,
   headTail,
+  parseAlertLogsValue,
   parseButtonValue,
   renderAlert,
   renderCard,
@@ -247,7 +249,7 @@ describe('renderCard', () => {
     const ids = (
       (r.blocks.find((b) => b['type'] === 'actions')?.['elements'] ?? []) as { action_id: string }[]
     ).map((e) => e.action_id);
-    expect(ids).toEqual(['promote', 'pause', 'abort']);
+    expect(ids).toEqual(['promote', 'pause', 'abort', 'logs']);
 
     const rej = renderCard(
       release({ state: 'rejected', rejection: { by: 'U_BOB', reason: '<!channel> & "x"', at } }),
@@ -265,13 +267,15 @@ describe('renderCard', () => {
       'awaiting-approval': ['approve', 'reject'],
       building: ['pause', 'abort'],
       syncing: ['pause', 'abort'],
-      deploying: ['pause', 'abort'],
-      paused: ['resume', 'abort'],
-      failed: ['rollback'],
-      succeeded: [],
+      // Show logs once the app's pods run the release (the rollout on)
+      deploying: ['pause', 'abort', 'logs'],
+      verifying: ['pause', 'abort', 'logs'],
+      paused: ['resume', 'abort', 'logs'],
+      failed: ['rollback', 'logs'],
+      succeeded: ['logs'],
       rejected: [],
       aborted: [],
-      'rolled-back': [],
+      'rolled-back': ['logs'],
     };
     for (const state of STATES) {
       const r = release({ state });
@@ -332,6 +336,44 @@ describe('renderAlert', () => {
     expect(actions['elements']).toEqual([
       expect.objectContaining({ action_id: 'silence', value: alert.silenceKey }),
     ]);
+  });
+
+  it('an OOM alert: Show logs with its pod, Roll back only while a release is in flight, Silence', () => {
+    const logs = {
+      alertKey: 'a1',
+      app: 'payments',
+      environment: 'prod',
+      region: 'eu-west',
+      pod: 'payments-7d9-x2',
+    };
+    const idle = renderAlert({ ...alert, logs });
+    expectPostable(idle.blocks);
+    const buttons = (r: ReturnType<typeof renderAlert>) =>
+      ((r.blocks.find((b) => b['type'] === 'actions') as Block)['elements'] as Record<string, unknown>[]).map(
+        (e) => [e['action_id'], e['value']],
+      );
+    expect(buttons(idle)).toEqual([
+      ['alert-logs', alertLogsValue(logs)],
+      ['silence', alert.silenceKey],
+    ]);
+    expect(parseAlertLogsValue(alertLogsValue(logs))).toEqual(logs);
+    expect(parseAlertLogsValue('["a","b"]')).toBeUndefined();
+    expect(parseAlertLogsValue('not json')).toBeUndefined();
+    const inFlight = renderAlert({ ...alert, logs, releaseId: 'r9' });
+    expectPostable(inFlight.blocks);
+    expect(buttons(inFlight).map(([id]) => id)).toEqual(['alert-logs', 'rollback', 'silence']);
+    expect(buttons(inFlight)[1]?.[1]).toBe('r9');
+    expect(parseButtonValue(buttons(inFlight)[1]?.[1] as string)).toEqual({ id: 'r9', rev: undefined });
+  });
+
+  it('shows every field of an OOM alert, past the ten of one section (the memory history is the last)', () => {
+    const fields = Array.from({ length: 13 }, (_, i) => [`k${i}`, `v${i}`] as [string, string]);
+    fields.push(['Memory history', 'not available: no Prometheus is configured']);
+    const r = renderAlert({ ...alert, fields });
+    expectPostable(r.blocks);
+    const all = JSON.stringify(r.blocks);
+    expect(all).toContain('*Memory history*\\nnot available: no Prometheus is configured');
+    expect(all).toContain('*k12*');
   });
 
   it('counts repeats and stays within limits with many fields and a huge snippet', () => {

@@ -322,8 +322,10 @@ export class MatrixDelivery implements ChatDelivery {
         (n) => config.apps[n]?.channels.alerts === a.channel && config.apps[n]?.rooms,
       );
     const rooms = app ? config.apps[app]?.rooms : undefined;
-    if (!rooms) return;
-    const room = await this.room(rooms.alerts);
+    // A route to a team's room (alerts.routes) names it; else the app's alert room.
+    const target = a.room ?? rooms?.alerts;
+    if (!target) return;
+    const room = await this.room(target);
     const patterns = config.redaction;
     const r = renderAlert({
       ...a,

@@ -33,7 +33,7 @@ import { type ChatAnswer, type ChatRequestHandler, RELEASE_ACTIONS } from '../po
 import { type ChatClient, SlackDelivery } from './delivery.ts';
 import { VerifyingReceiver } from './receiver.ts';
 import { redactingClient } from './redacting-client.ts';
-import { parseButtonValue, renderEphemeral } from './render.ts';
+import { parseAlertLogsValue, parseButtonValue, renderEphemeral } from './render.ts';
 import { REJECT_CALLBACK, REJECT_INPUT, rejectModal } from './views.ts';
 
 export interface BotOptions {
@@ -293,6 +293,28 @@ export function createBotApp(opts: BotOptions): App {
         args,
         isStoreUnreachable(err) ? STORE_UNREACHABLE : `Ferry could not do that: ${(err as Error).message}.`,
       );
+    }
+  });
+
+  app.action<BlockAction<ButtonAction>>('alert-logs', async (args) => {
+    await args.ack();
+    try {
+      const action = args.body.actions[0];
+      const target = parseAlertLogsValue(action?.value);
+      if (!action || !target) return;
+      const channel = args.body.channel?.id ?? args.body.container?.channel_id ?? '';
+      await show(
+        args,
+        await requests.handle({
+          kind: 'alert-logs',
+          target,
+          actor: { userId: args.body.user.id, channel },
+          deliveryId: action.action_ts,
+        }),
+      );
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'alert logs failed');
+      await tell(args, isStoreUnreachable(err) ? STORE_UNREACHABLE : ACTION_FAILED);
     }
   });
 

@@ -316,6 +316,10 @@ export class SlackDelivery implements ChatDelivery {
             threadTs = rel.thread.ts;
             channel = rel.thread.channel;
           }
+        } else if (m.threadOfAlert) {
+          // The alert's first post (kept for a day); gone: the message goes to the channel itself.
+          const known = await store.get(this.key('alert', m.threadOfAlert));
+          if (known) [channel, threadTs] = known.split(' ') as [string, string];
         }
         const r = renderText(m.text, {
           ...(m.snippet ? { snippet: m.snippet } : {}),
@@ -360,10 +364,10 @@ export class SlackDelivery implements ChatDelivery {
             return `${res.channel ?? m.channel} ${res.ts ?? ''}`;
           });
           await store.set(ak, ts, 'EX', 86_400);
-          if (r.file) {
-            const [channel, pts] = ts.split(' ') as [string, string];
-            await this.upload(once, 'alert:file', channel, pts, r.file);
-          }
+          const [achannel, pts] = ts.split(' ') as [string, string];
+          if (r.file) await this.upload(once, 'alert:file', achannel, pts, r.file);
+          // The memory chart (PNG) in the alert's thread, with files upload v2.
+          if (m.chart) await this.upload(once, 'alert:chart', achannel, pts, m.chart);
           if (m.releaseId) {
             const rel = await this.deps.releases.get(m.releaseId);
             if (rel?.thread) {

@@ -8,7 +8,7 @@
 
 import { countApprovals } from '../../domain/approvals.ts';
 import { approvalRequirements, describeRequirements, type Plan, type Setting } from '../../domain/plan.ts';
-import type { Outbound } from '../../domain/ports.ts';
+import type { AlertLogsTarget, Outbound } from '../../domain/ports.ts';
 import { oneLine, type Release, type ReleaseState } from '../../domain/release.ts';
 import { literal } from '../../domain/text.ts';
 import { RELEASE_ACTIONS } from '../port.ts';
@@ -28,8 +28,8 @@ export const SLACK_LIMITS = {
   messageText: 4000,
 } as const;
 
-/** Action ids of the buttons Ferry puts on its messages: a release card's, and an alert's silence. */
-export const ACTIONS = [...RELEASE_ACTIONS, 'silence'] as const;
+/** Action ids of the buttons Ferry puts on its messages: a release card's, and an alert's Show logs and Silence (its Roll back is the card's). */
+export const ACTIONS = [...RELEASE_ACTIONS, 'alert-logs', 'silence'] as const;
 export type ActionId = (typeof ACTIONS)[number];
 
 export interface Rendered {
@@ -173,6 +173,22 @@ export function parseButtonValue(
   return { id: value.slice(0, at), rev: Number.isInteger(rev) ? rev : undefined };
 }
 
+/** The Show logs button of an alert carries what to read: app, environment, region, pod and the alert. */
+export function alertLogsValue(t: AlertLogsTarget): string {
+  return JSON.stringify([t.alertKey, t.app, t.environment, t.region, t.pod]);
+}
+
+export function parseAlertLogsValue(value: string | undefined): AlertLogsTarget | undefined {
+  try {
+    const v = JSON.parse(value ?? '') as unknown;
+    if (!Array.isArray(v) || v.length !== 5 || !v.every((x) => typeof x === 'string')) return undefined;
+    const [alertKey, app, environment, region, pod] = v as string[];
+    return { alertKey, app, environment, region, pod } as AlertLogsTarget;
+  } catch {
+    return undefined;
+  }
+}
+
 // ------------------------------------------------------------------ the release card
 
 const STATE_ICON: Record<ReleaseState, string> = {
@@ -201,17 +217,22 @@ export function buttonsFor(r: Release): ActionId[] {
       return ['approve', 'reject'];
     case 'deploying':
       // A hold (analysis failed or could not judge) asks a person: Continue (promote) or Roll back.
-      if (r.awaitingPromotion && r.hold) return ['promote', 'rollback', 'abort'];
-      return r.awaitingPromotion ? ['promote', 'pause', 'abort'] : ['pause', 'abort'];
+      if (r.awaitingPromotion && r.hold) return ['promote', 'rollback', 'abort', 'logs'];
+      return r.awaitingPromotion ? ['promote', 'pause', 'abort', 'logs'] : ['pause', 'abort', 'logs'];
     case 'approved':
     case 'building':
     case 'syncing':
-    case 'verifying':
       return ['pause', 'abort'];
+    // From the rollout on, the app's pods there are what people want to read.
+    case 'verifying':
+      return ['pause', 'abort', 'logs'];
     case 'paused':
-      return ['resume', 'abort'];
+      return ['resume', 'abort', 'logs'];
     case 'failed':
-      return ['rollback'];
+      return ['rollback', 'logs'];
+    case 'succeeded':
+    case 'rolled-back':
+      return ['logs'];
     case 'queued':
       return ['reject'];
     default:
@@ -227,6 +248,8 @@ const LABEL: Record<ActionId, [string, ('primary' | 'danger')?]> = {
   abort: ['Abort', 'danger'],
   promote: ['Promote next batch', 'primary'],
   rollback: ['Roll back', 'danger'],
+  logs: ['Show logs'],
+  'alert-logs': ['Show logs'],
   silence: ['Silence'],
 };
 
@@ -445,10 +468,17 @@ export function renderAlert(a: Extract<Outbound, { kind: 'alert' }>): Rendered {
       text: plain(`:rotating_light: ${a.title}`, SLACK_LIMITS.headerText),
     },
   ];
+  // Ten fields a section: an OOM alert has more (the memory history is the last), in up to three sections.
   const fields = a.fields
-    .slice(0, SLACK_LIMITS.fields)
+    .slice(0, SLACK_LIMITS.fields * 3)
     .map(([k, v]) => mrkdwn(clip(`*${k}*\n${literal(v)}`, SLACK_LIMITS.fieldText)));
-  if (fields.length) blocks.push({ type: 'section', block_id: 'alert-fields', fields });
+  for (let i = 0; i < fields.length; i += SLACK_LIMITS.fields) {
+    blocks.push({
+      type: 'section',
+      block_id: i === 0 ? 'alert-fields' : `alert-fields-${i / SLACK_LIMITS.fields + 1}`,
+      fields: fields.slice(i, i + SLACK_LIMITS.fields),
+    });
+  }
   let file: Rendered['file'];
   if (a.snippet) {
     const cb = codeBlock(a.snippet);
@@ -465,10 +495,15 @@ export function renderAlert(a: Extract<Outbound, { kind: 'alert' }>): Rendered {
       'alert-count',
     ),
   );
+  // Roll back only while a release of the app and environment is in flight (who may is checked on click).
   blocks.push({
     type: 'actions',
     block_id: 'alert-actions',
-    elements: [button('silence', 'Silence', a.silenceKey)],
+    elements: [
+      ...(a.logs ? [button('alert-logs', 'Show logs', alertLogsValue(a.logs))] : []),
+      ...(a.releaseId ? [button('rollback', 'Roll back', a.releaseId, 'danger')] : []),
+      button('silence', 'Silence', a.silenceKey),
+    ],
   });
   const text = `${a.title}${a.count > 1 ? ` (×${a.count})` : ''}`;
   return { text: clip(text, SLACK_LIMITS.messageText), blocks, ...(file ? { file } : {}) };
