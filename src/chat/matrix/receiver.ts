@@ -8,6 +8,7 @@
 //                                  whole room is a plain reply.
 //   ✅ / ❌ on a release card     → approve / reject (a reject asks why: the
 //                                  person types `!release reject rN <reason>`).
+//   📜 on a release card          → Show logs: the newest pod's output in the thread.
 //   🔕 on an alert               → silence it.
 //
 // Answers to reactions go to the person's direct room with Ferry. Who may do
@@ -23,7 +24,14 @@ import type { Actor, ChatAnswer, ChatReply, ChatRequest, ChatRequestHandler } fr
 import type { MatrixChat, MatrixEvent, SyncBatch } from './client.ts';
 import type { MatrixDelivery } from './delivery.ts';
 import { whoIsIn } from './delivery.ts';
-import { APPROVE_KEYS, asMatrixCommands, fromFerryText, REJECT_KEYS, SILENCE_KEYS } from './render.ts';
+import {
+  APPROVE_KEYS,
+  asMatrixCommands,
+  fromFerryText,
+  LOGS_KEYS,
+  REJECT_KEYS,
+  SILENCE_KEYS,
+} from './render.ts';
 
 export interface MatrixReceiverDeps {
   client: MatrixChat;
@@ -128,6 +136,8 @@ export class MatrixReceiver {
         request = { kind: 'release-action', action: 'approve', releaseId, actor, deliveryId };
       else if (REJECT_KEYS.includes(rel.key))
         request = { kind: 'release-action', action: 'reject', releaseId, actor, deliveryId };
+      else if (LOGS_KEYS.includes(rel.key))
+        request = { kind: 'release-action', action: 'logs', releaseId, actor, deliveryId };
     } else if (SILENCE_KEYS.includes(rel.key)) {
       const silenceKey = await this.d.delivery.alertOfEvent(rel.event_id);
       if (silenceKey) request = { kind: 'silence', key: silenceKey, actor, deliveryId };

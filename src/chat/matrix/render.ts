@@ -23,6 +23,8 @@ export type WhoIs = (actorId: string) => { name: string; matrixId?: string };
 /** Reactions on a release card that approve or reject it. */
 export const APPROVE_KEYS = ['✅', '✅️', '✔️', '✔', '👍'];
 export const REJECT_KEYS = ['❌', '❌️', '✖️', '👎'];
+/** Show logs (the card's button on Slack): the app's newest pod's output into the release thread. */
+export const LOGS_KEYS = ['📜', '🪵'];
 
 /** The longest body Ferry sends in one event (Synapse's limit is 64 KiB for the whole event). */
 export const MAX_BODY = 16_000;
@@ -231,8 +233,8 @@ function howTo(r: Release, command: string): string | undefined {
       return `React ✅ to approve or ❌ to reject — or \`${command} approve ${r.id}\` / \`${command} reject ${r.id} <reason>\`.`;
     case 'deploying':
       return r.awaitingPromotion
-        ? `\`${command} resume ${r.id}\` promotes the next batch; \`${command} abort ${r.id}\` stops.`
-        : `\`${command} pause ${r.id}\` or \`${command} abort ${r.id}\`.`;
+        ? `\`${command} resume ${r.id}\` promotes the next batch; \`${command} abort ${r.id}\` stops. React 📜 for the logs.`
+        : `\`${command} pause ${r.id}\` or \`${command} abort ${r.id}\`. React 📜 for the logs.`;
     case 'paused':
       return `\`${command} resume ${r.id}\` or \`${command} abort ${r.id}\`.`;
     case 'failed':
