@@ -34,7 +34,8 @@ import { ensurePrometheus } from '../test/support/prometheus.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const INTERVAL_S = 2;
-const DURATION_S = 8;
+// Long enough for Prometheus to find and scrape a new pod (discovery loop + scrape + a 10 s rate window).
+const DURATION_S = 16;
 
 const info = await ensureInfra(['redis', 'registries', 'images', 'k8s']);
 const prometheus = await ensurePrometheus();
