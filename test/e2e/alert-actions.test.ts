@@ -33,6 +33,7 @@ import {
 } from '../support/infra.ts';
 import { fastConfig, type Harness, harness } from '../support/lifecycle.ts';
 import { METRICS_REPO, metricsImages } from '../support/metrics-images.ts';
+import { pixelsOf } from '../support/png.ts';
 import { ensurePrometheus } from '../support/prometheus.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -139,23 +140,6 @@ async function oomKill(pod: string): Promise<void> {
     },
     { timeoutMs: 120_000, what: `OOMKilled in the status of ${pod}` },
   );
-}
-
-function pixels(png: PNG, colour: string): number {
-  const [r, g, b] = [1, 3, 5].map((i) => Number.parseInt(colour.slice(i, i + 2), 16)) as [
-    number,
-    number,
-    number,
-  ];
-  let n = 0;
-  for (let i = 0; i < png.data.length; i += 4)
-    if (
-      Math.abs((png.data[i] as number) - r) < 8 &&
-      Math.abs((png.data[i + 1] as number) - g) < 8 &&
-      Math.abs((png.data[i + 2] as number) - b) < 8
-    )
-      n++;
-  return n;
 }
 
 const flat = (m: StoredMessage | undefined) => JSON.stringify(m?.blocks ?? []);
@@ -339,8 +323,8 @@ describe('alerts and cards people can act on', () => {
       30_000,
     );
     const png = PNG.sync.read(emu.fileContent(chart.id) as Buffer);
-    expect(pixels(png, SERIES_COLOURS.new)).toBeGreaterThan(100);
-    expect(pixels(png, SERIES_COLOURS.threshold)).toBeGreaterThan(50);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(100);
+    expect(pixelsOf(png, SERIES_COLOURS.threshold)).toBeGreaterThan(50);
     expect(buttons(alert).map(([id]) => id)).toEqual(['alert-logs', 'rollback', 'silence']);
     expect(buttons(alert)[1]?.[1]).toBe(release.id);
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployJob } from '../../jobs/deploy.ts';
+import { SERIES_COLOURS } from '../../src/analysis/charts.ts';
 import { analysisJudge } from '../../src/analysis/judge.ts';
 import { generateLoad, type LoadReport } from '../../src/analysis/load.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
@@ -19,6 +20,7 @@ import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { ensureInfra, loadInfo, newNamespace, type TestNamespace } from '../support/infra.ts';
 import { countPods, deployableRelease, kubeTestConfig, TEST_APP, testRunners } from '../support/kube.ts';
 import { METRICS_REPO, metricsImages } from '../support/metrics-images.ts';
+import { pixelsOf } from '../support/png.ts';
 import { ensurePrometheus } from '../support/prometheus.ts';
 
 let redisUrl: string;
@@ -124,19 +126,6 @@ function regionRef(region: 'eu-west', img: BuiltImage): string {
   return `${loadInfo().registries.regions[region]}/${METRICS_REPO}@${img.digest}`;
 }
 
-const ORANGE = [0xe8, 0x59, 0x0c];
-const BLUE = [0x1c, 0x7e, 0xd6];
-function hasColour(png: PNG, [r, g, b]: number[]): boolean {
-  for (let i = 0; i < png.data.length; i += 4)
-    if (
-      Math.abs((png.data[i] as number) - (r as number)) < 8 &&
-      Math.abs((png.data[i + 1] as number) - (g as number)) < 8 &&
-      Math.abs((png.data[i + 2] as number) - (b as number)) < 8
-    )
-      return true;
-  return false;
-}
-
 describe('analysis gates (eu-west, Prometheus)', () => {
   it('runs the bad version on the old pods first, under load, with nothing judging it', async () => {
     const rt = runtime(analysisConfig('rollback'));
@@ -177,8 +166,8 @@ describe('analysis gates (eu-west, Prometheus)', () => {
     const chart = thread.find((r) => r.file?.name.endsWith('batch-1.png'));
     const png = PNG.sync.read(Buffer.from(chart?.file?.bytes ?? '', 'base64'));
     expect(png.width).toBeGreaterThan(300);
-    expect(hasColour(png, ORANGE)).toBe(true);
-    expect(hasColour(png, BLUE)).toBe(true);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(0);
+    expect(pixelsOf(png, SERIES_COLOURS.old)).toBeGreaterThan(0);
     expect(thread.some((r) => r.file?.name.endsWith('summary.png'))).toBe(true);
   }, 600_000);
 

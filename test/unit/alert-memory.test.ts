@@ -5,23 +5,7 @@ import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import { SERIES_COLOURS } from '../../src/analysis/charts.ts';
 import { drawMemoryChart, limitBytes } from '../../src/watch/alerter.ts';
-
-function pixels(png: PNG, colour: string): number {
-  const [r, g, b] = [1, 3, 5].map((i) => Number.parseInt(colour.slice(i, i + 2), 16)) as [
-    number,
-    number,
-    number,
-  ];
-  let n = 0;
-  for (let i = 0; i < png.data.length; i += 4)
-    if (
-      Math.abs((png.data[i] as number) - r) < 8 &&
-      Math.abs((png.data[i + 1] as number) - g) < 8 &&
-      Math.abs((png.data[i + 2] as number) - b) < 8
-    )
-      n++;
-  return n;
-}
+import { pixelsOf } from '../support/png.ts';
 
 describe('OOM alert memory chart', () => {
   const t0 = Date.UTC(2026, 11, 2, 4, 0);
@@ -32,14 +16,14 @@ describe('OOM alert memory chart', () => {
   it('draws memory in use and the limit', async () => {
     const png = PNG.sync.read(await drawMemoryChart('Memory of payments app', at, bytes, 48 * 2 ** 20));
     expect(png.width).toBeGreaterThan(300);
-    expect(pixels(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
-    expect(pixels(png, SERIES_COLOURS.threshold)).toBeGreaterThan(100);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
+    expect(pixelsOf(png, SERIES_COLOURS.threshold)).toBeGreaterThan(100);
   });
 
   it('draws no limit line when the container has none', async () => {
     const png = PNG.sync.read(await drawMemoryChart('Memory of payments app', at, bytes, undefined));
-    expect(pixels(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
-    expect(pixels(png, SERIES_COLOURS.threshold)).toBe(0);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
+    expect(pixelsOf(png, SERIES_COLOURS.threshold)).toBe(0);
   });
 
   it('reads memory limits as Kubernetes writes them', () => {

@@ -13,6 +13,7 @@ import {
 import { configSchema, type FerryConfig } from '../../src/domain/config.ts';
 import { explainPlan, planRelease } from '../../src/domain/plan.ts';
 import { exampleConfig } from '../support/config.ts';
+import { pixelsOf } from '../support/png.ts';
 
 const scope = { app: 'pay', env: 'prod', region: 'eu-west', namespace: 'pay', version: 'v"2' };
 const v = (...xs: number[]): Measurement[] => xs.map((value) => ({ value }));
@@ -193,26 +194,6 @@ describe('analysis steps in the plan', () => {
   });
 });
 
-function hex(c: string): [number, number, number] {
-  return [
-    Number.parseInt(c.slice(1, 3), 16),
-    Number.parseInt(c.slice(3, 5), 16),
-    Number.parseInt(c.slice(5, 7), 16),
-  ];
-}
-function count(png: PNG, colour: string): number {
-  const [r, g, b] = hex(colour);
-  let n = 0;
-  for (let i = 0; i < png.data.length; i += 4)
-    if (
-      Math.abs((png.data[i] as number) - r) < 8 &&
-      Math.abs((png.data[i + 1] as number) - g) < 8 &&
-      Math.abs((png.data[i + 2] as number) - b) < 8
-    )
-      n++;
-  return n;
-}
-
 describe('charts', () => {
   const at = [0, 2000, 4000, 6000, 8000];
   it('draw new and old pods in their colours, and the threshold, as a real PNG', async () => {
@@ -234,16 +215,16 @@ describe('charts', () => {
     const png = PNG.sync.read(bytes);
     expect(png.width).toBeGreaterThan(500);
     expect(png.height).toBeGreaterThan(300);
-    expect(count(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
-    expect(count(png, SERIES_COLOURS.old)).toBeGreaterThan(200);
-    expect(count(png, SERIES_COLOURS.threshold)).toBeGreaterThan(100);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
+    expect(pixelsOf(png, SERIES_COLOURS.old)).toBeGreaterThan(200);
+    expect(pixelsOf(png, SERIES_COLOURS.threshold)).toBeGreaterThan(100);
   }, 60_000);
   it('show no old series when there are no old pods, and no threshold line without a threshold', async () => {
     const png = PNG.sync.read(
       await renderChart('only new', [{ title: 'p95', series: { at, new: v(1, 2, 3, 2, 1) } }], 0),
     );
-    expect(count(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
-    expect(count(png, SERIES_COLOURS.old)).toBe(0);
-    expect(count(png, SERIES_COLOURS.threshold)).toBe(0);
+    expect(pixelsOf(png, SERIES_COLOURS.new)).toBeGreaterThan(200);
+    expect(pixelsOf(png, SERIES_COLOURS.old)).toBe(0);
+    expect(pixelsOf(png, SERIES_COLOURS.threshold)).toBe(0);
   }, 60_000);
 });
