@@ -13,6 +13,7 @@
 
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AllMiddlewareArgs,
   App,
@@ -25,6 +26,7 @@ import {
 } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import { limiter } from '../../concurrency.ts';
+import type { Logger } from '../../logging.ts';
 import { type RedactionPattern, redactText } from '../../logs/redact.ts';
 import { isStoreUnreachable, STORE_UNREACHABLE } from '../../queue/connection.ts';
 import type { Runtime } from '../../runtime.ts';
@@ -89,11 +91,14 @@ export function createBotApp(opts: BotOptions): App {
         token: opts.token,
         appToken: opts.appToken,
         socketMode: true,
+        deferInitialization: true,
         logLevel: opts.logLevel ?? LogLevel.WARN,
         clientOptions,
       })
     : new App({
         token: opts.token,
+        // auth.test runs in startBot, where a Slack that does not answer yet is waited for, not a crash.
+        deferInitialization: true,
         logLevel: opts.logLevel ?? LogLevel.WARN,
         clientOptions,
         // Ferry's receiver verifies every request (signature, and a timestamp within 5 minutes either
@@ -397,10 +402,31 @@ export function notifierClient(token: string, apiUrl?: string): WebClient {
 }
 
 /** Starts the bot in this process: Bolt (HTTP or Socket Mode) and the notify queue consumer. */
+/**
+ * Bolt's start-up call (auth.test: who the bot is), retried while the Slack API does not answer — a
+ * network still coming up, or Slack down — with the reason logged, instead of an unhandled
+ * rejection that ends the process. A refused token is not retried: it will not get better.
+ */
+async function initWhenSlackAnswers(app: App, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await app.init();
+      return;
+    } catch (err) {
+      const e = err as { code?: string; data?: { error?: string }; message?: string };
+      if (e.code === 'slack_webapi_platform_error') throw err;
+      const waitMs = Math.min(30_000, 1000 * 2 ** Math.min(attempt - 1, 5));
+      log.warn({ attempt, waitMs, err: e.message }, 'the Slack API does not answer; trying again');
+      await sleep(waitMs);
+    }
+  }
+}
+
 export async function startBot(opts: BotOptions): Promise<RunningBot> {
   const rt = opts.runtime;
   const app = createBotApp(opts);
   const socketMode = opts.socketMode ?? Boolean(opts.appToken);
+  await initWhenSlackAnswers(app, rt.log.child({ part: 'slack' }));
   let url: string | undefined;
   let port: number | undefined;
   if (socketMode) await app.start();
