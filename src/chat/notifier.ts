@@ -107,7 +107,6 @@ export function startNotifier(deps: NotifierDeps): Notifier {
           'chat platform busy; the message waits in its lane',
         );
         if (closing) await handBack(job, token, ms);
-        await gate.busy(laneOf(job.data));
         if (ms) await sleep(ms);
       }
     }
@@ -124,12 +123,17 @@ export function startNotifier(deps: NotifierDeps): Notifier {
     const lane = laneOf(job.data);
     const seq = job.data.laneSeq;
     if (seq !== undefined && !(await gate.turn(lane, seq, () => closing))) await handBack(job, token);
+    // While this message is in flight (waiting on a paced bucket, uploading, retrying), other
+    // replicas' later messages of the lane see it busy and keep waiting instead of calling it stalled.
+    const heartbeat = seq === undefined ? undefined : gate.keepBusy(lane);
     try {
       await lanes.run(lane, () => send(job, token));
     } catch (err) {
       // A message handed back is not settled; one refused for good is, so its lane goes on.
       if (seq !== undefined && !(err instanceof DelayedError)) await gate.settle(lane, seq);
       throw err;
+    } finally {
+      heartbeat?.stop();
     }
     if (seq !== undefined) await gate.settle(lane, seq);
   }

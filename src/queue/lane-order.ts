@@ -11,9 +11,10 @@
 //
 // A place can go missing: the announcing process dies between taking the place
 // and queueing the message. So the wait is bounded: when the lane has made no
-// progress for `stallMs` and no replica says it is still working on it (a
-// message retrying after a 429 refreshes the lane's "busy" marker), the next
-// message goes on and the stall is logged.
+// progress for `stallMs` and no replica says it is still working on it, the next
+// message goes on and the stall is logged. A message in flight keeps its
+// lane's "busy" marker fresh (waiting on a paced bucket, uploading, retrying
+// after a 429), so a slow message is never taken for a missing one.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Outbound } from '../domain/ports.ts';
@@ -98,9 +99,18 @@ export class LaneGate {
     }
   }
 
-  /** Says the lane's current message is still being worked on (a retry after a 429 or a 5xx). */
+  /** Says the lane's current message is still being worked on. */
   async busy(lane: string): Promise<void> {
     await this.redis.set(this.key(lane, 'busy'), '1', 'PX', this.stallMs);
+  }
+
+  /** Marks the lane busy now and every third of `stallMs` until `stop()`: a message in flight. */
+  keepBusy(lane: string): { stop(): void } {
+    const mark = () => void this.busy(lane).catch(() => undefined);
+    mark();
+    const timer = setInterval(mark, Math.max(100, Math.floor(this.stallMs / 3)));
+    timer.unref?.();
+    return { stop: () => clearInterval(timer) };
   }
 
   /** Place `seq` is settled: sent, or refused for good. */

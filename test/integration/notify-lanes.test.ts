@@ -112,7 +112,7 @@ describe('notify lanes', () => {
   });
 
   it('with two bot replicas on the queue, every thread still keeps its order', async () => {
-    replica = startBotNotifier();
+    replica ??= startBotNotifier();
     const sent = { first: 0, second: 0 };
     notifier.worker.on('completed', () => sent.first++);
     replica.worker.on('completed', () => sent.second++);
@@ -140,5 +140,20 @@ describe('notify lanes', () => {
     await announcer.announce({ kind: 'reply', releaseId: rid, text: 'after-gap' });
     await emu.waitFor(() => replies(rid).includes('after-gap') || undefined, 15_000);
     expect(replies(rid).at(-1)).toBe('after-gap');
+  });
+
+  it('a message held longer than the stall (a 429) still goes before the next one of its thread on the other replica', async () => {
+    replica ??= startBotNotifier();
+    const rid = 'rs';
+    emu.addChannel({ id: 'C_SLOW', name: 'c_slow' });
+    const parent = emu.callMethod('chat.postMessage', { channel: 'C_SLOW', text: rid }, TOKEN);
+    threads.set(rid, { channel: 'C_SLOW', ts: String(parent['ts']) });
+    emu.inject({ method: 'chat.postMessage', status: 429, retryAfter: 3, times: 1 });
+    await announcer.announce({ kind: 'reply', releaseId: rid, text: 'slow-1' });
+    await announcer.announce({ kind: 'reply', releaseId: rid, text: 'slow-2' });
+    await emu.waitFor(() => replies(rid).includes('slow-2') || undefined, 20_000);
+    // 3 s in its bucket, twice the lane's 1.5 s stall: its successor waited all the same.
+    expect(replies(rid)).toEqual(['slow-1', 'slow-2']);
+    expect(emu.calls.some((c) => c.status === 429)).toBe(true);
   });
 });
