@@ -200,7 +200,7 @@ describe('analysis gates (eu-west, Prometheus)', () => {
     expect(held?.hold).toMatch(/analysis fail: error-rate/);
     expect(held?.batch).toMatchObject({ index: 1, total: 2 });
     const { buttonsFor } = await import('../../src/chat/slack/render.ts');
-    expect(buttonsFor(held as Release)).toEqual(['promote', 'rollback', 'abort']);
+    expect(buttonsFor(held as Release)).toEqual(['promote', 'rollback', 'abort', 'logs']);
     // One new pod, three old: it did not go on, and it did not roll back by itself.
     expect((await countPods('eu-west', ns.name)).byImage).toEqual({
       [regionRef('eu-west', v4)]: 1,
