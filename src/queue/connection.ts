@@ -165,3 +165,25 @@ export function isStoreUnreachable(err: unknown): boolean {
     e.message ?? '',
   );
 }
+
+/** Replicas per connection, asked of the server at most every 30 s. */
+const replicaCounts = new WeakMap<Redis, { replicas: number; at: number }>();
+
+/**
+ * Waits until a replica has every write made so far on `redis`, when the
+ * server has replicas (Sentinel setups); a Redis without replicas answers at
+ * once. For the few writes a failover must not lose because a job retried on
+ * the new primary would repeat what they record — a release card posted to
+ * chat. Replication is asynchronous: without this, a primary killed right
+ * after the write can take it along, and the card is posted twice. Bounded by
+ * `timeoutMs`: a lagging replica delays the message, never blocks it.
+ */
+export async function replicated(redis: Redis, timeoutMs = 1000): Promise<void> {
+  let known = replicaCounts.get(redis);
+  if (!known || Date.now() - known.at > 30_000) {
+    const info = await redis.info('replication');
+    known = { replicas: Number(/connected_slaves:(\d+)/.exec(info)?.[1] ?? 0), at: Date.now() };
+    replicaCounts.set(redis, known);
+  }
+  if (known.replicas > 0) await redis.wait(1, timeoutMs);
+}

@@ -14,6 +14,7 @@ import type { FerryConfig } from '../../domain/config.ts';
 import type { Outbound } from '../../domain/ports.ts';
 import type { Release } from '../../domain/release.ts';
 import type { Logger } from '../../logging.ts';
+import { replicated } from '../../queue/connection.ts';
 import { Pacer, type Rate } from '../../queue/lanes.ts';
 import { type ChatDelivery, type DeliveryFailure, type OnceStep, Undeliverable } from '../port.ts';
 import { type Block, type Rendered, renderAlert, renderCard, renderEphemeral, renderText } from './render.ts';
@@ -251,6 +252,9 @@ export class SlackDelivery implements ChatDelivery {
     const [ch, t] = ts.split(' ') as [string, string];
     const thread = { channel: ch, ts: t };
     await this.deps.releases.patch(rel.id, (r) => ({ ...r, thread }));
+    // The card's ts and this job's record of the post reach a replica before anything else happens:
+    // a failover that lost them would have the next message post a second card.
+    await replicated(store);
     // The state may have moved while posting: bring the card up to date.
     const now = await this.deps.releases.get(rel.id);
     if (now && now.rev !== rel.rev + 1) {
