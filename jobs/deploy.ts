@@ -60,14 +60,20 @@ async function rolloutRegion(
   const batches = release.plan.batches.value;
   const started = Date.now();
   const done = release.progress?.[region] ?? 0;
-  // Said once per region: a step taken over from a dead worker before its first batch says it resumes.
-  const first = done === 0 && (await ctx.releases.once(`${releaseId}:${region}:rollout-start`, 7 * 86_400));
-  if (first)
+  // Each of these is said once per region and point: a step taken over from a dead worker says it
+  // resumes, and a second takeover at the same point (a worker and then the Redis primary lost) does
+  // not say it again.
+  const saidOnce = (what: string) => ctx.releases.once(`${releaseId}:${region}:${what}`, 7 * 86_400);
+  if (done === 0 && (await saidOnce('rollout-start')))
     await io.say(
       `${region}: rolling out to ${replicas} pods in ${batches.length} batch${batches.length === 1 ? '' : 'es'}.`,
     );
-  else if (done === 0) await io.say(`${region}: resuming; batch 1/${batches.length} starts again.`);
-  else await io.say(`${region}: resuming after batch ${done}/${batches.length}.`);
+  else if (await saidOnce(`resume-after-${done}`))
+    await io.say(
+      done === 0
+        ? `${region}: resuming; batch 1/${batches.length} starts again.`
+        : `${region}: resuming after batch ${done}/${batches.length}.`,
+    );
   // Pre-rollout webhooks: a no stops the release before any pod changes (nothing to roll back).
   const pre = ctx.runners.judge
     ? await ctx.runners.judge.beforeRollout(release, region, io)
