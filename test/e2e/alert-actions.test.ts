@@ -31,6 +31,7 @@ import {
   type TestNamespace,
   waitFor,
 } from '../support/infra.ts';
+import { runningPod } from '../support/kube.ts';
 import { fastConfig, type Harness, harness } from '../support/lifecycle.ts';
 import { METRICS_REPO, metricsImages } from '../support/metrics-images.ts';
 import { pixelsOf } from '../support/png.ts';
@@ -98,25 +99,6 @@ interface PodJson {
       lastState?: { terminated?: { reason?: string } };
     }[];
   };
-}
-
-async function runningPod(app: string): Promise<string> {
-  return waitFor(
-    async () => {
-      const pods = await kubectlJson<{ items: PodJson[] }>('eu-west', [
-        '-n',
-        ns.name,
-        'get',
-        'pods',
-        '-l',
-        `app=${app}`,
-      ]);
-      return pods.items.find(
-        (x) => x.status.phase === 'Running' && x.status.containerStatuses?.[0]?.ready !== false,
-      )?.metadata.name;
-    },
-    { timeoutMs: 180_000, intervalMs: 1000, what: `a running pod of ${app}` },
-  );
 }
 
 /** Kills the pod's main process by memory (the sample app allocates until the limit) and waits for the restart. */
@@ -249,7 +231,7 @@ afterAll(async () => {
 
 describe('alerts and cards people can act on', () => {
   it('Show logs on a release card posts the snippet and the file in the release thread', async () => {
-    const pod = await runningPod('payments');
+    const pod = await runningPod(ns.name, 'payments');
     const card = await emu.waitFor(
       () => emu.channelMessages(RELEASES).find((m) => buttons(m).some(([id]) => id === 'logs')),
       30_000,
@@ -288,7 +270,7 @@ describe('alerts and cards people can act on', () => {
   });
 
   it('an OOM kill in prod: the app alerts channel, with Show logs, Roll back and Silence; Show logs answers in the alert thread', async () => {
-    const pod = await runningPod('payments');
+    const pod = await runningPod(ns.name, 'payments');
     // the real Prometheus has the pod's memory before the kill
     config.metrics = { prometheus, timeout: '5s' };
     await waitFor(
@@ -370,7 +352,7 @@ describe('alerts and cards people can act on', () => {
   });
 
   it('an OOM kill in test goes to the owner team channel, with Show logs and Silence and no Roll back', async () => {
-    const pod = await runningPod('payments-test');
+    const pod = await runningPod(ns.name, 'payments-test');
     // Prometheus configured but not answering (nothing listens on the port): the alert says so and goes out
     config.metrics = { prometheus: 'http://127.0.0.1:9', timeout: '2s' };
     await oomKill(pod);

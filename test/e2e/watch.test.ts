@@ -26,6 +26,7 @@ import {
   type TestNamespace,
   waitFor,
 } from '../support/infra.ts';
+import { runningPod } from '../support/kube.ts';
 import { TestRedis } from '../support/redis.ts';
 
 type Alert = Extract<Outbound, { kind: 'alert' }>;
@@ -72,26 +73,6 @@ function deployment(name: string, memory: string, env: Record<string, string> = 
 interface PodJson {
   metadata: { name: string };
   status: { phase: string; containerStatuses?: { ready: boolean; restartCount: number }[] };
-}
-
-async function runningPod(app: string): Promise<string> {
-  return waitFor(
-    async () => {
-      const pods = await kubectlJson<{ items: PodJson[] }>('eu-west', [
-        '-n',
-        ns.name,
-        'get',
-        'pods',
-        '-l',
-        `app=${app}`,
-      ]);
-      const p = pods.items.find(
-        (x) => x.status.phase === 'Running' && x.status.containerStatuses?.[0]?.ready !== false,
-      );
-      return p?.metadata.name;
-    },
-    { timeoutMs: 180_000, intervalMs: 1000, what: `a running pod of ${app}` },
-  );
 }
 
 async function alerts(): Promise<Alert[]> {
@@ -176,7 +157,7 @@ afterAll(async () => {
 describe('OOM alerts from a real cluster', () => {
   it('an OOM kill of the main process is one alert, with limit, restarts and the last log lines, in the channel and the release thread', async () => {
     await kubectl('eu-west', ['apply', '-f', '-'], { input: deployment('oom-main', '48Mi') });
-    const pod = await runningPod('oom-main');
+    const pod = await runningPod(ns.name, 'oom-main');
     await kubectl('eu-west', [
       '-n',
       ns.name,
@@ -228,7 +209,7 @@ describe('OOM alerts from a real cluster', () => {
 
   it('an OOM kill of a child process (not reported by Kubernetes) is one alert from the node agent', async () => {
     await kubectl('eu-west', ['apply', '-f', '-'], { input: deployment('oom-child', '64Mi') });
-    const pod = await runningPod('oom-child');
+    const pod = await runningPod(ns.name, 'oom-child');
     await kubectl('eu-west', [
       '-n',
       ns.name,
@@ -279,7 +260,7 @@ describe('OOM alerts from a real cluster', () => {
   it('a silenced workload gets no alert', async () => {
     const key = forWorkload(await alerts(), 'oom-main')[0]?.silenceKey as string;
     await watch.silences.silence(key, 60_000, 'U_ALICE');
-    const pod = await runningPod('oom-main');
+    const pod = await runningPod(ns.name, 'oom-main');
     const before = (await alerts()).length;
     await kubectl('eu-west', [
       '-n',

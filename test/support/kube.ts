@@ -14,7 +14,7 @@ import type { Release } from '../../src/domain/release.ts';
 import { kubeRunners } from '../../src/runners/deploy.ts';
 import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { exampleConfig } from './config.ts';
-import { kubectl, loadInfo, type Region, run } from './infra.ts';
+import { kubectl, kubectlJson, loadInfo, type Region, run, waitFor } from './infra.ts';
 
 export const TEST_APP = 'hello';
 export const TEST_ENV = 'kt';
@@ -276,5 +276,23 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       console.error(err);
       process.exit(1);
     },
+  );
+}
+
+/** The name of a Running, not-unready pod labelled `app=<app>` in eu-west's `namespace`, once there is one. */
+export async function runningPod(namespace: string, app: string): Promise<string> {
+  return waitFor(
+    async () => {
+      const pods = await kubectlJson<{
+        items: {
+          metadata: { name: string };
+          status: { phase: string; containerStatuses?: { ready: boolean }[] };
+        }[];
+      }>('eu-west', ['-n', namespace, 'get', 'pods', '-l', `app=${app}`]);
+      return pods.items.find(
+        (x) => x.status.phase === 'Running' && x.status.containerStatuses?.[0]?.ready !== false,
+      )?.metadata.name;
+    },
+    { timeoutMs: 180_000, intervalMs: 1000, what: `a running pod of ${app}` },
   );
 }
