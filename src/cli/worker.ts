@@ -49,6 +49,9 @@ export async function runWorker(opts: ProcessOptions, io: CliIO, parts: WorkerPa
     ...(rt.prefix ? { prefix: rt.prefix } : {}),
     lockDuration,
     ...(process.env.FERRY_MAX_STALLS ? { maxStalledCount: Number(process.env.FERRY_MAX_STALLS) } : {}),
+    ...(process.env.FERRY_PREPARE_CONCURRENCY
+      ? { prepareConcurrency: Number(process.env.FERRY_PREPARE_CONCURRENCY) }
+      : {}),
     ...(process.env.POD_NAME ? { name: process.env.POD_NAME } : {}),
     log: rt.log,
   });

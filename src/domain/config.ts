@@ -524,6 +524,18 @@ export const configSchema = z.strictObject({
       gitAccessSchema,
     )
     .default({}),
+  /**
+   * While a release waits (for approval, or in line behind another), Ferry
+   * builds its image, syncs it and has the nodes that will run it pull it, so
+   * the rollout starts on warm nodes. Nothing in the cluster but the pull pods
+   * changes before approval. `nodesAtOnce` throttles the pulls per region.
+   */
+  prePull: z
+    .strictObject({
+      whileWaiting: z.boolean().default(true),
+      nodesAtOnce: z.number().int().min(1).default(2),
+    })
+    .default({ whileWaiting: true, nodesAtOnce: 2 }),
   build: z
     .strictObject({
       /** Buildah storage (the layer cache), build work dirs and logs. */

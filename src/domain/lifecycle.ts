@@ -107,11 +107,13 @@ export class Lifecycle {
         { type: 'enqueue', position: lock.position },
         'ferry',
       );
-      if (r.ok)
+      if (r.ok) {
         await this.announceTransition(
           r,
           `Waiting in line behind ${lock.holder} (position ${lock.position}).`,
         );
+        await this.deps.scheduler.schedulePrepare?.(r.release);
+      }
       return {
         ok: true,
         releaseId: release.id,
@@ -156,6 +158,7 @@ export class Lifecycle {
         r,
         `Waiting for ${need} (expires in ${formatDuration(at - this.now())}).`,
       );
+      await this.deps.scheduler.schedulePrepare?.(rel);
       return `${rel.id}: ${rel.app} ${rel.version} → ${rel.environment} waits for ${need}.`;
     }
     await this.announceTransition(r, 'No approval needed: starting.');

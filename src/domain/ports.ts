@@ -42,6 +42,12 @@ export interface ReleaseRepository {
   lockInfo(app: string, env: string): Promise<LockInfo | null>;
   waiting(app: string, env: string): Promise<string[]>;
   once(key: string, ttlSeconds?: number): Promise<boolean>;
+  /**
+   * Runs `fn` while holding the mutex `key`, across every process sharing the
+   * store; waits (polling) while another holds it. The lease is renewed while
+   * `fn` runs, so only a holder that died lets it lapse.
+   */
+  exclusive<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
 }
 
 /**
@@ -76,6 +82,8 @@ export interface WorkScheduler {
   startFlow(release: Release): Promise<void>;
   scheduleExpiry(release: Release, at: number): Promise<void>;
   startRollback(release: Release, reason: string): Promise<void>;
+  /** Builds, syncs and pulls the release's image ahead while it waits; stops by itself once it need not. */
+  schedulePrepare?(release: Release): Promise<void>;
 }
 
 /** A file attached to a thread message; `text` is the whole content. */
@@ -174,8 +182,12 @@ export interface RegionRollout {
     batchIndex: number,
     limits?: { deadlineMs?: number; maxRestarts?: number },
   ): Promise<{ ok: true } | { ok: false; reason: string }>;
-  /** Pulls the new image onto the nodes that will run the batch. */
-  prewarm?(pods: number): Promise<void>;
+  /**
+   * Pulls the new image onto the nodes that will run `pods` pods (those
+   * running the app first); returns how many nodes pulled. `nodesAtOnce`
+   * throttles it; `purpose` 'prepull' is the pull while a release waits.
+   */
+  prewarm?(pods: number, opts?: { nodesAtOnce?: number; purpose?: 'prewarm' | 'prepull' }): Promise<number>;
   /** Watches the new pods for `pauseMs`: Ready, no restarts or OOM kills beyond the plan's limit. */
   gate(
     pods: number,

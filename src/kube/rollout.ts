@@ -47,6 +47,7 @@
 // period, labels and annotations, plus FERRY_ENV/FERRY_APP/FERRY_VERSION.
 import { createHash } from 'node:crypto';
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
+import { limiter } from '../concurrency.ts';
 import type { FerryConfig } from '../domain/config.ts';
 import type { BuiltImage, RegionRollout, StepIO } from '../domain/ports.ts';
 import {
@@ -471,6 +472,13 @@ export interface BatchLimits {
   maxRestarts?: number;
 }
 
+export interface PrewarmOptions {
+  /** Nodes pulling at once (default: all targets). A pre-pull while a release waits is throttled; a batch's pre-warm is not. */
+  nodesAtOnce?: number;
+  /** Names the pods apart, so a batch's pre-warm never waits on a pre-pull pod being deleted. */
+  purpose?: 'prewarm' | 'prepull';
+}
+
 export class KubeRollout implements RegionRollout {
   readonly k: KubeClients;
   readonly config: FerryConfig;
@@ -769,7 +777,7 @@ export class KubeRollout implements RegionRollout {
     }
   }
 
-  async prewarm(pods: number): Promise<void> {
+  async prewarm(pods: number, opts: PrewarmOptions = {}): Promise<number> {
     await this.ensurePrepared();
     const t = this.target;
     const nodes = (await this.k.core.listNode({})).items.filter(
@@ -786,12 +794,15 @@ export class KubeRollout implements RegionRollout {
     // node.status.images lags the node by up to a status period and is cut at
     // 50 images, so it is not trusted to skip a node: the pre-warm pod itself is
     // cheap when the image is present (IfNotPresent), and exact when it is not.
-    await Promise.all(targets.map((n) => this.prewarmNode(n.metadata?.name ?? '')));
+    const slot = limiter(opts.nodesAtOnce ?? targets.length);
+    const purpose = opts.purpose ?? 'prewarm';
+    await Promise.all(targets.map((n) => slot(() => this.prewarmNode(n.metadata?.name ?? '', purpose))));
+    return targets.length;
   }
 
-  private async prewarmNode(node: string): Promise<void> {
+  private async prewarmNode(node: string, purpose: 'prewarm' | 'prepull'): Promise<void> {
     const t = this.target;
-    const name = `${t.name}-prewarm-${createHash('sha256').update(`${node}\n${this.ref}`).digest('hex').slice(0, 10)}`;
+    const name = `${t.name}-${purpose}-${createHash('sha256').update(`${node}\n${this.ref}`).digest('hex').slice(0, 10)}`;
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',

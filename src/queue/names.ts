@@ -10,6 +10,8 @@ export const QUEUES = {
   notify: 'ferry-notify',
   /** Operations a person asked for outside a release: rollback of an app, image sync (jobs/). */
   ops: 'ferry-ops',
+  /** Build, sync and pull ahead while a release waits (jobs/prepare.ts); low priority, few at once. */
+  prepare: 'ferry-prepare',
 } as const;
 
 export type StepName = 'build' | 'sync' | 'deploy' | 'finish' | 'rollback';

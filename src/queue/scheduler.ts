@@ -20,6 +20,11 @@ export type TimerData =
   /** A stack rebuild's releases still waiting for a free slot (src/runners/rebuild-service.ts). */
   | { kind: 'rebuild'; batch: RebuildBatch };
 
+/** A release to build, sync and pull ahead while it waits (jobs/prepare.ts). */
+export interface PrepareData {
+  releaseId: string;
+}
+
 export interface RollbackData {
   releaseId: string;
   reason: string;
@@ -64,6 +69,7 @@ export class BullScheduler implements WorkScheduler, RebuildScheduler {
   private readonly flows: FlowProducer;
   private readonly timers: Queue<TimerData>;
   private readonly rollbacks: Queue<RollbackData>;
+  private readonly prepares: Queue<PrepareData>;
   private readonly prefix: string | undefined;
 
   constructor(connection: Redis, prefix?: string) {
@@ -71,6 +77,22 @@ export class BullScheduler implements WorkScheduler, RebuildScheduler {
     this.flows = new FlowProducer({ connection, ...(prefix ? { prefix } : {}) });
     this.timers = new Queue(QUEUES.timers, { connection, ...(prefix ? { prefix } : {}) });
     this.rollbacks = new Queue(QUEUES.release, { connection, ...(prefix ? { prefix } : {}) });
+    this.prepares = new Queue(QUEUES.prepare, { connection, ...(prefix ? { prefix } : {}) });
+  }
+
+  async schedulePrepare(release: Release): Promise<void> {
+    await this.prepares.add(
+      'prepare',
+      { releaseId: release.id },
+      {
+        jobId: jobId(release.id, 'prepare'),
+        // A release that waits in line asks twice (queued, then awaiting approval): one prepare is enough.
+        attempts: 2,
+        backoff: { type: 'exponential', delay: 5000 },
+        removeOnComplete: { age: 7 * 24 * 3600 },
+        removeOnFail: { age: 7 * 24 * 3600 },
+      },
+    );
   }
 
   async startFlow(release: Release): Promise<void> {
@@ -120,6 +142,11 @@ export class BullScheduler implements WorkScheduler, RebuildScheduler {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.flows.close(), this.timers.close(), this.rollbacks.close()]);
+    await Promise.all([
+      this.flows.close(),
+      this.timers.close(),
+      this.rollbacks.close(),
+      this.prepares.close(),
+    ]);
   }
 }

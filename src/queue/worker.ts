@@ -10,6 +10,7 @@ import { deployJob } from '../../jobs/deploy.ts';
 import { expireJob } from '../../jobs/expire.ts';
 import { finishJob } from '../../jobs/finish.ts';
 import { LockBusy } from '../../jobs/operation.ts';
+import { prepareJob } from '../../jobs/prepare.ts';
 import { rebuildJob } from '../../jobs/rebuild.ts';
 import { rollbackJob } from '../../jobs/rollback.ts';
 import { rollbackAppJob } from '../../jobs/rollback-app.ts';
@@ -21,7 +22,7 @@ import { redactText } from '../logs/redact.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 import type { QueuedOperation } from './operations.ts';
-import { STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
+import { type PrepareData, STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
 
 /** Stalls a job survives before it fails (see WorkerOptions.maxStalledCount). */
 export const DEFAULT_MAX_STALLS = 2;
@@ -51,6 +52,8 @@ export interface WorkerOptions {
    * a step that takes its worker down every time must not be retried for ever. Default 2.
    */
   maxStalledCount?: number;
+  /** Releases built, synced and pulled ahead at once while they wait (jobs/prepare.ts). Default 1: it is background work. */
+  prepareConcurrency?: number;
   /** This worker's name (the pod's): BullMQ records it on every job it takes (`processedBy`). */
   name?: string;
   log: Logger;
@@ -157,7 +160,21 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     },
     { ...common, concurrency: 4 },
   );
-  for (const w of [release, timers, operations]) {
+  // Pulling ahead while releases wait: background work, a few at a time, never failing a release.
+  const prepares = new Worker(
+    QUEUES.prepare,
+    async (job: Job<PrepareData>, token?: string) => {
+      try {
+        return await prepareJob(job.data, ctx, stopping.signal);
+      } catch (err) {
+        if (!stopping.signal.aborted) throw err;
+        await job.moveToDelayed(Date.now() + 500, token);
+        throw new DelayedError();
+      }
+    },
+    { ...common, concurrency: opts.prepareConcurrency ?? 1 },
+  );
+  for (const w of [release, timers, operations, prepares]) {
     w.on('error', (err) => opts.log.error({ err: err.message }, 'worker error'));
   }
   // A job that stalled too often is failed by BullMQ without running the processor (so runStep never
@@ -175,12 +192,14 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
   });
   return {
     notRunning() {
-      const stopped = [release, timers, operations].filter((w) => !w.isRunning()).map((w) => w.name);
+      const stopped = [release, timers, operations, prepares]
+        .filter((w) => !w.isRunning())
+        .map((w) => w.name);
       return stopped.length ? `BullMQ workers not running: ${stopped.join(', ')}` : undefined;
     },
     async close() {
       stopping.abort();
-      await Promise.all([release.close(), timers.close(), operations.close()]);
+      await Promise.all([release.close(), timers.close(), operations.close(), prepares.close()]);
     },
   };
 }

@@ -3,6 +3,8 @@
 // (scripts/commit-release.lua) — the new state, the audit entry, and the lock
 // hand-over to the next release in line happen together or not at all — and
 // only then announced.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type {
   CommitGuard,
@@ -23,6 +25,10 @@ import {
 } from '../domain/release.ts';
 import { metrics } from '../metrics.ts';
 import { runScript, SCRIPTS } from './scripts.ts';
+
+/** A mutex's lease: how long a holder that died keeps others waiting. */
+const MUTEX_LEASE_MS = 30_000;
+const MUTEX_POLL_MS = 250;
 
 const TERMINAL_LIST = [...TERMINAL].join(',');
 
@@ -312,5 +318,27 @@ export class ReleaseStore implements ReleaseRepository, OperationLocks {
   /** Remembers a delivery or click for `ttlSeconds`; false when it was seen before. */
   async once(key: string, ttlSeconds = 600): Promise<boolean> {
     return (await this.redis.set(this.k('once', key), '1', 'EX', String(ttlSeconds), 'NX')) === 'OK';
+  }
+
+  async exclusive<T>(key: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const mutex = this.k('mutex', key);
+    const token = randomUUID();
+    const leaseMs = MUTEX_LEASE_MS;
+    while ((await this.redis.set(mutex, token, 'PX', leaseMs, 'NX')) !== 'OK') {
+      signal?.throwIfAborted();
+      await sleep(MUTEX_POLL_MS);
+    }
+    // Renewed at a third of the lease: a holder alive but busy keeps it; a dead one loses it within a lease.
+    const renew = setInterval(() => {
+      runScript(this.redis, SCRIPTS.releaseMutex, [mutex], [token, 'extend', String(leaseMs)]).catch(
+        () => {},
+      );
+    }, leaseMs / 3);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(renew);
+      await runScript(this.redis, SCRIPTS.releaseMutex, [mutex], [token, 'release']);
+    }
   }
 }

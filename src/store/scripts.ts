@@ -23,6 +23,7 @@ export const SCRIPTS = {
   updateVersion: { name: 'update-version', keys: 2 },
   acquireOperation: { name: 'acquire-operation', keys: 5 },
   releaseOperation: { name: 'release-operation', keys: 4 },
+  releaseMutex: { name: 'release-mutex', keys: 1 },
 } as const satisfies Record<string, StoreScript>;
 
 const sources = new Map<string, string>();

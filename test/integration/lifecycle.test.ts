@@ -49,6 +49,8 @@ describe('a release through its lifecycle', () => {
     expect(await RecordingRunners.counts(h.rt.store, 'r1', h.prefix)).toEqual({
       build: 1,
       'sync:eu-west': 1,
+      // Nothing pulls ahead for a release that never waited; its one batch pre-warms its 4 pods' nodes.
+      'prewarm:eu-west:4': 1,
       'deploy:eu-west:batch1': 1,
       'verify:eu-west': 1,
     });
@@ -119,9 +121,53 @@ describe('a release through its lifecycle', () => {
     expect(done.approvals.map((a) => a.by)).toEqual([BOB]);
     expect(done.progress).toEqual({ 'eu-west': 3, 'us-east': 3 });
     const counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
-    expect(Object.values(counts).every((n) => n === 1)).toBe(true);
+    // One build, whether the pull ahead or the flow got to it first; the sync may run twice (ahead and
+    // in the flow), with the same outcome; every batch once.
+    const steps = Object.entries(counts).filter(([k]) => !k.startsWith('sync:') && !k.startsWith('prepull:'));
+    expect(
+      steps.every(([, n]) => n === 1),
+      JSON.stringify(counts),
+    ).toBe(true);
+    expect(counts.build).toBe(1);
+    expect(await RecordingRunners.divergent(h.rt.store, id, h.prefix)).toEqual({});
     expect(Object.keys(counts).filter((k) => k.startsWith('deploy:'))).toHaveLength(6);
     expect(Object.keys(counts).filter((k) => k.startsWith('verify:'))).toHaveLength(2);
+  });
+
+  it('pulls ahead while a prod release waits for approval, and a reject stops the pull at once', async () => {
+    h = harness(redis.url);
+    // A pull slow enough that only a cancel ends it within the test's wait.
+    h.startWorkers({ prepullMs: 60_000 });
+    await passTest('v8');
+    const r = await h.rt.lifecycle.request({ app: 'payments', version: 'v8', factors: [] }, ALICE);
+    expect(r.ok, r.text).toBe(true);
+    const id = r.releaseId as string;
+    await waitForState(h.rt, id, 'awaiting-approval');
+    // Built and synced ahead, and the first region's nodes pulling, all before anyone approved.
+    const until = Date.now() + 20_000;
+    let counts: Record<string, number> = {};
+    while (Date.now() < until && !Object.keys(counts).some((k) => k.startsWith('prepull:eu-west'))) {
+      counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(counts).toMatchObject({ build: 1, 'sync:eu-west': 1, 'sync:us-east': 1, 'prepull:eu-west:4': 1 });
+    expect((await h.rt.releases.get(id))?.state).toBe('awaiting-approval');
+    expect(await h.rt.versions.get('payments', 'v8')).toMatchObject({ images: { prod: expect.any(Object) } });
+
+    const rejectedAt = Date.now();
+    expect(await h.rt.lifecycle.reject(id, BOB, 'not today')).toMatchObject({ ok: true });
+    let said: string | undefined;
+    while (!said && Date.now() - rejectedAt < 15_000) {
+      said = (await h.outbound()).flatMap((m) =>
+        m.kind === 'reply' && m.releaseId === id && m.text.startsWith('Pre-pull stopped') ? [m.text] : [],
+      )[0];
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(said).toBe('Pre-pull stopped: the release is rejected.');
+    // Stopped long before the 60 s pull would have ended, and the next region was never started.
+    expect(Date.now() - rejectedAt).toBeLessThan(15_000);
+    counts = await RecordingRunners.counts(h.rt.store, id, h.prefix);
+    expect(Object.keys(counts).filter((k) => k.startsWith('prepull:'))).toEqual(['prepull:eu-west:4']);
   });
 
   it('counts N-of-M approvals and refuses a second approval by the same person', async () => {

@@ -241,9 +241,7 @@ export function tapRollout(
       await hooks.afterApply?.(pods, batch);
       return placed;
     },
-    ...(r.prewarm
-      ? { prewarm: (pods: number) => (r.prewarm as (p: number) => Promise<void>).call(r, pods) }
-      : {}),
+    ...(r.prewarm ? { prewarm: r.prewarm.bind(r) } : {}),
     gate: (pods, pauseMs, maxRestarts, deadlineMs) => r.gate(pods, pauseMs, maxRestarts, deadlineMs),
     rollback: () => r.rollback(),
   };

@@ -166,6 +166,16 @@ export class MemoryReleases implements ReleaseRepository {
     this.seen.add(key);
     return true;
   }
+
+  private readonly held = new Map<string, Promise<unknown>>();
+
+  /** One process: the mutex is a promise chain per key. */
+  async exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.held.get(key) ?? Promise.resolve();
+    const run = before.catch(() => {}).then(fn);
+    this.held.set(key, run);
+    return run;
+  }
 }
 
 /** Versions that passed environments, as the version store records them. */
@@ -189,8 +199,15 @@ export class MemoryVersions implements VersionLookup {
 
 /** What Lifecycle asked the workers to do, in order. */
 export class RecordingScheduler implements WorkScheduler {
-  readonly calls: { call: 'startFlow' | 'scheduleExpiry' | 'startRollback'; id: string; detail?: string }[] =
-    [];
+  readonly calls: {
+    call: 'startFlow' | 'scheduleExpiry' | 'startRollback' | 'schedulePrepare';
+    id: string;
+    detail?: string;
+  }[] = [];
+
+  async schedulePrepare(release: Release): Promise<void> {
+    this.calls.push({ call: 'schedulePrepare', id: release.id });
+  }
 
   async startFlow(release: Release): Promise<void> {
     this.calls.push({ call: 'startFlow', id: release.id });

@@ -17,6 +17,8 @@ export interface RecordingOptions {
   replicas: number;
   /** Regions whose gate fails at this batch (1-based). */
   failGate?: Record<string, number>;
+  /** How long the pull while a release waits (pre-pull) takes; default stepMs. A batch's pre-warm takes stepMs. */
+  prepullMs?: number;
 }
 
 // Counts every performance of an effect and keeps the first outcome; an
@@ -118,6 +120,14 @@ export class RecordingRunners implements StepRunners {
         if (failAt !== undefined && applied >= failAt)
           return { ok: false, reason: 'new pods not Ready (recorded failure)' };
         return { ok: true };
+      },
+      prewarm: async (pods, opts) => {
+        await this.effect(release, `${opts?.purpose ?? 'prewarm'}:${region}:${pods}`);
+        await this.pause(
+          io.signal,
+          opts?.purpose === 'prepull' ? (this.opts.prepullMs ?? this.opts.stepMs) : this.opts.stepMs,
+        );
+        return Math.min(pods, opts?.nodesAtOnce ?? pods);
       },
       rollback: async () => {
         await this.effect(release, `rollback:${region}`);

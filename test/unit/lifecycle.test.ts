@@ -48,10 +48,10 @@ async function requested(version: string, by = 'U_ALICE'): Promise<string> {
 }
 
 describe('Lifecycle on in-memory ports', () => {
-  it('a prod release waits for an approver, then its flow starts once', async () => {
+  it('a prod release waits for an approver (pulling ahead meanwhile), then its flow starts once', async () => {
     const id = await requested('v2');
     expect((await releases.get(id))?.state).toBe('awaiting-approval');
-    expect(scheduler.calls.map((c) => c.call)).toEqual(['scheduleExpiry']);
+    expect(scheduler.calls.map((c) => c.call)).toEqual(['scheduleExpiry', 'schedulePrepare']);
     expect(announcer.sent[0]).toEqual({ kind: 'card', releaseId: id });
 
     const approved = await lifecycle.approve(id, 'U_BOB');
