@@ -41,7 +41,12 @@ export interface NotifierDeps {
   log: Logger;
   /** Longest backoff for 5xx / network errors (ms). */
   maxBackoffMs?: number;
-  /** Messages in flight at once across lanes (default 256): a lane held by a 429 keeps only its own. */
+  /**
+   * Messages in flight at once across lanes (default 2,048; FERRY_NOTIFY_CONCURRENCY). A message waiting
+   * its turn in its lane, or on a paced bucket, holds one of these: with a thousand releases at once, the
+   * card edits of the busy ones wait on chat.update's 50 a minute, and with too few slots they would hold
+   * every slot and keep new releases' cards from being posted at all. A waiting message costs a promise.
+   */
   concurrency?: number;
   /** How long a lane may stand still before its next message goes anyway (lane-order.ts; default 20 s). */
   laneStallMs?: number;
@@ -141,7 +146,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   const worker = new Worker<LaneMessage>(QUEUES.notify, (job, token) => handle(job, token), {
     connection: deps.connection,
     ...(deps.prefix ? { prefix: deps.prefix } : {}),
-    concurrency: deps.concurrency ?? 256,
+    concurrency: deps.concurrency ?? Number(process.env.FERRY_NOTIFY_CONCURRENCY ?? 2048),
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'notify worker error'));
   // Earlier versions pinned the queue to one message at a time across replicas; lanes replace that.
