@@ -158,6 +158,24 @@ describe('a release from the chat console', () => {
       .poll(() => page.getByTestId('ephemeral').last().textContent(), { timeout: 30_000 })
       .toContain('come from group approvers');
 
+    // While it waits for bob, Ferry builds, syncs and pulls its image on both regions' nodes; nothing
+    // of prod runs yet.
+    const waiting = (await rt.releases.byApp('payments')).find((r) => r.environment === 'prod');
+    await expect
+      .poll(
+        () =>
+          emulator
+            .thread('C_RELEASES', waiting?.thread?.ts as string)
+            .map((m) => m.text)
+            .join('\n'),
+        { timeout: 300_000, interval: 1000 },
+      )
+      .toMatch(
+        /While waiting: image built, synced and pulled in eu-west \(\d+ nodes?\), us-east \(\d+ nodes?\)/,
+      );
+    expect((await rt.releases.get(waiting?.id as string))?.state).toBe('awaiting-approval');
+    expect((await rt.versions.get('payments', 'v2'))?.images.prod?.digest).toMatch(/^sha256:/);
+
     await as('U_BOB');
     await prodCard.getByTestId('button-approve').click();
     await expect
