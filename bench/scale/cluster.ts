@@ -204,8 +204,17 @@ export async function startBenchCluster(dir: string): Promise<BenchCluster> {
     pids,
     api,
     async startKwok(kwokBin: string) {
+      const stages = join(dir, 'kwok-stages.yaml');
+      writeFileSync(
+        stages,
+        execFileSync('bash', [join(repo, 'infra', 'lib', 'kwok.sh'), 'stages'], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'inherit'],
+        }),
+      );
       const kwok = start('kwok', kwokBin, [
         `--kubeconfig=${kubeconfig}`,
+        `--config=${stages}`,
         '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
         '--cidr=10.240.0.0/12',

@@ -6,6 +6,7 @@
 #
 #   source infra/lib/kwok.sh; kwok_ensure        → prints the kwok binary path
 #   bash infra/lib/kwok.sh                       → same, as a command
+#   bash infra/lib/kwok.sh stages                → kwok's own "fast" stages, one YAML
 #
 # Env: KWOK_VERSION (default v0.8.0), FERRY_CACHE (default ~/.cache/ferry).
 # The cold build time (seconds) is kept next to the binary in .build-seconds.
@@ -34,6 +35,29 @@ kwok_ensure() {
   rm -rf "$out"; mv "$tmp" "$out"
   kwok_bin
 }
+
+# kwok alone changes nothing until it is given stages (what to do with a node or
+# a pod, and when). Its module ships the "fast" ones kwokctl uses: nodes Ready at
+# once, pods Running and Ready at once, completed and deleted like a kubelet.
+# Prints them as one multi-document YAML, read from the module `go install` fetched.
+kwok_stages() {
+  local mod
+  mod="$(GOFLAGS=-mod=mod go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+  if [[ ! -d $mod ]]; then
+    (cd /tmp && GOTOOLCHAIN=auto go mod download -x "sigs.k8s.io/kwok@$KWOK_VERSION" >&2) || return 1
+  fi
+  local f
+  for f in node/fast/node-initialize.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo '---'
+    cat "$mod/$f"
+  done
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" && ${1:-} == stages ]]; then
+  set -euo pipefail
+  kwok_stages
+  exit 0
+fi
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   set -euo pipefail
