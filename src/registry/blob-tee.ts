@@ -351,7 +351,7 @@ async function sendChunks<T>(l: LiveUpload<T>, branch: Branch, size: number): Pr
         if (r.done) break;
         carry = r.value;
       }
-      const want = Math.min(link.chunkSize(), size - l.acked.offset);
+      const want = link.nextChunk(size - l.acked.offset);
       let taken = 0;
       const chunk = new ReadableStream<Uint8Array>(
         {
@@ -385,6 +385,7 @@ async function sendChunks<T>(l: LiveUpload<T>, branch: Branch, size: number): Pr
         l.acked = await client.patchUpload(l.acked, chunk, { sentBytes: () => taken });
       } catch (err) {
         if (err instanceof RegistryError && err.status === 413) l.refused = want;
+        else if (err instanceof UnreachableError && taken > 0 && branch.dead === undefined) link.broken();
         throw err;
       }
       if (l.acked.offset !== from + taken) {

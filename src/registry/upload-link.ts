@@ -57,6 +57,19 @@ export class UploadLink {
     this.policy = { ...defaultUploadLinkPolicy, ...policy };
   }
 
+  /**
+   * Bytes for the next chunk of an upload with `left` bytes to go. A tail
+   * smaller than a quarter of the chunk rides along with it (when the limit
+   * allows), rather than costing a request of its own.
+   */
+  nextChunk(left: number): number {
+    const size = this.chunkSize();
+    if (left <= size) return left;
+    const ceiling = Math.min(this.policy.maxBytes, this.refusedCap ?? Number.POSITIVE_INFINITY);
+    if (left - size < size / 4 && left <= ceiling) return left;
+    return size;
+  }
+
   /** Bytes for the next chunk (before clipping to what is left of the blob). */
   chunkSize(): number {
     const { minBytes, maxBytes, targetSeconds, growth } = this.policy;
@@ -77,6 +90,15 @@ export class UploadLink {
       this.bytesPerSecond === undefined
         ? sample
         : this.bytesPerSecond + this.policy.alpha * (sample - this.bytesPerSecond);
+  }
+
+  /**
+   * A PATCH broke mid-body (the connection dropped). Halves the rate
+   * estimate, as TCP halves its window on a loss: on a link that drops
+   * connections, smaller chunks lose less, and measurements grow them back.
+   */
+  broken(): void {
+    if (this.bytesPerSecond !== undefined) this.bytesPerSecond /= 2;
   }
 
   /**

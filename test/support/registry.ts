@@ -556,9 +556,11 @@ export async function startBodyLimitProxy(
     const refuse = () => {
       rec.status = 413;
       req.unpipe();
-      res.writeHead(413, { 'content-type': 'text/html', connection: 'close' });
+      // Answered at once; the rest of the body is read and dropped (nginx's lingering close), so the
+      // client is not cut off while still sending and reads the 413.
+      res.writeHead(413, { 'content-type': 'text/html' });
       res.end('<html><body><h1>413 Request Entity Too Large</h1></body></html>');
-      req.resume(); // read and drop the rest, as nginx's lingering close does
+      req.resume();
     };
     if (Number(req.headers['content-length'] ?? 0) > limit) return refuse();
     const parts: Buffer[] = [];
