@@ -351,7 +351,7 @@ async function sendChunks<T>(l: LiveUpload<T>, branch: Branch, size: number): Pr
         if (r.done) break;
         carry = r.value;
       }
-      const want = link.nextChunk(size - l.acked.offset);
+      const want = link.nextChunk(l.acked.offset, size);
       let taken = 0;
       const chunk = new ReadableStream<Uint8Array>(
         {
