@@ -7,7 +7,12 @@
 // - the blob is verified against its digest while streaming: a corrupt
 //   source fails every upload before anything is committed;
 // - a stream cut short ends the uploads cleanly, so each registry keeps what
-//   it received and the session is remembered for the retry.
+//   it received and the session is remembered for the retry;
+// - each target's upload is a series of PATCHes sized to its link
+//   (upload-link.ts): a connection broken mid-blob loses one chunk at most
+//   (the session is remembered at the offset the registry acknowledged), and
+//   a chunk refused as too large (413: a proxy's body limit) is sent again,
+//   smaller, from the registry's offset in another pass over the source.
 
 import type { Descriptor, RegistryClient, UploadSession } from './client.ts';
 import {
@@ -45,10 +50,17 @@ export interface TeeContext {
 interface LiveUpload<T> {
   plan: UploadPlan<T>;
   key: string;
+  /** The session as opened (or resumed) for this pass. */
   session: UploadSession;
+  /** The session after the last chunk the registry acknowledged. */
+  acked: UploadSession;
   resumedFrom: number;
   branch?: Branch;
   patch?: Promise<UploadSession>;
+  /** Size of the chunk the registry refused as too large (HTTP 413). */
+  refused?: number;
+  /** A chunk's request failed (as opposed to the source or the commit). */
+  chunkFailed?: boolean;
 }
 
 function errText(err: unknown): string {
@@ -69,9 +81,18 @@ export type TeeResult =
   | { ok: true; sent: number; resumedFrom: number }
   | { ok: false; sent: number; error: string; cause?: unknown };
 
+/** One pass's outcome: a failure may ask for another pass (a chunk was refused as too large). */
+type PassResult = TeeResult & { resumedFrom?: number; again?: boolean };
+
 /**
  * Copies `blob` (from `sourceRepo`) into every plan's repository; the result
  * per target. Rejects only when the sync is aborted.
+ *
+ * Targets that refused a chunk as too large get another pass right away,
+ * with smaller chunks, from the offset their registry holds (the source is
+ * read again from there). This is not a retry of a failure: it is how an
+ * unknown body limit is found, once per registry, so it does not use up the
+ * sync's retries.
  */
 export async function teeBlob<T>(
   ctx: TeeContext,
@@ -80,6 +101,39 @@ export async function teeBlob<T>(
   plans: UploadPlan<T>[],
 ): Promise<Map<T, TeeResult>> {
   const results = new Map<T, TeeResult>();
+  const first = new Map<T, number>();
+  let todo = plans;
+  while (todo.length > 0) {
+    const pass = await teePass(ctx, blob, sourceRepo, todo);
+    const again: UploadPlan<T>[] = [];
+    for (const plan of todo) {
+      const r = pass.get(plan.target);
+      if (!r) continue;
+      if (!first.has(plan.target)) first.set(plan.target, r.resumedFrom ?? 0);
+      const sent = (results.get(plan.target)?.sent ?? 0) + r.sent;
+      const { again: more, resumedFrom: _, ...rest } = r;
+      // Bytes resumed are those an earlier sync left in the registry, not those an earlier pass sent.
+      results.set(
+        plan.target,
+        rest.ok ? { ...rest, sent, resumedFrom: first.get(plan.target)! } : { ...rest, sent },
+      );
+      if (more && !ctx.signal?.aborted) {
+        const { session: _s, ...fresh } = plan; // the remembered session is picked up by openSessions
+        again.push(fresh);
+      }
+    }
+    todo = again;
+  }
+  return results;
+}
+
+async function teePass<T>(
+  ctx: TeeContext,
+  blob: Descriptor,
+  sourceRepo: string,
+  plans: UploadPlan<T>[],
+): Promise<Map<T, PassResult>> {
+  const results = new Map<T, PassResult>();
   const live = await openSessions(ctx, blob, plans, results);
   if (live.length === 0) return results;
   const { digest, size } = blob;
@@ -126,10 +180,8 @@ export async function teeBlob<T>(
   }
   await Promise.all(
     live.map(async (l) => {
-      let sent = 0;
       try {
         const session = l.patch ? await l.patch : l.session;
-        sent = session.offset - l.session.offset;
         if (corrupt) throw streamed.error;
         if (streamed.ended !== 'complete' || session.offset !== size) {
           remember(ctx, l, session, size);
@@ -144,19 +196,58 @@ export async function teeBlob<T>(
         }
         await l.plan.client.completeUpload(session, digest, undefined, ctx.signal);
         ctx.resume.delete(l.key);
+        const sent = session.offset - l.session.offset;
         results.set(l.plan.target, { ok: true, sent, resumedFrom: l.resumedFrom });
         ctx.emit({ type: 'blob-copied', target: l.plan.name, repo: l.plan.repo, digest, size, sent });
       } catch (err) {
+        const sent = l.acked.offset - l.session.offset;
         if (corrupt || err instanceof DigestMismatchError) {
           await l.plan.client.cancelUpload(l.session);
           ctx.resume.delete(l.key);
+        } else if (l.chunkFailed) {
+          await keepForRetry(ctx, l, size);
         }
         if (ctx.signal?.aborted) return;
-        results.set(l.plan.target, { sent, ...failure(err, ctx.signal) });
+        const resumedFrom = l.resumedFrom;
+        if (l.refused !== undefined && !corrupt) {
+          const smaller = l.plan.client.uploadLink.refused(l.refused);
+          if (smaller) {
+            results.set(l.plan.target, { sent, resumedFrom, again: true, ...failure(err, ctx.signal) });
+            return;
+          }
+          const msg = `registry ${l.plan.name} refuses upload bodies of ${l.refused} bytes (HTTP 413): raise the body limit of its proxy (nginx client_max_body_size) to at least 1 MiB`;
+          results.set(l.plan.target, {
+            sent,
+            resumedFrom,
+            ...failure(new RegistryError(msg, { registry: l.plan.name, status: 413 }), ctx.signal),
+          });
+          return;
+        }
+        results.set(l.plan.target, { sent, resumedFrom, ...failure(err, ctx.signal) });
       }
     }),
   );
   return results;
+}
+
+/**
+ * After a failed chunk: asks the registry where the session stands (its
+ * Range) and remembers it, so the next attempt sends only what is missing.
+ * A registry that dropped the session (Distribution does after a PATCH that
+ * broke mid-body, having kept part of it) makes the next attempt start over.
+ */
+async function keepForRetry<T>(ctx: TeeContext, l: LiveUpload<T>, size: number): Promise<void> {
+  try {
+    const s = await l.plan.client.uploadStatus(l.acked, ctx.signal);
+    if (s.offset <= size) {
+      remember(ctx, l, s, size);
+      l.acked = s;
+      return;
+    }
+  } catch (err) {
+    if (isAbortError(err) || ctx.signal?.aborted) return;
+  }
+  ctx.resume.delete(l.key);
 }
 
 /** Opens (or resumes) an upload session per plan; failures go to `failed`. */
@@ -164,7 +255,7 @@ async function openSessions<T>(
   ctx: TeeContext,
   blob: Descriptor,
   plans: UploadPlan<T>[],
-  results: Map<T, TeeResult>,
+  results: Map<T, PassResult>,
 ): Promise<LiveUpload<T>[]> {
   const live: LiveUpload<T>[] = [];
   await Promise.all(
@@ -193,7 +284,7 @@ async function openSessions<T>(
           if (resumedFrom === 0) ctx.resume.delete(key);
         }
         session ??= await plan.client.startUpload(plan.repo, ctx.signal);
-        live.push({ plan, key, session, resumedFrom });
+        live.push({ plan, key, session, acked: session, resumedFrom });
       } catch (err) {
         results.set(plan.target, { sent: 0, ...failure(err, ctx.signal) });
       }
@@ -202,7 +293,7 @@ async function openSessions<T>(
   return live;
 }
 
-/** Pumps the source body into one streamed PATCH per live upload. */
+/** Pumps the source body into each live upload's chunks. */
 async function streamInto<T>(
   ctx: TeeContext,
   blob: Descriptor,
@@ -214,7 +305,7 @@ async function streamInto<T>(
     if (l.session.offset >= blob.size) continue;
     const branch = new Branch(l.session.offset - bodyStart);
     l.branch = branch;
-    l.patch = l.plan.client.patchUpload(l.session, branch.stream, { sentBytes: () => branch.pushed });
+    l.patch = sendChunks(l, branch, blob.size);
     l.patch.catch((err) => branch.kill(err));
   }
   let sinceEmit = 0;
@@ -235,6 +326,85 @@ async function streamInto<T>(
       },
     },
   );
+}
+
+/**
+ * Sends what the branch yields as PATCHes sized by the target's UploadLink.
+ * A chunk's body is streamed from the branch as it arrives (nothing is held
+ * beyond the branch's 1 MiB buffer, whatever the chunk size) and is sent
+ * without Content-Length, as `docker push` streams a layer: when the source
+ * stops early (a graceful stop, a source link cut) the chunk just ends short
+ * and the registry keeps it. With a declared length the same stop would be a
+ * broken request, after which Distribution drops the whole session.
+ */
+async function sendChunks<T>(l: LiveUpload<T>, branch: Branch, size: number): Promise<UploadSession> {
+  const { client } = l.plan;
+  const link = client.uploadLink;
+  const reader = branch.stream.getReader();
+  let carry: Uint8Array | undefined;
+  let sourceEnded = false;
+  try {
+    while (!sourceEnded && l.acked.offset < size) {
+      // Open a request only once there are bytes for it.
+      if (!carry) {
+        const r = await reader.read();
+        if (r.done) break;
+        carry = r.value;
+      }
+      const want = link.nextChunk(l.acked.offset, size);
+      let taken = 0;
+      const chunk = new ReadableStream<Uint8Array>(
+        {
+          pull: async (c) => {
+            let piece = carry;
+            carry = undefined;
+            if (!piece) {
+              const r = await reader.read();
+              if (r.done) {
+                sourceEnded = true;
+                c.close();
+                return;
+              }
+              piece = r.value;
+            }
+            const room = want - taken;
+            if (piece.byteLength > room) {
+              carry = piece.subarray(room);
+              piece = piece.subarray(0, room);
+            }
+            taken += piece.byteLength;
+            c.enqueue(piece);
+            if (taken >= want) c.close();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      const from = l.acked.offset;
+      const t0 = performance.now();
+      try {
+        l.acked = await client.patchUpload(l.acked, chunk, { sentBytes: () => taken });
+      } catch (err) {
+        if (err instanceof RegistryError && err.status === 413) l.refused = want;
+        else if (err instanceof UnreachableError && taken > 0 && branch.dead === undefined) link.broken();
+        throw err;
+      }
+      if (l.acked.offset !== from + taken) {
+        throw new RegistryError(
+          `registry ${client.name} holds ${l.acked.offset} bytes of the upload after a chunk of ${taken} bytes from ${from}`,
+          { registry: client.name },
+        );
+      }
+      link.accepted(taken, performance.now() - t0);
+    }
+    return l.acked;
+  } catch (err) {
+    l.chunkFailed = true;
+    await reader.cancel(err).catch(() => {});
+    // A corrupt source fails the branch, and with it the request: say why.
+    throw branch.dead instanceof DigestMismatchError ? branch.dead : err;
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 function remember<T>(ctx: TeeContext, l: LiveUpload<T>, session: UploadSession, size: number): void {

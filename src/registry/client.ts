@@ -14,6 +14,7 @@ import {
   UnreachableError,
 } from './errors.ts';
 import { isDigest } from './reference.ts';
+import { UploadLink } from './upload-link.ts';
 
 export { sha256Digest } from './digest.ts';
 export * from './errors.ts';
@@ -151,6 +152,8 @@ function parseRangeEnd(range: string | null): number | undefined {
 export class RegistryClient {
   readonly endpoint: RegistryEndpoint;
   readonly stats: ClientStats = { requests: 0, bytesRead: 0, bytesWritten: 0 };
+  /** Upload rate and body limit measured on this registry: the size of the next chunk (upload-link.ts). */
+  readonly uploadLink = new UploadLink();
   private readonly base: string;
   private auth: AuthMode = { kind: 'none' };
   private readonly tokens = new Map<string, { token: string; expiresAt: number }>();

@@ -513,3 +513,101 @@ export async function skopeoInspect(
   if (opts.raw) return { Digest: sha(Buffer.from(stdout)), Layers: [], raw: j };
   return j as { Digest: string; Layers: string[] };
 }
+
+// ------------------------------------------------------------------ body-limit proxy
+
+export interface BodyLimitProxy {
+  url: string;
+  /** Every PATCH: body bytes the client sent, and the status it got (0: the connection was cut). */
+  patches: { received: number; status: number }[];
+  /** Cuts the client's connection once PATCH bodies since this was set pass `afterBytes` (nothing of that request is forwarded). */
+  cutPatchAfter?: number | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * A stand-in for nginx in front of a registry with `client_max_body_size
+ * maxBody` and `proxy_request_buffering on` (its defaults, apart from the
+ * size): each request body is read in full before anything is forwarded, a
+ * body above `maxBody` is answered 413 as soon as it passes the limit (by
+ * Content-Length, or while counting a chunked body) and never reaches the
+ * registry, and a request whose connection breaks is dropped whole.
+ */
+export async function startBodyLimitProxy(
+  upstream: string,
+  opts: { maxBody?: number } = {},
+): Promise<BodyLimitProxy> {
+  const up = new URL(upstream);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const limit = opts.maxBody ?? Number.POSITIVE_INFINITY;
+  let cutCount = 0;
+  const state: BodyLimitProxy = {
+    url: '',
+    patches: [],
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      agent.destroy();
+    },
+  };
+  const server = http.createServer((req, res) => {
+    const rec = { received: 0, status: 0 };
+    if (req.method === 'PATCH') state.patches.push(rec);
+    const refuse = () => {
+      rec.status = 413;
+      req.unpipe();
+      // Answered at once; the rest of the body is read and dropped (nginx's lingering close), so the
+      // client is not cut off while still sending and reads the 413.
+      res.writeHead(413, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>413 Request Entity Too Large</h1></body></html>');
+      req.resume();
+    };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return refuse();
+    const parts: Buffer[] = [];
+    let refused = false;
+    let cut = false;
+    req.on('data', (chunk: Buffer) => {
+      if (refused || cut) return;
+      rec.received += chunk.byteLength;
+      if (req.method === 'PATCH' && state.cutPatchAfter !== undefined) {
+        cutCount += chunk.byteLength;
+        if (cutCount > state.cutPatchAfter) {
+          state.cutPatchAfter = undefined;
+          cutCount = 0;
+          cut = true;
+          req.socket.destroy();
+          return;
+        }
+      }
+      if (rec.received > limit) {
+        refused = true;
+        refuse();
+        return;
+      }
+      parts.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused || cut) return;
+      const body = Buffer.concat(parts);
+      const headers = { ...req.headers, 'content-length': String(body.byteLength) };
+      delete headers['transfer-encoding'];
+      const preq = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers, agent },
+        (pres) => {
+          rec.status = pres.statusCode ?? 0;
+          res.writeHead(pres.statusCode ?? 502, pres.headers);
+          pres.pipe(res);
+        },
+      );
+      preq.on('error', () => {
+        if (!res.headersSent) res.writeHead(502).end();
+        else res.destroy();
+      });
+      preq.end(body);
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  state.url = `http://127.0.0.1:${port}`;
+  return state;
+}
