@@ -248,6 +248,7 @@ describe('a prod release on Matrix', () => {
     const alertEvent = (await alice.messages(alertsRoom)).find(
       (e) => e.type === 'm.room.message' && String(e.content.body).includes('OOM kill: payments'),
     ) as MatrixEvent;
+    await user('bob').client.join(alertsRoom);
     await user('bob').client.react(alertsRoom, alertEvent.event_id, '📜');
     const logs = await waitFor(
       async () =>

@@ -409,6 +409,13 @@ export class MatrixDelivery implements ChatDelivery {
             txn: `alert:${a.key}:${a.count}:new`,
           });
           await this.rememberAlert(a, room, event);
+        } else {
+          // The edited alert now offers what this repeat does (a release in flight may have started or ended).
+          await this.d.store.set(
+            this.key('alert-event', known),
+            JSON.stringify(alertReference(a)),
+            'KEEPTTL',
+          );
         }
         return 'done';
       });
@@ -459,11 +466,7 @@ export class MatrixDelivery implements ChatDelivery {
     room: string,
     event: string,
   ): Promise<void> {
-    const ref: AlertReference = {
-      silenceKey: a.silenceKey,
-      ...(a.logs ? { logs: a.logs } : {}),
-      ...(a.releaseId ? { releaseId: a.releaseId } : {}),
-    };
+    const ref = alertReference(a);
     await this.d.store
       .multi()
       .set(this.key('alert', a.key), event, 'EX', 86_400)
@@ -481,6 +484,14 @@ export interface AlertReference {
   logs?: AlertLogsTarget;
   /** ↩️: the release in flight for the app and environment, to roll back. */
   releaseId?: string;
+}
+
+function alertReference(a: Extract<Outbound, { kind: 'alert' }>): AlertReference {
+  return {
+    silenceKey: a.silenceKey,
+    ...(a.logs ? { logs: a.logs } : {}),
+    ...(a.releaseId ? { releaseId: a.releaseId } : {}),
+  };
 }
 
 /** The media type of an uploaded attachment, by its name (charts are PNG). */
