@@ -82,7 +82,7 @@ async function main() {
   const config: FerryConfig = exampleConfig();
   const payments = config.apps.payments as FerryConfig['apps'][string];
   payments.namespace = ns.name;
-  payments.channels.alerts = CHANNEL;
+  payments.channels = { releases: payments.channels?.releases ?? CHANNEL, alerts: CHANNEL };
   config.apps = { payments };
   const announcer = new QueueAnnouncer(queueConn, prefix);
   const releases = new ReleaseStore(store, prefix);

@@ -82,7 +82,7 @@ export const rollback: CommandModule<RollbackCommand> = {
       { kind: 'rollback', request, actor },
       `rollback.${cmd.app}.${environment}`,
     );
-    const channel = config.apps[cmd.app]?.channels.releases;
+    const channel = config.apps[cmd.app]?.channels?.releases;
     return {
       ok: true,
       visibility: 'channel',

@@ -77,7 +77,7 @@ export const sync: CommandModule<SyncCommand> = {
       },
       `sync.${cmd.app}.${cmd.version}`,
     );
-    const channel = ports.config().apps[cmd.app]?.channels.releases;
+    const channel = ports.config().apps[cmd.app]?.channels?.releases;
     return ephemeral(
       true,
       `Syncing ${cmd.app} ${cmd.version} (${id}); the report will be posted${channel ? ` in <#${channel}>` : ''}.`,

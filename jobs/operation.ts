@@ -58,7 +58,7 @@ export async function underLock(
       detail: `${op.app} in ${op.environments.join(', ')}: ${result.detail}`,
     };
     await locks.recordOperation(entry);
-    const channel = ctx.config().apps[op.app]?.channels.releases ?? op.actor.channel;
+    const channel = ctx.config().apps[op.app]?.channels?.releases ?? op.actor.channel;
     await ctx.announcer.announce({ kind: 'message', channel, text: result.text });
     return result;
   } finally {

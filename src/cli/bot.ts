@@ -19,10 +19,11 @@
 import { CommandRequests } from '../../commands/requests.ts';
 import type { MatrixBotOptions, RunningMatrixBot } from '../chat/matrix/bot.ts';
 import type { BotOptions, RunningBot } from '../chat/slack/app.ts';
+import { appsWithoutPlace } from '../domain/config.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
 import { commandServices, createRuntime, type Runtime, type ServicePorts } from '../runtime.ts';
 import { Silences } from '../watch/silence.ts';
-import { parseChatPlatforms, slackAndMatrix, slackDelivery } from './chat-platforms.ts';
+import { noPlaceMessage, parseChatPlatforms, slackAndMatrix, slackDelivery } from './chat-platforms.ts';
 import type { CliIO, ProcessOptions } from './io.ts';
 
 /** The request handler of the chat adapters, on a runtime and (optionally) the cluster-side services. */
@@ -101,6 +102,12 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     failFast: true,
     ...(process.env.FERRY_PREFIX ? { prefix: process.env.FERRY_PREFIX } : {}),
   });
+  const homeless = appsWithoutPlace(rt.config(), platforms);
+  if (homeless.length) {
+    io.err(`ferry bot: ${noPlaceMessage(homeless, platforms)}`);
+    await rt.close();
+    return 2;
+  }
   const services = await commandServices(rt);
   const extra = {
     operations: services.operations,

@@ -6,9 +6,10 @@ import type { ChatDelivery } from '../chat/port.ts';
 import { notifierClient } from '../chat/slack/app.ts';
 import { type ChatClient, SlackDelivery } from '../chat/slack/delivery.ts';
 import { redactingClient } from '../chat/slack/redacting-client.ts';
+import type { ChatPlatformName } from '../domain/config.ts';
 import type { Runtime } from '../runtime.ts';
 
-export type ChatPlatform = 'slack' | 'matrix';
+export type ChatPlatform = ChatPlatformName;
 
 /** `--chat slack,matrix` → ['slack', 'matrix']; the default is Slack alone. */
 export function parseChatPlatforms(value: string | undefined): ChatPlatform[] {
@@ -20,6 +21,12 @@ export function parseChatPlatforms(value: string | undefined): ChatPlatform[] {
   for (const n of names)
     if (n !== 'slack' && n !== 'matrix') throw new Error(`unknown chat platform "${n}": slack or matrix`);
   return [...new Set(names)] as ChatPlatform[];
+}
+
+/** Why a Ferry on `platforms` cannot serve the apps named: none has a place to post there. */
+export function noPlaceMessage(apps: string[], platforms: ChatPlatform[]): string {
+  const needs = platforms.map((p) => (p === 'slack' ? 'channels: (Slack)' : 'rooms: (Matrix)')).join(' or ');
+  return `${apps.join(', ')} ${apps.length === 1 ? 'has' : 'have'} no place to post on ${platforms.join(' and ')}: give ${apps.length === 1 ? 'it' : 'each'} ${needs} in the config, or start with --chat naming the platform ${apps.length === 1 ? 'it is' : 'they are'} on.`;
 }
 
 /** Slack's delivery for the notify queue (what startBot builds for itself when it runs the queue). */

@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { loadConfigOrThrow } from '../config/load.ts';
 import { FERRY_REPO, ferryCache } from '../config/paths.ts';
+import { appsWithoutPlace } from '../domain/config.ts';
 import { platformIdOf } from '../domain/people.ts';
-import { type ChatPlatform, parseChatPlatforms } from './chat-platforms.ts';
+import { type ChatPlatform, noPlaceMessage, parseChatPlatforms } from './chat-platforms.ts';
 import type { CliIO, ProcessOptions } from './io.ts';
 
 interface SynapseJson {
@@ -62,6 +63,11 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     platforms = parseChatPlatforms(opts.chat ?? process.env.FERRY_CHAT);
   } catch (err) {
     io.err(`ferry start: ${(err as Error).message}`);
+    return 2;
+  }
+  const homeless = appsWithoutPlace(config, platforms);
+  if (homeless.length) {
+    io.err(`ferry start: ${noPlaceMessage(homeless, platforms)}`);
     return 2;
   }
   const slackOn = platforms.includes('slack');
@@ -125,7 +131,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     return id ? [{ id, name, realName: name[0]?.toUpperCase() + name.slice(1) }] : [];
   });
   const channelIds = new Set(
-    Object.values(config.apps).flatMap((a) => [a.channels.releases, a.channels.alerts]),
+    Object.values(config.apps).flatMap((a) => (a.channels ? [a.channels.releases, a.channels.alerts] : [])),
   );
   const emulator = !slackOn
     ? undefined

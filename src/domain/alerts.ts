@@ -5,8 +5,8 @@ import type { FerryConfig } from './config.ts';
 import { lookup } from './lookup.ts';
 
 export interface AlertDestination {
-  /** The Slack channel id. */
-  channel: string;
+  /** The Slack channel id (none for an app served only on Matrix). */
+  channel?: string;
   /** The Matrix room, when the destination has one. */
   room?: string;
   /** What decided it: the app's own channel, or its owner team's. */
@@ -36,7 +36,7 @@ export function alertDestination(
   const a = lookup(config.apps, app);
   if (!a) return undefined;
   const own: AlertDestination = {
-    channel: a.channels.alerts,
+    ...(a.channels ? { channel: a.channels.alerts } : {}),
     ...(a.rooms?.alerts ? { room: a.rooms.alerts } : {}),
     via: 'app',
   };
@@ -48,5 +48,10 @@ export function alertDestination(
   const t = team ? lookup(config.teams, team) : undefined;
   // A team route for an app without a team that has a channel: its own channel rather than nowhere.
   if (!team || !t) return own;
-  return { channel: t.alerts, ...(t.alertsRoom ? { room: t.alertsRoom } : {}), via: 'team', team };
+  return {
+    ...(t.alerts ? { channel: t.alerts } : {}),
+    ...(t.alertsRoom ? { room: t.alertsRoom } : {}),
+    via: 'team',
+    team,
+  };
 }

@@ -422,7 +422,7 @@ export const personSchema = z.union([
     }),
 ]);
 
-export const appSchema = z.strictObject({
+const appObjectSchema = z.strictObject({
   description: z.string().optional(),
   repo: repoSchema,
   /** Credentials for `repo`; replaces the `gitHosts` entry of its host as a whole. */
@@ -430,7 +430,14 @@ export const appSchema = z.strictObject({
   dockerfile: z.string().default('Dockerfile'),
   stack: nameSchema,
   owners: z.array(nameSchema).default([]),
-  channels: z.strictObject({ releases: z.string(), alerts: z.string() }),
+  /**
+   * The app's Slack channels. Optional: an app served only on Matrix names
+   * `rooms` instead. Which platforms a Ferry runs on is not in the config (it
+   * is `ferry start --chat …`), so the config only asks for a place on one of
+   * them (below); at start, `appsWithoutPlace` refuses an app with no place
+   * on the platforms that Ferry serves.
+   */
+  channels: z.strictObject({ releases: z.string(), alerts: z.string() }).optional(),
   /** The app's Matrix rooms, when Ferry also (or only) serves Matrix. */
   rooms: z.strictObject({ releases: matrixRoomSchema, alerts: matrixRoomSchema }).optional(),
   defaultEnvironment: nameSchema,
@@ -445,7 +452,32 @@ export const appSchema = z.strictObject({
   /** ...and what one environment changes: its placement and workload overrides. */
   environments: nameMap(nameSchema, placementSchema).optional(),
 });
+// An app with neither has nowhere for its cards and alerts on any platform.
+export const appSchema = appObjectSchema.refine(
+  (app) => app.channels !== undefined || app.rooms !== undefined,
+  {
+    message: 'name where the app posts: Slack channels (channels:) or Matrix rooms (rooms:), or both',
+    path: ['channels'],
+  },
+);
 export type AppConfig = z.infer<typeof appSchema>;
+
+/** The chat platforms a Ferry serves, and what an app needs on each to post there. */
+export type ChatPlatformName = 'slack' | 'matrix';
+
+/**
+ * Apps with no place to post on any of `platforms`: Slack needs `channels`,
+ * Matrix `rooms`. An app that has a place on one of them is served there (a
+ * Matrix-only app in a Slack-and-Matrix Ferry has its cards on Matrix alone).
+ */
+export function appsWithoutPlace(config: FerryConfig, platforms: readonly ChatPlatformName[]): string[] {
+  return Object.entries(config.apps)
+    .filter(
+      ([, app]) =>
+        !platforms.some((p) => (p === 'slack' ? app.channels !== undefined : app.rooms !== undefined)),
+    )
+    .map(([name]) => name);
+}
 
 export const stackSchema = z.strictObject({
   image: z.string(),
@@ -483,11 +515,16 @@ export const syncRuleSchema = z.strictObject({
   regions: z.array(nameSchema).min(1),
 });
 
-/** A team's alert destinations: its Slack channel, and its Matrix room when Ferry serves Matrix. */
-export const teamSchema = z.strictObject({
-  alerts: z.string().min(1),
-  alertsRoom: matrixRoomSchema.optional(),
-});
+/** A team's alert destinations: its Slack channel, and its Matrix room when Ferry serves Matrix (one at least, as for apps). */
+export const teamSchema = z
+  .strictObject({
+    alerts: z.string().min(1).optional(),
+    alertsRoom: matrixRoomSchema.optional(),
+  })
+  .refine((t) => t.alerts !== undefined || t.alertsRoom !== undefined, {
+    message: "name the team's alert place: a Slack channel (alerts:) or a Matrix room (alertsRoom:)",
+    path: ['alerts'],
+  });
 
 export const alertRouteSchema = z.strictObject({
   /** Environment names, or `*`; default every environment. */

@@ -114,8 +114,8 @@ export type Outbound =
   | {
       kind: 'alert';
       key: string;
-      /** Where it goes (Slack channel id; `room` for Matrix when the route names one). */
-      channel: string;
+      /** Where it goes (Slack channel id, none for an app served only on Matrix; `room` for Matrix when the route names one). */
+      channel?: string;
       room?: string;
       /** The release in flight for the app and environment: the alert goes to its thread too, and offers Roll back. */
       releaseId?: string;

@@ -147,7 +147,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
       } catch (err) {
         const lastTry = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
         if (err instanceof LockBusy && lastTry) {
-          const channel = ctx.config().apps[op.request.app]?.channels.releases ?? op.actor.channel;
+          const channel = ctx.config().apps[op.request.app]?.channels?.releases ?? op.actor.channel;
           await ctx.announcer.announce({
             kind: 'message',
             channel,

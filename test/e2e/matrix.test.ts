@@ -7,7 +7,9 @@
 // - bob reacts ✅: the release is built, synced and rolled out to completion;
 // - carol, who took no part, reads the card (edited in place, batch by batch)
 //   and its thread;
-// - an OOM kill in the app's pods arrives in the app's alert room.
+// - an OOM kill in the app's pods arrives in the app's alert room, and bob's
+//   📜 on it brings the killed container's pod's output into its thread.
+// The app names Matrix rooms and no Slack channel: a Matrix-only app.
 import { Method } from 'matrix-js-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningMatrixBot } from '../../src/chat/matrix/bot.ts';
@@ -19,7 +21,7 @@ import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
 import { realRunners } from '../../src/runners/real.ts';
-import { createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
+import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { localTargets } from '../../src/watch/targets.ts';
 import { startWatch, type WatchHandle } from '../../src/watch/watcher.ts';
 import { ensureInfra, kubectl, kubectlJson, waitFor } from '../support/infra.ts';
@@ -65,6 +67,7 @@ beforeAll(async () => {
       c.people[name] = { ...(slack ? { slack } : {}), matrix: u.userId };
     }
     const payments = c.apps.payments as FerryConfig['apps'][string];
+    delete payments.channels;
     payments.namespace = namespace;
     payments.workload = { ...payments.workload, replicas: 2 };
     payments.rooms = {
@@ -94,6 +97,8 @@ beforeAll(async () => {
   await watch.ready;
   bot = await startMatrixChatBot({
     runtime: rt,
+    // The log reader, for the alert's 📜.
+    services: { logs: (await commandServices(rt)).logs },
     homeserverUrl: info.url,
     userId: botId,
     password: botPassword,
@@ -237,5 +242,21 @@ describe('a prod release on Matrix', () => {
     );
     expect(alert).toContain('prod/eu-west');
     expect(alert).toContain(pod);
+    expect(alert).toContain('react 📜 for the logs');
+
+    // bob reacts 📜 on the alert: the killed container's pod's output comes into the alert's thread.
+    const alertEvent = (await alice.messages(alertsRoom)).find(
+      (e) => e.type === 'm.room.message' && String(e.content.body).includes('OOM kill: payments'),
+    ) as MatrixEvent;
+    await user('bob').client.join(alertsRoom);
+    await user('bob').client.react(alertsRoom, alertEvent.event_id, '📜');
+    const logs = await waitFor(
+      async () =>
+        bodies(await alice.relations(alertsRoom, alertEvent.event_id, 'm.thread')).find((b) =>
+          b.includes(`of payments in prod/eu-west, pod \`${pod}\``),
+        ),
+      { timeoutMs: 120_000, what: "the pod's output in the alert's thread" },
+    );
+    expect(logs).toContain('Requested by');
   }, 3_600_000);
 });

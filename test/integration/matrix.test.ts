@@ -7,8 +7,13 @@
 //   and answers every command exactly once — also when its stored token is
 //   older than what it handled;
 // - one Ferry on two platforms: a release asked for in Slack (the emulator)
-//   is approved by a ✅ in Matrix, and both cards and both threads follow it.
+//   is approved by a ✅ in Matrix, and both cards and both threads follow it;
+// - a Ferry whose config names no Slack channel: charts go into the card's and
+//   the alert's threads as m.image uploads; an alert's ↩️ rolls back only for
+//   those who may (the others are told, in a room marked m.direct), and its 📜
+//   asks for the logs, which land in the alert's thread.
 import { Method } from 'matrix-js-sdk';
+import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../commands/index.ts';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
@@ -18,9 +23,10 @@ import { MatrixDelivery } from '../../src/chat/matrix/delivery.ts';
 import type { RunningBot } from '../../src/chat/slack/app.ts';
 import { startMatrixChatBot, startSlackBot } from '../../src/cli/bot.ts';
 import { slackAndMatrix, slackDelivery } from '../../src/cli/chat-platforms.ts';
-import type { FerryConfig } from '../../src/domain/config.ts';
+import { appsWithoutPlace, type FerryConfig } from '../../src/domain/config.ts';
 import { platformIdOf } from '../../src/domain/people.ts';
 import { logger } from '../../src/logging.ts';
+import { jobId, QUEUES } from '../../src/queue/names.ts';
 import { waitFor } from '../support/infra.ts';
 import { fastConfig, type Harness, harness, waitForState } from '../support/lifecycle.ts';
 import { TestRedis } from '../support/redis.ts';
@@ -464,4 +470,224 @@ describe('one Ferry on Slack and Matrix', () => {
     const rel = await waitForState(h.rt, id, 'succeeded', 120_000);
     expect(rel.approvals.map((a) => a.by)).toEqual(['U_CAROL']);
   }, 600_000);
+});
+
+describe('a Matrix-only Ferry', () => {
+  // The config names no Slack channel: the app has rooms alone, and people have Matrix ids alone.
+  let h: Harness;
+  let matrix: RunningMatrixBot;
+  let people: Record<string, Awaited<ReturnType<typeof newUser>>>;
+  let config: FerryConfig;
+  let releasesRoom: string;
+  let alertsRoom: string;
+  let releaseId: string;
+  const user = (name: string) => people[name] as Awaited<ReturnType<typeof newUser>>;
+
+  beforeAll(async () => {
+    const suffix = uniqueName('o').slice(2);
+    const botPassword = 'bot-password';
+    const { registerUser } = await import('../support/synapse.ts');
+    const botId = await registerUser(info.url, info.registrationSecret, `ferry-${suffix}`, botPassword);
+    people = {};
+    // erin is a checkout developer: she may not roll back payments.
+    for (const name of ['alice', 'bob', 'carol', 'dave', 'erin'])
+      people[name] = await newUser(info.url, info.registrationSecret, `${name}-${suffix}`);
+    const inConfig = ['alice', 'bob', 'carol', 'dave', 'erin'];
+    config = matrixConfig(
+      info.serverName,
+      Object.fromEntries(inConfig.map((n) => [n, user(n).userId])),
+      suffix,
+      (c) => {
+        const payments = c.apps.payments as FerryConfig['apps'][string];
+        delete payments.channels;
+        c.apps = { payments };
+        for (const n of inConfig) c.people[n] = { matrix: user(n).userId };
+      },
+    );
+    expect(config.apps.payments?.channels).toBeUndefined();
+    expect(appsWithoutPlace(config, ['matrix'])).toEqual([]);
+    h = harness(redis.url, config);
+    matrix = await startMatrixChatBot({
+      runtime: h.rt,
+      homeserverUrl: info.url,
+      userId: botId,
+      password: botPassword,
+      createRooms: true,
+      log: quiet,
+    });
+    const rooms = config.apps.payments?.rooms as { releases: string; alerts: string };
+    releasesRoom = matrix.rooms.get(rooms.releases) as string;
+    alertsRoom = matrix.rooms.get(rooms.alerts) as string;
+    for (const u of Object.values(people)) {
+      await u.client.join(releasesRoom);
+      await u.client.join(alertsRoom);
+    }
+  }, 600_000);
+
+  afterAll(async () => {
+    await matrix?.stop();
+    await h?.close();
+  });
+
+  /** What Ferry said to a person in their direct room with it (joined on first use). */
+  async function directMessages(name: string): Promise<string[]> {
+    const u = user(name);
+    const dm = await h.rt.store.get(`${h.prefix}:matrix:dm:${u.userId}`);
+    if (!dm) return [];
+    await u.client.join(dm);
+    return bodies(await u.client.messages(dm));
+  }
+
+  /** A small real PNG, base64. */
+  function png(width: number, height: number): string {
+    const image = new PNG({ width, height });
+    image.data.fill(0x80);
+    return PNG.sync.write(image).toString('base64');
+  }
+
+  /** The bytes of an mxc:// upload, as a member downloads them. */
+  async function download(reader: MatrixChat, mxc: string): Promise<Buffer> {
+    const [server, mediaId] = mxc.replace('mxc://', '').split('/') as [string, string];
+    const res = await fetch(`${info.url}/_matrix/client/v1/media/download/${server}/${mediaId}`, {
+      headers: { authorization: `Bearer ${reader.sdk.getAccessToken()}` },
+    });
+    expect(res.status).toBe(200);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  it("answers a command and posts a chart as an m.image in the card's thread", async () => {
+    const alice = user('alice').client;
+    await alice.sendMessage(releasesRoom, { body: '!release payments v2' });
+    releaseId = await waitFor(
+      async () => (await h.rt.releases.active()).find((r) => r.app === 'payments')?.id,
+      { timeoutMs: 60_000, what: 'the release' },
+    );
+    const card = await waitFor(() => matrix.delivery.cardOf(releaseId), {
+      timeoutMs: 60_000,
+      what: 'the card',
+    });
+    expect(card.room).toBe(releasesRoom);
+    // A batch's chart, as the analysis posts it in the release's thread.
+    const bytes = png(64, 48);
+    await h.rt.announcer.announce({
+      kind: 'reply',
+      releaseId,
+      text: 'eu-west batch 1/3: error rate and latency',
+      file: { name: `${releaseId}-eu-west-batch-1.png`, text: 'error rate 0.1%, p95 80 ms', bytes },
+    });
+    const carol = user('carol').client;
+    const image = await waitFor(
+      async () =>
+        (await carol.relations(card.room, card.event, 'm.thread', 500)).find(
+          (e) => e.content.msgtype === 'm.image',
+        ),
+      { timeoutMs: 60_000, what: "the chart in the card's thread" },
+    );
+    expect(image.content.body).toBe('error rate 0.1%, p95 80 ms');
+    expect(image.content.info).toEqual({
+      mimetype: 'image/png',
+      size: Buffer.from(bytes, 'base64').length,
+      w: 64,
+      h: 48,
+    });
+    expect(await download(carol, String(image.content.url))).toEqual(Buffer.from(bytes, 'base64'));
+  }, 300_000);
+
+  it("an alert's reactions: ↩️ rolls back only for those who may, 📜 reads the logs into its thread", async () => {
+    const key = `oom-${releaseId}`;
+    const chart = png(80, 40);
+    await h.rt.announcer.announce({
+      kind: 'alert',
+      key,
+      room: alertsRoom,
+      releaseId,
+      title: 'OOM kill: payments in prod/eu-west',
+      fields: [['Pod', 'payments-7d9-abc']],
+      count: 1,
+      silenceKey: 'oom/eu-west/payments-prod/payments/app',
+      logs: {
+        alertKey: key,
+        app: 'payments',
+        environment: 'prod',
+        region: 'eu-west',
+        pod: 'payments-7d9-abc',
+      },
+      chart: {
+        name: 'memory-payments-prod-payments-7d9-abc.png',
+        text: 'memory of payments-7d9-abc',
+        bytes: chart,
+      },
+    });
+    const alert = await waitFor(() => matrix.delivery.alertAt(key), { timeoutMs: 60_000, what: 'the alert' });
+    expect(alert.room).toBe(alertsRoom);
+    const carol = user('carol').client;
+    // Its plain text says what each reaction does.
+    const body = String((await carol.event(alert.room, alert.event)).content.body);
+    expect(body).toContain(`react 📜 for the logs, ↩️ to roll back ${releaseId}, 🔕 to silence for a while`);
+    // The memory chart is in the alert's thread, an image.
+    const image = await waitFor(
+      async () =>
+        (await carol.relations(alert.room, alert.event, 'm.thread')).find(
+          (e) => e.content.msgtype === 'm.image',
+        ),
+      { timeoutMs: 60_000, what: "the chart in the alert's thread" },
+    );
+    expect(image.content.body).toBe('memory of payments-7d9-abc');
+    expect(image.content.info).toMatchObject({ mimetype: 'image/png', w: 80, h: 40 });
+
+    // erin may not roll back: her ↩ (without the variation selector) changes nothing, and she is told.
+    await user('erin').client.react(alert.room, alert.event, '↩');
+    const refusal = await waitFor(async () => (await directMessages('erin')).find((b) => b.includes('⚠️')), {
+      timeoutMs: 60_000,
+      what: "Ferry's answer to erin",
+    });
+    expect(refusal).toContain('You may not roll back payments in prod');
+    expect(refusal).not.toContain('only a failed release');
+    const { Queue } = await import('bullmq');
+    const q = new Queue(QUEUES.release, { connection: h.rt.queue, prefix: h.prefix });
+    expect(await q.getJob(jobId(releaseId, 'rollback'))).toBeUndefined();
+    const release = h.rt.releases;
+    expect((await release.get(releaseId))?.state).toBe('awaiting-approval');
+    // The direct room Ferry answered erin in is a direct chat in the bot's account data (m.direct).
+    const dm = await h.rt.store.get(`${h.prefix}:matrix:dm:${user('erin').userId}`);
+    const direct = await matrix.client.request<Record<string, string[]>>(
+      Method.Get,
+      `/user/${encodeURIComponent(matrix.client.userId)}/account_data/m.direct`,
+    );
+    expect(direct[user('erin').userId]).toEqual([dm]);
+    // The release fails (as the worker records it): dave, a payments developer, rolls it back from the alert.
+    await release.apply(releaseId, { type: 'fail', reason: 'eu-west batch 1/3: 2 restarts' }, 'ferry');
+    await user('dave').client.react(alert.room, alert.event, '↩️');
+    const job = await waitFor(() => q.getJob(jobId(releaseId, 'rollback')), {
+      timeoutMs: 60_000,
+      what: 'the rollback job',
+    });
+    expect(job.data).toMatchObject({ releaseId, reason: expect.stringContaining(user('dave').userId) });
+    await q.close();
+    expect(await directMessages('dave')).not.toContainEqual(expect.stringContaining('⚠️'));
+
+    // 📜: the Show logs request, answered by the log reader into the alert's thread.
+    await user('bob').client.react(alert.room, alert.event, '📜');
+    const answer = await waitFor(async () => (await directMessages('bob')).at(-1), {
+      timeoutMs: 60_000,
+      what: "Ferry's answer to bob's 📜",
+    });
+    expect(answer).toContain('Logs are not set up');
+    // What the log reader posts for an alert (a message for the alert's thread) lands in the thread.
+    await h.rt.announcer.announce({
+      kind: 'message',
+      channel: alertsRoom,
+      threadOfAlert: key,
+      text: 'Output of payments in prod/eu-west, pod `payments-7d9-abc` (app): last 2 lines.',
+      snippet: 'allocating 512 MiB\nkilled',
+    });
+    const logs = await waitFor(
+      async () =>
+        bodies(await carol.relations(alert.room, alert.event, 'm.thread')).find((b) =>
+          b.includes('Output of payments'),
+        ),
+      { timeoutMs: 60_000, what: "the logs in the alert's thread" },
+    );
+    expect(logs).toContain('allocating 512 MiB');
+  }, 300_000);
 });

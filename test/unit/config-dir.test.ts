@@ -263,7 +263,7 @@ describe('LiveConfig', () => {
     writeFileSync(join(dir, '.ferry.yaml.swp'), example.replace('C_CHECKOUT_ALERTS', 'C_CHECKOUT_OPS'));
     renameSync(join(dir, '.ferry.yaml.swp'), join(dir, 'ferry.yaml'));
     await until(
-      () => live?.get().apps.checkout?.channels.alerts === 'C_CHECKOUT_OPS',
+      () => live?.get().apps.checkout?.channels?.alerts === 'C_CHECKOUT_OPS',
       'the renamed-over file applied',
     );
     live.close();

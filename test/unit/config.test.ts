@@ -2,8 +2,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { noPlaceMessage } from '../../src/cli/chat-platforms.ts';
 import { configCheck, explain } from '../../src/cli/main.ts';
 import { parseConfig } from '../../src/config/load.ts';
+import { appsWithoutPlace } from '../../src/domain/config.ts';
 import { EXAMPLE_CONFIG_PATH, exampleConfig } from '../support/config.ts';
 
 const example = readFileSync(EXAMPLE_CONFIG_PATH, 'utf8');
@@ -25,6 +27,44 @@ describe('ferry config check', () => {
     const c = capture();
     expect(configCheck(EXAMPLE_CONFIG_PATH, c.io)).toBe(0);
     expect(c.out[0]).toContain('ok — 4 apps, 2 environments, 2 regions');
+  });
+
+  it('accepts a Matrix-only config (rooms, no Slack channels), and refuses an app with neither', () => {
+    // Every app with its rooms alone, every person with a Matrix id alone.
+    const matrixOnly = example
+      .replace(/^ {4}channels: .*\n/gm, '')
+      .replace(/\{ slack: U_\w+, (matrix: "[^"]+") \}/g, '{ $1 }');
+    expect(matrixOnly).not.toContain('channels:');
+    expect(matrixOnly).not.toContain('slack: U_');
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-config-'));
+    const file = join(dir, 'ferry.yaml');
+    writeFileSync(file, matrixOnly);
+    const c = capture();
+    expect(configCheck(file, c.io), c.err.join('\n')).toBe(0);
+    const parsed = parseConfig(matrixOnly);
+    if (!parsed.ok) throw new Error('the Matrix-only config did not parse');
+    const config = parsed.config;
+    expect(appsWithoutPlace(config, ['matrix'])).toEqual([]);
+    // Started for Slack, it would have nowhere to post: the bot and `ferry start` refuse that.
+    expect(appsWithoutPlace(config, ['slack'])).toEqual(['payments', 'checkout', 'ledger', 'billing']);
+    expect(appsWithoutPlace(config, ['slack', 'matrix'])).toEqual([]);
+    expect(noPlaceMessage(['payments'], ['slack'])).toContain('payments has no place to post on slack');
+    // The Slack-only config is as it was: served on Slack.
+    expect(appsWithoutPlace(exampleConfig(), ['slack'])).toEqual([]);
+
+    // An app with neither channels nor rooms has nowhere at all.
+    const nowhere = matrixOnly.replace(
+      /^ {4}rooms: \{ releases: "#releases:ferry.local", alerts: "#checkout-alerts:ferry.local" \}\n/m,
+      '',
+    );
+    writeFileSync(file, nowhere);
+    const c2 = capture();
+    expect(configCheck(file, c2.io)).toBe(1);
+    expect(c2.err.slice(1)).toEqual([
+      expect.stringMatching(
+        /ferry\.yaml:\d+: apps\.checkout\.channels: name where the app posts: Slack channels \(channels:\) or Matrix rooms \(rooms:\), or both$/,
+      ),
+    ]);
   });
 
   it('reports three planted mistakes, each with its file, line and path', () => {

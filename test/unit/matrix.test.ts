@@ -3,13 +3,19 @@
 // who a Matrix user is in Ferry; people and rooms in the config (additive:
 // Slack-only configs load as before).
 import fc from 'fast-check';
+import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
+import { pngSize } from '../../src/chat/matrix/client.ts';
 import { whoIsIn } from '../../src/chat/matrix/delivery.ts';
 import { commandText } from '../../src/chat/matrix/receiver.ts';
 import {
+  APPROVE_KEYS,
   asMatrixCommands,
   escapeHtml,
   fromFerryText,
+  isReaction,
+  LOGS_KEYS,
+  ROLLBACK_KEYS,
   renderAlert,
   renderCard,
 } from '../../src/chat/matrix/render.ts';
@@ -104,6 +110,44 @@ describe('Matrix HTML', () => {
     expect(outsideTags(alert.content.html ?? '')).not.toMatch(/[<>]/);
     expect(alert.content.body).toContain('Pod: ns/<pod>');
     expect(escapeHtml('"&')).toBe('&quot;&amp;');
+  });
+});
+
+describe("an alert's reactions", () => {
+  const alert = {
+    kind: 'alert' as const,
+    key: 'k',
+    title: 'OOM kill: payments',
+    fields: [] as [string, string][],
+    count: 1,
+    silenceKey: 'oom/x',
+  };
+  it('are named in its text: the logs and roll back only when the alert offers them', () => {
+    expect(renderAlert(alert).content.body).toContain('react 🔕 to silence for a while');
+    expect(renderAlert(alert).content.body).not.toContain('↩️');
+    const full = renderAlert({
+      ...alert,
+      releaseId: 'r7',
+      logs: { alertKey: 'k', app: 'payments', environment: 'prod', region: 'eu-west', pod: 'p' },
+    });
+    expect(full.content.body).toContain(
+      'react 📜 for the logs, ↩️ to roll back r7, 🔕 to silence for a while',
+    );
+    expect(full.content.html).toContain('↩️ to roll back r7');
+  });
+  it('match with or without the emoji variation selector', () => {
+    expect(isReaction('↩', ROLLBACK_KEYS)).toBe(true);
+    expect(isReaction('↩\uFE0F', ROLLBACK_KEYS)).toBe(true);
+    expect(isReaction('✅', APPROVE_KEYS)).toBe(true);
+    expect(isReaction('✅\uFE0F', APPROVE_KEYS)).toBe(true);
+    expect(isReaction('📜', ROLLBACK_KEYS)).toBe(false);
+    expect(isReaction('↪️', ROLLBACK_KEYS)).toBe(false);
+    expect(isReaction('📜', LOGS_KEYS)).toBe(true);
+  });
+  it("charts carry their size: a PNG's width and height from its header, nothing for other bytes", () => {
+    const png = PNG.sync.write(new PNG({ width: 123, height: 45 }));
+    expect(pngSize(png)).toEqual({ w: 123, h: 45 });
+    expect(pngSize(Buffer.from('not a png at all, just text'))).toBeUndefined();
   });
 });
 

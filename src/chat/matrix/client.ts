@@ -1,7 +1,7 @@
 // The Matrix client Ferry's adapter talks through: matrix-js-sdk's HTTP layer
 // (access token, errors as MatrixError, media upload) with the calls Ferry
 // needs — send, edit in place (m.replace), thread replies (m.thread),
-// reactions, m.file uploads, rooms — and a /sync loop whose token lives in
+// reactions, m.file and m.image uploads, rooms (and m.direct) — and a /sync loop whose token lives in
 // Redis. No end-to-end encryption: Ferry's rooms are unencrypted, as bots in
 // ops rooms usually are.
 //
@@ -358,6 +358,55 @@ export class MatrixChat {
     );
   }
 
+  /**
+   * Uploads an image (a PNG chart) and posts it (m.image), in the thread of
+   * `threadRoot` when given. `description` is the body: what clients that show
+   * no images (and notifications, and screen readers) read instead.
+   */
+  async sendImage(
+    roomId: string,
+    image: { name: string; bytes: Buffer; description: string; mimetype?: string },
+    opts: { threadRoot?: string; txn?: string } = {},
+  ): Promise<string> {
+    const mimetype = image.mimetype ?? 'image/png';
+    const up = await this.call('upload', () =>
+      this.sdk.uploadContent(image.bytes, { name: image.name, type: mimetype, includeFilename: true }),
+    );
+    const size = mimetype === 'image/png' ? pngSize(image.bytes) : undefined;
+    return this.send(
+      roomId,
+      'm.room.message',
+      {
+        msgtype: 'm.image',
+        body: image.description || image.name,
+        filename: image.name,
+        url: up.content_uri,
+        info: { mimetype, size: image.bytes.length, ...(size ? { w: size.w, h: size.h } : {}) },
+        ...(opts.threadRoot ? threadRelation(opts.threadRoot) : {}),
+      },
+      opts.txn,
+    );
+  }
+
+  /**
+   * Marks `roomId` as the direct chat with `userId` in the bot's m.direct
+   * account data, so the bot's own clients (and anyone reading its account
+   * data) list it as a direct chat. The invitee's client learns it from the
+   * invite's is_direct flag.
+   */
+  async markDirect(userId: string, roomId: string): Promise<void> {
+    const path = `/user/${enc(this.userId)}/account_data/m.direct`;
+    let direct: Record<string, string[]> = {};
+    try {
+      direct = await this.request<Record<string, string[]>>(Method.Get, path);
+    } catch (err) {
+      if (!(err instanceof MatrixError) || err.httpStatus !== 404) throw err;
+    }
+    const rooms = direct[userId] ?? [];
+    if (rooms.includes(roomId)) return;
+    await this.request(Method.Put, path, undefined, { ...direct, [userId]: [...rooms, roomId] });
+  }
+
   /** Messages of a room, oldest first (for tests and catch-up reads). */
   async messages(roomId: string, limit = 100): Promise<MatrixEvent[]> {
     const r = await this.request<{ chunk: MatrixEvent[] }>(Method.Get, `/rooms/${enc(roomId)}/messages`, {
@@ -542,4 +591,12 @@ function threadRelation(root: string): Record<string, unknown> {
       'm.in_reply_to': { event_id: root },
     },
   };
+}
+
+/** Width and height of a PNG from its IHDR chunk (undefined when the bytes are no PNG). */
+export function pngSize(bytes: Buffer): { w: number; h: number } | undefined {
+  const signature = '89504e470d0a1a0a';
+  if (bytes.length < 24 || bytes.subarray(0, 8).toString('hex') !== signature) return undefined;
+  if (bytes.subarray(12, 16).toString('latin1') !== 'IHDR') return undefined;
+  return { w: bytes.readUInt32BE(16), h: bytes.readUInt32BE(20) };
 }

@@ -6,12 +6,18 @@
 //            a new card is posted and becomes the card (an edit of a redacted
 //            event shows nowhere).
 //   reply    in the card's thread (m.thread); a snippet as a code block, and
-//            when it did not fit, the whole text as an m.file upload.
-//   message  in its release's thread, or in the room it names (a Matrix room
-//            id), or in the releases room of the app whose Slack channel it
-//            names.
-//   ephemeral in a direct room with the person (Matrix has no ephemerals).
-//   alert    in the app's alert room; repeats edit it with the count.
+//            when it did not fit, the whole text as an m.file upload. A
+//            binary attachment (a PNG chart) is an m.image upload, its text
+//            the body clients without images show.
+//   message  in its release's thread, or its alert's thread, or in the room it
+//            names (a Matrix room id), or in the releases room of the app
+//            whose Slack channel it names.
+//   ephemeral in a direct room with the person (Matrix has no ephemerals),
+//            marked m.direct in the bot's account data.
+//   alert    in the app's alert room; repeats edit it with the count; the
+//            memory chart (m.image) in its thread. What the alert is about
+//            (silence key, pod for Show logs, release to roll back) is kept
+//            by its event id for the reactions on it.
 //
 // Apps without `rooms:` in the config are not Matrix's: their messages are
 // skipped here (the Slack delivery sends them). Where each card went is kept
@@ -23,7 +29,7 @@ import type { Redis } from 'ioredis';
 import { ConnectionError, MatrixError } from 'matrix-js-sdk';
 import type { FerryConfig } from '../../domain/config.ts';
 import { personByActor, platformIdOf } from '../../domain/people.ts';
-import type { Outbound } from '../../domain/ports.ts';
+import type { AlertLogsTarget, Attachment, Outbound } from '../../domain/ports.ts';
 import type { Release } from '../../domain/release.ts';
 import { ownerOfWorkload } from '../../domain/workload.ts';
 import type { Logger } from '../../logging.ts';
@@ -124,9 +130,22 @@ export class MatrixDelivery implements ChatDelivery {
     return this.d.store.get(this.key('card-event', eventId));
   }
 
-  /** The silence key of the alert whose message is `eventId`. */
-  alertOfEvent(eventId: string): Promise<string | null> {
-    return this.d.store.get(this.key('alert-event', eventId));
+  /** What the alert whose message is `eventId` is about (a reaction's target). */
+  async alertOfEvent(eventId: string): Promise<AlertReference | undefined> {
+    const stored = await this.d.store.get(this.key('alert-event', eventId));
+    if (!stored) return undefined;
+    // Before the reference was a record, only the silence key was kept.
+    if (!stored.startsWith('{')) return { silenceKey: stored };
+    return JSON.parse(stored) as AlertReference;
+  }
+
+  /** Where the alert with `key` was posted (its first post, kept for a day). */
+  async alertAt(key: string): Promise<{ room: string; event: string } | undefined> {
+    const [event, room] = await Promise.all([
+      this.d.store.get(this.key('alert', key)),
+      this.d.store.get(this.key('alert-room', key)),
+    ]);
+    return event && room ? { room, event } : undefined;
   }
 
   private async remember(releaseId: string, room: string, event: string): Promise<void> {
@@ -163,6 +182,10 @@ export class MatrixDelivery implements ChatDelivery {
         if (m.threadOf) {
           const card = await this.cardOf(m.threadOf);
           if (card) target = { room: card.room, thread: card.event };
+        } else if (m.threadOfAlert) {
+          // The alert's first post; gone (kept a day): the message goes to the room itself.
+          const alert = await this.alertAt(m.threadOfAlert);
+          if (alert) target = { room: alert.room, thread: alert.event };
         }
         target ??= await this.roomForChannel(m.channel);
         if (!target) return;
@@ -210,7 +233,13 @@ export class MatrixDelivery implements ChatDelivery {
     });
     // Two workers racing: the first one's room is the room.
     const set = await this.d.store.set(k, room, 'NX');
-    return set === 'OK' ? room : ((await this.d.store.get(k)) ?? room);
+    const chosen = set === 'OK' ? room : ((await this.d.store.get(k)) ?? room);
+    // The invitee's client sees is_direct on the invite; the bot's side is its m.direct account data.
+    // Not marked, the room still works: a failure here is logged, not the answer lost.
+    await this.d.client
+      .markDirect(matrixId, chosen)
+      .catch((err: Error) => this.d.log.warn({ matrixId, err: err.message }, 'could not mark m.direct'));
+    return chosen;
   }
 
   /** A message's room: a Matrix room id as it is; a Slack channel → the releases room of its app. */
@@ -218,7 +247,7 @@ export class MatrixDelivery implements ChatDelivery {
     if (channel.startsWith('!')) return { room: channel };
     const config = this.d.config();
     for (const app of Object.values(config.apps)) {
-      if (!app.rooms) continue;
+      if (!app.rooms || !app.channels) continue;
       if (app.channels.releases === channel) return { room: await this.room(app.rooms.releases) };
       if (app.channels.alerts === channel) return { room: await this.room(app.rooms.alerts) };
     }
@@ -230,7 +259,7 @@ export class MatrixDelivery implements ChatDelivery {
     thread: string | undefined,
     text: string,
     snippet: string | undefined,
-    file: { name: string; text: string } | undefined,
+    attachment: Attachment | undefined,
     fileName: string,
     once: Once,
     step: string,
@@ -239,7 +268,12 @@ export class MatrixDelivery implements ChatDelivery {
     const patterns = this.d.config().redaction;
     text = asMatrixCommands(redactText(text, patterns), this.d.command);
     snippet = snippet === undefined ? undefined : redactText(snippet, patterns);
-    file = file && { name: file.name, text: redactText(file.text, patterns) };
+    // A binary attachment (a chart) is an image beside the text; a text one is a file.
+    const image = attachment?.bytes !== undefined ? attachment : undefined;
+    const file =
+      attachment && !image
+        ? { name: attachment.name, text: redactText(attachment.text, patterns) }
+        : undefined;
     const r = renderText(text, this.who(), snippet);
     await once(`matrix:${step}`, () =>
       this.d.client.sendMessage(room, r.content, {
@@ -260,6 +294,39 @@ export class MatrixDelivery implements ChatDelivery {
           },
         ),
       );
+    if (image)
+      await this.postImage(
+        room,
+        thread,
+        image,
+        `${step}:image:${room}:${thread ?? ''}:${hashOf(r.content)}`,
+        once,
+        `matrix:${step}:image`,
+      );
+  }
+
+  /** A PNG (base64 in the attachment) as an m.image, its redacted text the body. */
+  private async postImage(
+    room: string,
+    thread: string | undefined,
+    image: Attachment,
+    txn: string,
+    once: Once,
+    step: string,
+  ): Promise<void> {
+    const description = redactText(image.text, this.d.config().redaction);
+    await once(step, () =>
+      this.d.client.sendImage(
+        room,
+        {
+          name: safeFileName(image.name),
+          bytes: Buffer.from(image.bytes ?? '', 'base64'),
+          description,
+          mimetype: mimetypeOf(image.name),
+        },
+        { ...(thread ? { threadRoot: thread } : {}), txn },
+      ),
+    );
   }
 
   /** Posts the card (first time) or edits it in place; returns where it is. */
@@ -319,7 +386,7 @@ export class MatrixDelivery implements ChatDelivery {
       ownerOfWorkload(config, { ...(region ? { region } : {}), namespace, ...(owner ? { owner } : {}) })
         ?.app ??
       Object.keys(config.apps).find(
-        (n) => config.apps[n]?.channels.alerts === a.channel && config.apps[n]?.rooms,
+        (n) => a.channel && config.apps[n]?.channels?.alerts === a.channel && config.apps[n]?.rooms,
       );
     const rooms = app ? config.apps[app]?.rooms : undefined;
     // A route to a team's room (alerts.routes) names it; else the app's alert room.
@@ -341,7 +408,14 @@ export class MatrixDelivery implements ChatDelivery {
           const event = await this.d.client.sendMessage(room, r.content, {
             txn: `alert:${a.key}:${a.count}:new`,
           });
-          await this.rememberAlert(a.key, event, a.silenceKey);
+          await this.rememberAlert(a, room, event);
+        } else {
+          // The edited alert now offers what this repeat does (a release in flight may have started or ended).
+          await this.d.store.set(
+            this.key('alert-event', known),
+            JSON.stringify(alertReference(a)),
+            'KEEPTTL',
+          );
         }
         return 'done';
       });
@@ -350,7 +424,7 @@ export class MatrixDelivery implements ChatDelivery {
     const event = await once('matrix:alert', () =>
       this.d.client.sendMessage(room, r.content, { txn: `alert:${a.key}:${a.count}` }),
     );
-    await this.rememberAlert(a.key, event, a.silenceKey);
+    await this.rememberAlert(a, room, event);
     if (r.cut && a.snippet) {
       const snippet = a.snippet;
       await once('matrix:alert:file', () =>
@@ -364,6 +438,16 @@ export class MatrixDelivery implements ChatDelivery {
         ),
       );
     }
+    // The memory chart in the alert's thread, as Slack has it.
+    if (a.chart)
+      await this.postImage(
+        room,
+        event,
+        a.chart,
+        `alert:chart:${a.key}:${a.count}`,
+        once,
+        'matrix:alert:chart',
+      );
     if (a.releaseId) {
       const card = await this.cardOf(a.releaseId);
       if (card)
@@ -376,13 +460,46 @@ export class MatrixDelivery implements ChatDelivery {
     }
   }
 
-  private async rememberAlert(key: string, event: string, silenceKey: string): Promise<void> {
+  /** The alert's post by its key (for repeats and threadOfAlert), and what it is about by its event (for reactions). */
+  private async rememberAlert(
+    a: Extract<Outbound, { kind: 'alert' }>,
+    room: string,
+    event: string,
+  ): Promise<void> {
+    const ref = alertReference(a);
     await this.d.store
       .multi()
-      .set(this.key('alert', key), event, 'EX', 86_400)
-      .set(this.key('alert-event', event), silenceKey, 'EX', 86_400)
+      .set(this.key('alert', a.key), event, 'EX', 86_400)
+      .set(this.key('alert-room', a.key), room, 'EX', 86_400)
+      .set(this.key('alert-event', event), JSON.stringify(ref), 'EX', 86_400)
       .exec();
   }
+}
+
+/** What an alert message is about: what its reactions act on (Slack keeps the same in its buttons' values). */
+export interface AlertReference {
+  /** 🔕: silence it. */
+  silenceKey: string;
+  /** 📜: the killed container's pod, whose logs go into the alert's thread. */
+  logs?: AlertLogsTarget;
+  /** ↩️: the release in flight for the app and environment, to roll back. */
+  releaseId?: string;
+}
+
+function alertReference(a: Extract<Outbound, { kind: 'alert' }>): AlertReference {
+  return {
+    silenceKey: a.silenceKey,
+    ...(a.logs ? { logs: a.logs } : {}),
+    ...(a.releaseId ? { releaseId: a.releaseId } : {}),
+  };
+}
+
+/** The media type of an uploaded attachment, by its name (charts are PNG). */
+function mimetypeOf(name: string): string {
+  if (/\.png$/i.test(name)) return 'image/png';
+  if (/\.svg$/i.test(name)) return 'image/svg+xml';
+  if (/\.jpe?g$/i.test(name)) return 'image/jpeg';
+  return 'application/octet-stream';
 }
 
 /** A file name that is neither markup nor a path. */

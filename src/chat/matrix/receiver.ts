@@ -10,6 +10,12 @@
 //                                  person types `!release reject rN <reason>`).
 //   📜 on a release card          → Show logs: the newest pod's output in the thread.
 //   🔕 on an alert               → silence it.
+//   📜 on an OOM alert           → Show logs: the killed container's pod's output
+//                                  in the alert's thread.
+//   ↩️ on an alert               → Roll back the release in flight it names
+//                                  (the Slack button's request, so the same
+//                                  check of who may roll back).
+// A reaction is matched with or without the emoji variation selector (U+FE0F).
 //
 // Answers to reactions go to the person's direct room with Ferry. Who may do
 // what is the domain's business (the request handler): a reaction from
@@ -28,8 +34,10 @@ import {
   APPROVE_KEYS,
   asMatrixCommands,
   fromFerryText,
+  isReaction,
   LOGS_KEYS,
   REJECT_KEYS,
+  ROLLBACK_KEYS,
   SILENCE_KEYS,
 } from './render.ts';
 
@@ -129,23 +137,39 @@ export class MatrixReceiver {
     if (rel?.rel_type !== 'm.annotation' || !rel.event_id || !rel.key) return;
     const actor: Actor = { userId: this.actorOf(e.sender), channel: e.room_id };
     const deliveryId = `matrix:${e.event_id}`;
+    const key = rel.key;
     const releaseId = await this.d.delivery.releaseOfCard(rel.event_id);
     let request: ChatRequest | undefined;
     if (releaseId) {
-      if (APPROVE_KEYS.includes(rel.key))
+      if (isReaction(key, APPROVE_KEYS))
         request = { kind: 'release-action', action: 'approve', releaseId, actor, deliveryId };
-      else if (REJECT_KEYS.includes(rel.key))
+      else if (isReaction(key, REJECT_KEYS))
         request = { kind: 'release-action', action: 'reject', releaseId, actor, deliveryId };
-      else if (LOGS_KEYS.includes(rel.key))
+      else if (isReaction(key, LOGS_KEYS))
         request = { kind: 'release-action', action: 'logs', releaseId, actor, deliveryId };
-    } else if (SILENCE_KEYS.includes(rel.key)) {
-      const silenceKey = await this.d.delivery.alertOfEvent(rel.event_id);
-      if (silenceKey) request = { kind: 'silence', key: silenceKey, actor, deliveryId };
+    } else {
+      // An alert: its reactions are its Slack buttons, acting on what the alert was posted about.
+      const alert = await this.d.delivery.alertOfEvent(rel.event_id);
+      if (!alert) return;
+      if (isReaction(key, SILENCE_KEYS))
+        request = { kind: 'silence', key: alert.silenceKey, actor, deliveryId };
+      else if (isReaction(key, LOGS_KEYS) && alert.logs)
+        request = { kind: 'alert-logs', target: alert.logs, actor, deliveryId };
+      else if (isReaction(key, ROLLBACK_KEYS) && alert.releaseId)
+        // The Roll back button's path: the same request, so the same check of who may roll back.
+        request = {
+          kind: 'release-action',
+          action: 'rollback',
+          releaseId: alert.releaseId,
+          actor,
+          deliveryId,
+        };
     }
     if (!request) return;
     const answer = await this.d.handler.handle(request);
-    // A reaction that did what it asked needs no words: the card shows it.
-    if (answer.kind === 'reply' && answer.reply.ok && request.kind === 'release-action') return;
+    // A reaction on a card that did what it asked needs no words: the card shows it. (An alert's
+    // ↩️ is answered: the card it changed is in another room.)
+    if (answer.kind === 'reply' && answer.reply.ok && request.kind === 'release-action' && releaseId) return;
     await this.show(answer, actor, { dmOf: e.sender });
   }
 

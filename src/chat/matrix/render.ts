@@ -23,8 +23,24 @@ export type WhoIs = (actorId: string) => { name: string; matrixId?: string };
 /** Reactions on a release card that approve or reject it. */
 export const APPROVE_KEYS = ['✅', '✅️', '✔️', '✔', '👍'];
 export const REJECT_KEYS = ['❌', '❌️', '✖️', '👎'];
-/** Show logs (the card's button on Slack): the app's newest pod's output into the release thread. */
+/**
+ * Show logs (the card's button on Slack): the app's newest pod's output into
+ * the release thread; on an OOM alert, the killed container's pod's output
+ * into the alert's thread.
+ */
 export const LOGS_KEYS = ['📜', '🪵'];
+/** Roll back (the alert's button on Slack): the release in flight that the alert names. */
+export const ROLLBACK_KEYS = ['↩️'];
+
+/**
+ * Whether reaction `key` is one of `keys`. Clients send emoji with or without
+ * the variation selector U+FE0F ("↩" and "↩️" are the same reaction to a
+ * person), so both forms count.
+ */
+export function isReaction(key: string, keys: readonly string[]): boolean {
+  const bare = (k: string) => k.replace(/\uFE0F/g, '');
+  return keys.some((k) => bare(k) === bare(key));
+}
 
 /** The longest body Ferry sends in one event (Synapse's limit is 64 KiB for the whole event). */
 export const MAX_BODY = 16_000;
@@ -342,17 +358,24 @@ export function renderAlert(a: Extract<Outbound, { kind: 'alert' }>): {
       ? `Seen ${a.count} times${a.releaseId ? ` · release ${escapeHtml(a.releaseId)}` : ''}`
       : `First seen${a.releaseId ? ` · release ${escapeHtml(a.releaseId)}` : ''}`;
   const cb = a.snippet ? codeBlockOf(a.snippet) : undefined;
+  // The reactions stand for Slack's buttons; offered as Slack offers them (Roll back only with a release in flight).
+  const reactions = [
+    ...(a.logs ? ['📜 for the logs'] : []),
+    ...(a.releaseId ? [`↩️ to roll back ${a.releaseId}`] : []),
+    '🔕 to silence for a while',
+  ];
+  const howTo = `react ${reactions.join(', ')}`;
   const html = [
     `<strong>🚨 ${escapeHtml(a.title)}</strong>`,
     `<ul>${fields.map((f) => `<li><strong>${f.k}</strong>: ${f.v}</li>`).join('')}</ul>`,
     cb?.html ?? '',
-    `<em>${count} · react 🔕 to silence for a while</em>`,
+    `<em>${count} · ${escapeHtml(howTo)}</em>`,
   ].join('');
   const body = [
     `🚨 ${a.title}${a.count > 1 ? ` (×${a.count})` : ''}`,
     ...fields.map((f) => `${f.pk}: ${f.pv}`),
     ...(cb ? [cb.plain] : []),
-    `${unescapeText(count)} · react 🔕 to silence for a while`,
+    `${unescapeText(count)} · ${howTo}`,
   ].join('\n');
   return { content: { body: clipText(body, MAX_BODY), html, msgtype: 'm.text' }, cut: cb?.cut ?? false };
 }

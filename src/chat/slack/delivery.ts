@@ -231,7 +231,10 @@ export class SlackDelivery implements ChatDelivery {
       }
       return rel.thread;
     }
-    const channel = this.deps.config().apps[rel.app]?.channels.releases ?? rel.requestChannel;
+    const app = this.deps.config().apps[rel.app];
+    // An app served only on Matrix (rooms, no channels) has no card on Slack.
+    if (app && !app.channels) return undefined;
+    const channel = app?.channels?.releases ?? rel.requestChannel;
     if (!channel) throw new Undeliverable(`no releases channel for ${rel.app}`);
     const ts = await once(`card:${rel.id}`, async () => {
       const rendered = renderCard(rel);
@@ -346,6 +349,9 @@ export class SlackDelivery implements ChatDelivery {
         return;
       }
       case 'alert': {
+        // An alert about an app served only on Matrix has no Slack channel.
+        if (!m.channel) return;
+        const alertChannel = m.channel;
         const r = renderAlert(m);
         // One alert per key: the first is posted, repeats edit it with the count.
         const ak = this.key('alert', m.key);
@@ -362,10 +368,10 @@ export class SlackDelivery implements ChatDelivery {
           const ts = await once('alert', async () => {
             const res = await this.call(
               'chat.postMessage',
-              () => client.chat.postMessage({ channel: m.channel, text: r.text, blocks: r.blocks }),
-              () => client.chat.postMessage({ channel: m.channel, ...this.plainText(r) }),
+              () => client.chat.postMessage({ channel: alertChannel, text: r.text, blocks: r.blocks }),
+              () => client.chat.postMessage({ channel: alertChannel, ...this.plainText(r) }),
             );
-            return `${res.channel ?? m.channel} ${res.ts ?? ''}`;
+            return `${res.channel ?? alertChannel} ${res.ts ?? ''}`;
           });
           await store.set(ak, ts, 'EX', 86_400);
           const [achannel, pts] = ts.split(' ') as [string, string];
