@@ -215,6 +215,8 @@ export async function startBenchCluster(dir: string): Promise<BenchCluster> {
       const kwok = start('kwok', kwokBin, [
         `--kubeconfig=${kubeconfig}`,
         `--config=${stages}`,
+        // Its INFO level logs every pod it patches: 18,000 lines of JSON for nothing.
+        '--v=WARN',
         '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
         '--cidr=10.240.0.0/12',
