@@ -42,10 +42,10 @@ export interface NotifierDeps {
   /** Longest backoff for 5xx / network errors (ms). */
   maxBackoffMs?: number;
   /**
-   * Messages in flight at once across lanes (default 2,048; FERRY_NOTIFY_CONCURRENCY). A message waiting
-   * its turn in its lane, or on a paced bucket, holds one of these: with a thousand releases at once, the
-   * card edits of the busy ones wait on chat.update's 50 a minute, and with too few slots they would hold
-   * every slot and keep new releases' cards from being posted at all. A waiting message costs a promise.
+   * Messages in flight at once across lanes (default 256; FERRY_NOTIFY_CONCURRENCY). A message waiting its
+   * turn in its lane, or on a paced bucket, holds one of these. More is not faster: at 2,048, with a
+   * thousand releases at once, the messages waiting for their lane's turn each polled Redis and the bot
+   * fell so far behind that their locks lapsed (bench/results/scale.md).
    */
   concurrency?: number;
   /** How long a lane may stand still before its next message goes anyway (lane-order.ts; default 20 s). */
@@ -146,7 +146,11 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   const worker = new Worker<LaneMessage>(QUEUES.notify, (job, token) => handle(job, token), {
     connection: deps.connection,
     ...(deps.prefix ? { prefix: deps.prefix } : {}),
-    concurrency: deps.concurrency ?? Number(process.env.FERRY_NOTIFY_CONCURRENCY ?? 2048),
+    concurrency: deps.concurrency ?? Number(process.env.FERRY_NOTIFY_CONCURRENCY ?? 256),
+    // A message is never given up for its worker having stalled (a bot blocked or killed mid-send): each
+    // step of it is recorded (step()), so running it again sends nothing twice, and a card dropped here
+    // would leave its release without one.
+    maxStalledCount: 1_000,
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'notify worker error'));
   // Earlier versions pinned the queue to one message at a time across replicas; lanes replace that.
