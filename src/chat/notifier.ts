@@ -54,6 +54,11 @@ export interface NotifierDeps {
 
 export { laneOf } from '../queue/lane-order.ts';
 
+/** How long a message waits for its lane's turn while holding a queue slot, before giving it back. */
+const TURN_YIELD_MS = 1000;
+/** How soon a message that gave its slot back asks for its turn again. */
+const TURN_RETRY_MS = 200;
+
 export interface Notifier {
   worker: Worker<LaneMessage>;
   close(): Promise<void>;
@@ -111,15 +116,15 @@ export function startNotifier(deps: NotifierDeps): Notifier {
           },
           'chat platform busy; the message waits in its lane',
         );
-        if (closing) await handBack(job, token, ms);
+        if (closing) await handBack(job, token, Math.max(ms, 1000));
         if (ms) await sleep(ms);
       }
     }
   }
 
   /** Shutting down: hands the job back to the queue rather than hold the close. */
-  async function handBack(job: Job<LaneMessage>, token: string | undefined, ms = 0): Promise<never> {
-    await job.moveToDelayed(Date.now() + Math.max(ms, 1000), token);
+  async function handBack(job: Job<LaneMessage>, token: string | undefined, ms = 1000): Promise<never> {
+    await job.moveToDelayed(Date.now() + ms, token);
     throw new DelayedError();
   }
 
@@ -127,7 +132,18 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   async function handle(job: Job<LaneMessage>, token: string | undefined): Promise<void> {
     const lane = laneOf(job.data);
     const seq = job.data.laneSeq;
-    if (seq !== undefined && !(await gate.turn(lane, seq, () => closing))) await handBack(job, token);
+    if (seq !== undefined) {
+      const turn = await gate.turn(lane, seq, () => closing, {
+        yieldAfterMs: TURN_YIELD_MS,
+        ...(job.data.laneWait ? { resume: job.data.laneWait } : {}),
+      });
+      if (turn === 'stopped') await handBack(job, token);
+      if (typeof turn === 'object') {
+        // Still waiting for an earlier place: give the slot back (that place may need it) and ask again.
+        await job.updateData({ ...job.data, laneWait: turn.later });
+        await handBack(job, token, TURN_RETRY_MS);
+      }
+    }
     // While this message is in flight (waiting on a paced bucket, uploading, retrying), other
     // replicas' later messages of the lane see it busy and keep waiting instead of calling it stalled.
     const heartbeat = seq === undefined ? undefined : gate.keepBusy(lane);

@@ -20,8 +20,11 @@ import type { Redis } from 'ioredis';
 import type { Outbound } from '../domain/ports.ts';
 import { runScript, type StoreScript } from '../store/scripts.ts';
 
-/** A queued message with its place in its lane (absent on messages queued before lanes had places). */
-export type LaneMessage = Outbound & { laneSeq?: number };
+/**
+ * A queued message with its place in its lane (absent on messages queued before lanes had places), and
+ * where its wait for that place stood if it gave its queue slot back while waiting.
+ */
+export type LaneMessage = Outbound & { laneSeq?: number; laneWait?: LaneWait };
 
 /** The conversation whose order a message must keep: the release's thread, else its channel. */
 export function laneOf(m: Outbound): string {
@@ -45,6 +48,12 @@ const SCRIPTS = {
 
 /** Lane bookkeeping lives a day: longer than any message waits in the queue. */
 const TTL_MS = 86_400_000;
+
+/** Where a message's wait for its turn stood when it gave its slot back: the lane's last settled place, and since when. */
+export interface LaneWait {
+  settled: number;
+  since: number;
+}
 
 export interface LaneGateOptions {
   prefix?: string;
@@ -77,24 +86,38 @@ export class LaneGate {
   }
 
   /**
-   * Resolves when place `seq` may be sent: every earlier place is settled, or
-   * the lane stalled. `stopped` ends the wait early (returns false).
+   * Resolves when place `seq` may be sent ('go'): every earlier place is
+   * settled, or the lane stalled. `stopped` ends the wait early ('stopped').
+   *
+   * With `yieldAfterMs`, a wait longer than that returns `{ later }` instead:
+   * the caller gives its queue slot back and asks again later with `later` as
+   * `resume`, so the stall clock keeps running across the asks. A message
+   * waiting for an earlier place must not hold a slot: with a long queue, the
+   * earlier place may still be behind it, waiting for a free slot.
    */
-  async turn(lane: string, seq: number, stopped: () => boolean = () => false): Promise<boolean> {
-    let last = -1;
-    let since = Date.now();
+  async turn(
+    lane: string,
+    seq: number,
+    stopped: () => boolean = () => false,
+    opts: { yieldAfterMs?: number; resume?: LaneWait } = {},
+  ): Promise<'go' | 'stopped' | { later: LaneWait }> {
+    let last = opts.resume?.settled ?? -1;
+    let since = opts.resume?.since ?? Date.now();
+    const asked = Date.now();
     for (let pause = 10; ; pause = Math.min(250, Math.ceil(pause * 1.5))) {
       const [doneText, busy] = await this.redis.mget(this.key(lane, 'done'), this.key(lane, 'busy'));
       const settled = Number(doneText ?? 0);
-      if (settled >= seq - 1) return true;
+      if (settled >= seq - 1) return 'go';
       if (settled !== last || busy !== null) {
         last = settled;
         since = Date.now();
       } else if (Date.now() - since >= this.stallMs) {
         this.onStall?.(lane, seq, settled);
-        return true;
+        return 'go';
       }
-      if (stopped()) return false;
+      if (stopped()) return 'stopped';
+      if (opts.yieldAfterMs !== undefined && Date.now() - asked >= opts.yieldAfterMs)
+        return { later: { settled: last, since } };
       await sleep(pause);
     }
   }
