@@ -27,7 +27,8 @@ if (major < 24) {
 // once — loading a 9,000-app config took 2.3 s of CPU instead of 1.7 s — so one-shot commands
 // (`config check`, `explain`) keep V8's defaults. FERRY_V8_FLAGS replaces the setting ("" for none).
 const DAEMONS = new Set(['bot', 'worker', 'watch', 'agent', 'start']);
-const v8Flags = process.env.FERRY_V8_FLAGS ?? (DAEMONS.has(process.argv[2] ?? '') ? '--max-semi-space-size=1' : '');
+const v8Flags =
+  process.env.FERRY_V8_FLAGS ?? (DAEMONS.has(process.argv[2] ?? '') ? '--max-semi-space-size=1' : '');
 if (v8Flags) (await import('node:v8')).setFlagsFromString(v8Flags);
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));
