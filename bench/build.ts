@@ -175,17 +175,7 @@ async function runNaive(
     );
     await writeFile(join(ctx, 'Dockerfile'), lines.join('\n') + '\n');
     const image = `${reg.host}/bench/naive:${version}-${env}`;
-    const st = storageArgs(join(dir, 'cache'), driver);
-    await exec(
-      'buildah',
-      [...st, 'bud', '--isolation', isolationFor(driver), '--tls-verify=false', '-t', image, ctx],
-      {
-        maxBuffer: 64 << 20,
-      },
-    );
-    await exec('buildah', [...st, 'push', '--tls-verify=false', image, `docker://${image}`], {
-      maxBuffer: 64 << 20,
-    });
+    await budAndPush(storageArgs(join(dir, 'cache'), driver), driver, image, ctx);
     const m = await getManifest({ url: reg.url, insecure: true }, 'bench/naive', `${version}-${env}`);
     perEnv.push({
       env,
@@ -203,6 +193,18 @@ async function runNaive(
     base,
   );
   return { wallMs, perEnv, registryBytesGrowth: growth, uniqueLayerBytes: u.bytes, uniqueLayers: u.count };
+}
+
+/** `buildah bud` of a context into `image` with the given storage, then its push. */
+async function budAndPush(st: string[], driver: StorageDriver, image: string, ctx: string): Promise<void> {
+  await exec(
+    'buildah',
+    [...st, 'bud', '--isolation', isolationFor(driver), '--tls-verify=false', '-t', image, ctx],
+    { maxBuffer: 64 << 20 },
+  );
+  await exec('buildah', [...st, 'push', '--tls-verify=false', image, `docker://${image}`], {
+    maxBuffer: 64 << 20,
+  });
 }
 
 /**
@@ -231,16 +233,7 @@ async function copyFloor(
     await writeFile(join(ctx, 'Dockerfile'), `${lines.join('\n')}\n`);
     const image = `${reg.host}/bench/floor:${env}`;
     const s = performance.now();
-    await exec(
-      'buildah',
-      [...st, 'bud', '--isolation', isolationFor(driver), '--tls-verify=false', '-t', image, ctx],
-      {
-        maxBuffer: 64 << 20,
-      },
-    );
-    await exec('buildah', [...st, 'push', '--tls-verify=false', image, `docker://${image}`], {
-      maxBuffer: 64 << 20,
-    });
+    await budAndPush(st, driver, image, ctx);
     times.push(performance.now() - s);
   }
   return Math.round(times.reduce((a, b) => a + b, 0) / Math.max(1, times.length));

@@ -42,10 +42,10 @@ export interface NotifierDeps {
   /** Longest backoff for 5xx / network errors (ms). */
   maxBackoffMs?: number;
   /**
-   * Messages in flight at once across lanes (default 256; FERRY_NOTIFY_CONCURRENCY). A message waiting its
-   * turn in its lane, or on a paced bucket, holds one of these. More is not faster: at 2,048, with a
-   * thousand releases at once, the messages waiting for their lane's turn each polled Redis and the bot
-   * fell so far behind that their locks lapsed (bench/results/scale.md).
+   * Messages in flight at once across lanes (default 256; FERRY_NOTIFY_CONCURRENCY). A message waiting on
+   * a paced bucket holds one of these; one waiting for an earlier place of its lane gives it back after
+   * TURN_YIELD_MS. More is not faster: at 2,048, before that give-back, a thousand releases at once filled
+   * every slot with messages waiting for earlier places still queued behind them (bench/results/scale.md).
    */
   concurrency?: number;
   /** How long a lane may stand still before its next message goes anyway (lane-order.ts; default 20 s). */

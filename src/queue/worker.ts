@@ -76,6 +76,12 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     ...(opts.name ? { name: opts.name } : {}),
   };
 
+  /** The worker is stopping: not a failure; the job goes back, untouched, for the next worker. */
+  const handBack = async (job: Job, token: string | undefined): Promise<never> => {
+    await job.moveToDelayed(Date.now() + 500, token);
+    throw new DelayedError();
+  };
+
   const runStep = async (job: Job, token: string | undefined): Promise<string> => {
     const releaseId = (job.data as { releaseId: string }).releaseId;
     const log = opts.log.child({ releaseId, job: job.name, attempt: job.attemptsMade + 1 });
@@ -90,11 +96,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
       return result;
     } catch (err) {
       timer({ outcome: 'error' });
-      if (err instanceof WorkerStopping || stopping.signal.aborted) {
-        // Not a failure: put the job back untouched for the next worker.
-        await job.moveToDelayed(Date.now() + 500, token);
-        throw new DelayedError();
-      }
+      if (err instanceof WorkerStopping || stopping.signal.aborted) await handBack(job, token);
       // Error texts carry command output (a build's failing step, a registry's answer): redacted before
       // they are stored as the release's reason or said in its thread.
       const message = redactText((err as Error).message ?? String(err), ctx.config().redaction);
@@ -168,8 +170,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
         return await prepareJob(job.data, ctx, stopping.signal);
       } catch (err) {
         if (!stopping.signal.aborted) throw err;
-        await job.moveToDelayed(Date.now() + 500, token);
-        throw new DelayedError();
+        return handBack(job, token);
       }
     },
     { ...common, concurrency: opts.prepareConcurrency ?? 1 },
