@@ -52,7 +52,8 @@ export const DEFAULT_FACTORS: Record<string, FactorConfig> = {
     },
   },
   'no-prewarm': {
-    description: 'Do not pull the image onto nodes before each batch (for tiny images, or to measure).',
+    description:
+      'Do not pull the image onto nodes ahead: neither while the release waits nor before each batch (for tiny images, or to measure).',
     precedence: 10,
     excludes: [],
     effects: { skip: { prewarm: true } },
