@@ -89,7 +89,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
   }
 
   /** Sends one message, retrying in its lane until it is sent or refused for good. */
-  async function send(job: Job<LaneMessage>, token: string | undefined): Promise<void> {
+  async function send(job: Job<LaneMessage>, token: string | undefined, lane: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await delivery.deliver(job.data, (name, fn) => step(job, name, fn));
@@ -104,6 +104,12 @@ export function startNotifier(deps: NotifierDeps): Notifier {
         }
         const f = delivery.classify(err);
         if (f.kind === 'permanent') throw err;
+        if (f.kind === 'later') {
+          // Its turn on the platform's pace is reserved but far off: the slot goes to other lanes until
+          // then, and the lane stays held (its later messages wait for this one, and do not call it stalled).
+          await gate.hold(lane, f.afterMs);
+          return await handBack(job, token, f.afterMs);
+        }
         // A 429 has already held its bucket in the delivery: the next try waits there, other lanes do not.
         const ms = f.kind === 'ratelimited' ? 0 : Math.min(maxBackoff, 250 * 2 ** Math.min(attempt, 10));
         log.info(
@@ -139,16 +145,17 @@ export function startNotifier(deps: NotifierDeps): Notifier {
       });
       if (turn === 'stopped') await handBack(job, token);
       if (typeof turn === 'object') {
-        // Still waiting for an earlier place: give the slot back (that place may need it) and ask again.
+        // Still waiting for an earlier place: give the slot back (that place may need it) and ask again,
+        // when that place is due if it is waiting for its turn on the platform's pace.
         await job.updateData({ ...job.data, laneWait: turn.later });
-        await handBack(job, token, TURN_RETRY_MS);
+        await handBack(job, token, Math.max(TURN_RETRY_MS, turn.dueInMs ?? 0));
       }
     }
     // While this message is in flight (waiting on a paced bucket, uploading, retrying), other
     // replicas' later messages of the lane see it busy and keep waiting instead of calling it stalled.
     const heartbeat = seq === undefined ? undefined : gate.keepBusy(lane);
     try {
-      await lanes.run(lane, () => send(job, token));
+      await lanes.run(lane, () => send(job, token, lane));
     } catch (err) {
       // A message handed back is not settled; one refused for good is, so its lane goes on.
       if (seq !== undefined && !(err instanceof DelayedError)) await gate.settle(lane, seq);

@@ -88,6 +88,8 @@ export interface ChatRequestHandler {
 /** How one failed send should be treated by the notify queue. */
 export type DeliveryFailure =
   | { kind: 'ratelimited'; retryAfterMs: number }
+  /** Its turn on the platform's pace is reserved, `afterMs` from now (SendLater). */
+  | { kind: 'later'; afterMs: number }
   | { kind: 'transient'; detail: string }
   | { kind: 'permanent'; detail: string };
 
@@ -108,5 +110,17 @@ export interface ChatDelivery {
 
 /** Thrown by a delivery for a message that can never be sent (no such room, no channel): it is dropped. */
 export class Undeliverable extends Error {}
+
+/**
+ * Thrown by a delivery whose message's turn on the platform's pace is far off (`afterMs`): its place is
+ * reserved, and the queue frees the message's slot until then rather than have it held while it waits.
+ */
+export class SendLater extends Error {
+  readonly afterMs: number;
+  constructor(afterMs: number) {
+    super(`the platform's pace has this message's turn in ${afterMs} ms`);
+    this.afterMs = afterMs;
+  }
+}
 
 export type { Attachment, Outbound };

@@ -100,7 +100,7 @@ export class LaneGate {
     seq: number,
     stopped: () => boolean = () => false,
     opts: { yieldAfterMs?: number; resume?: LaneWait } = {},
-  ): Promise<'go' | 'stopped' | { later: LaneWait }> {
+  ): Promise<'go' | 'stopped' | { later: LaneWait; dueInMs?: number }> {
     let last = opts.resume?.settled ?? -1;
     let since = opts.resume?.since ?? Date.now();
     const asked = Date.now();
@@ -116,8 +116,12 @@ export class LaneGate {
         return 'go';
       }
       if (stopped()) return 'stopped';
-      if (opts.yieldAfterMs !== undefined && Date.now() - asked >= opts.yieldAfterMs)
-        return { later: { settled: last, since } };
+      if (opts.yieldAfterMs !== undefined) {
+        // The message ahead went away until its turn on the platform's pace (hold): come back then.
+        const dueInMs = Number(busy) - Date.now();
+        if (dueInMs > opts.yieldAfterMs) return { later: { settled: last, since }, dueInMs };
+        if (Date.now() - asked >= opts.yieldAfterMs) return { later: { settled: last, since } };
+      }
       await sleep(pause);
     }
   }
@@ -125,6 +129,14 @@ export class LaneGate {
   /** Says the lane's current message is still being worked on. */
   async busy(lane: string): Promise<void> {
     await this.redis.set(this.key(lane, 'busy'), '1', 'PX', this.stallMs);
+  }
+
+  /**
+   * The lane's current message went away until its turn on the platform's pace, `ms` from now: the lane
+   * stays busy until then (and a stall's length after), and its later messages come back at that time.
+   */
+  async hold(lane: string, ms: number): Promise<void> {
+    await this.redis.set(this.key(lane, 'busy'), String(Date.now() + ms), 'PX', ms + this.stallMs);
   }
 
   /** Marks the lane busy now and every third of `stallMs` until `stop()`: a message in flight. */

@@ -81,6 +81,23 @@ export class Pacer {
     return Math.max(held, Math.ceil(((1 - b.tokens) * this.rate.perMs) / this.rate.count));
   }
 
+  /**
+   * Takes the next token of `key` now, even one not there yet, and says in how many ms it is (0 = now).
+   * Each reservation queues behind the ones before it, so a caller can go away and come back at its
+   * time instead of holding anything while it waits.
+   */
+  reserve(key: string): number {
+    const b = this.bucket(key);
+    const wait = b.tokens >= 1 ? 0 : Math.ceil(((1 - b.tokens) * this.rate.perMs) / this.rate.count);
+    b.tokens -= 1;
+    return Math.max(wait, this.heldFor(key));
+  }
+
+  /** How long `key` is still held by a 429 (0 = not held). */
+  heldFor(key: string): number {
+    return Math.max(0, (this.buckets.get(key)?.heldUntil ?? 0) - this.now());
+  }
+
   /** Waits for a token on `key` and takes it. Returns how long it waited. */
   async take(key: string): Promise<number> {
     let waited = 0;
@@ -100,7 +117,8 @@ export class Pacer {
   hold(key: string, untilMs: number): void {
     const b = this.bucket(key);
     b.heldUntil = Math.max(b.heldUntil, untilMs);
-    b.tokens = 0;
+    // Tokens already reserved stay reserved (below zero): they go after the hold, in their order.
+    b.tokens = Math.min(b.tokens, 0);
   }
 
   private prune(): void {

@@ -159,3 +159,74 @@ describe('notify lanes', () => {
     expect(emu.calls.some((c) => c.status === 429)).toBe(true);
   });
 });
+
+describe('a message whose paced turn is far off', () => {
+  it('frees its slot until then: another channel goes first, and the far-off ones still go at the pace, in order', async () => {
+    // Two slots, and a channel that takes one post every 3 s: three threads there reserve turns 0, 3 and 6 s
+    // away. Before, the two waiting for theirs held both slots, and the other channel's reply waited with them.
+    const pre = `${prefix}far`;
+    const farAnnouncer = new QueueAnnouncer(conn, pre);
+    const quiet = logger('lanes-test').child({}, { level: 'silent' });
+    const slow = startNotifier({
+      store,
+      connection: conn,
+      queue: farAnnouncer.queue,
+      prefix: pre,
+      log: quiet,
+      concurrency: 2,
+      delivery: new SlackDelivery({
+        config: () => exampleConfig(),
+        releases: {
+          get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
+          patch: async () => undefined,
+        },
+        store,
+        prefix: pre,
+        client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
+        log: quiet,
+        rates: { postMessage: { count: 1, perMs: 3000, burst: 1 } },
+      }),
+    });
+    try {
+      emu.addChannel({ id: 'C_FAR', name: 'c_far' });
+      emu.addChannel({ id: 'C_NEAR', name: 'c_near' });
+      for (const [rid, channel] of [
+        ['far1', 'C_FAR'],
+        ['far2', 'C_FAR'],
+        ['far3', 'C_FAR'],
+        ['near', 'C_NEAR'],
+      ] as const) {
+        const r = emu.callMethod('chat.postMessage', { channel, text: rid }, TOKEN);
+        threads.set(rid, { channel, ts: String(r['ts']) });
+      }
+      for (const rid of ['far1', 'far2', 'far3']) {
+        await farAnnouncer.announce({ kind: 'reply', releaseId: rid, text: `${rid}-a` });
+        await farAnnouncer.announce({ kind: 'reply', releaseId: rid, text: `${rid}-b` });
+      }
+      await emu.waitFor(() => replies('far1').length === 1 || undefined, 5000);
+      await farAnnouncer.announce({ kind: 'reply', releaseId: 'near', text: 'near-1' });
+      await emu.waitFor(() => replies('near').length === 1 || undefined, 10_000);
+      await emu.waitFor(
+        () => ['far1', 'far2', 'far3'].every((rid) => replies(rid).length === 2) || undefined,
+        30_000,
+      );
+      for (const rid of ['far1', 'far2', 'far3']) expect(replies(rid)).toEqual([`${rid}-a`, `${rid}-b`]);
+      const times = emu.calls
+        .filter(
+          (c) => c.method === 'chat.postMessage' && c.args['channel'] === 'C_FAR' && c.args['thread_ts'],
+        )
+        .map((c) => c.time);
+      expect(times).toHaveLength(6);
+      // The far channel at its pace (a timer may fire a millisecond early)...
+      for (let i = 1; i < times.length; i++)
+        expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(2800);
+      // ...and the other channel's reply did not wait for a slot: it went before the far channel's second turn.
+      const near = emu.calls.find((c) => c.method === 'chat.postMessage' && c.args['channel'] === 'C_NEAR');
+      expect(near?.time).toBeLessThan(times[1] as number);
+      expect(emu.rateLimits?.limited['chat.postMessage'] ?? 0).toBe(0);
+    } finally {
+      await slow.close();
+      await farAnnouncer.close();
+    }
+  }, 60_000);
+});

@@ -63,6 +63,23 @@ describe('Pacer', () => {
   });
 });
 
+describe('Pacer.reserve', () => {
+  it('gives each caller its own later turn at the rate, and a hold pushes them past it', () => {
+    let now = 0;
+    const pacer = new Pacer({ count: 1, perMs: 1000, burst: 1 }, () => now);
+    // The first goes at once; each later reservation is one more token's time away, none shared.
+    expect([0, 1, 2, 3].map(() => pacer.reserve('C1'))).toEqual([0, 1000, 2000, 3000]);
+    // Another bucket is untouched.
+    expect(pacer.reserve('C2')).toBe(0);
+    now = 1500;
+    // The queue of reservations drains with time: the next is behind the three still ahead.
+    expect(pacer.reserve('C1')).toBe(2500);
+    pacer.hold('C1', now + 10_000);
+    expect(pacer.heldFor('C1')).toBe(10_000);
+    expect(pacer.reserve('C1')).toBe(10_000);
+  });
+});
+
 describe('laneOf', () => {
   it('puts a release’s card, replies and thread messages in one lane, channels apart', () => {
     expect(laneOf({ kind: 'card', releaseId: 'r1' })).toBe('release:r1');

@@ -9,6 +9,7 @@
 // queue whether to wait (429), back off (network, 5xx) or drop (a channel that
 // does not exist, a bot not in the channel).
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { FerryConfig } from '../../domain/config.ts';
 import type { Outbound } from '../../domain/ports.ts';
@@ -16,7 +17,7 @@ import type { Release } from '../../domain/release.ts';
 import type { Logger } from '../../logging.ts';
 import { replicated } from '../../queue/connection.ts';
 import { Pacer, type Rate } from '../../queue/lanes.ts';
-import { type ChatDelivery, type DeliveryFailure, type OnceStep, Undeliverable } from '../port.ts';
+import { type ChatDelivery, type DeliveryFailure, type OnceStep, SendLater, Undeliverable } from '../port.ts';
 import { type Block, type Rendered, renderAlert, renderCard, renderEphemeral, renderText } from './render.ts';
 
 /** The part of the Slack Web API the notifier uses (the real WebClient satisfies it). */
@@ -50,16 +51,67 @@ export const SLACK_RATES = {
   update: { count: 50, perMs: 60_000, burst: 20 },
 } satisfies Record<string, Rate>;
 
+/** How long a message may wait for its turn on a bucket while holding its queue slot (longer: SendLater). */
+const HOLD_SLOT_MS = 1000;
+/** A reservation whose message never came back (its bot stopped) is forgotten after this. */
+const RESERVATION_TTL_MS = 10 * 60_000;
+
+/**
+ * Each message's reserved turn on a bucket, by the call's identity, so a message that went away until its
+ * turn (SendLater) finds its token still taken for it when it comes back, and nobody else's.
+ */
+class Reservations {
+  private readonly at = new Map<string, number>();
+
+  /** ms until the call `id` may go on `bucket`, reserving its turn if it has none. */
+  claim(pacer: Pacer, bucket: string, id: string): number {
+    const now = Date.now();
+    let at = this.at.get(id);
+    if (at === undefined) {
+      at = now + pacer.reserve(bucket);
+      this.at.set(id, at);
+      if (this.at.size % 1024 === 0) this.prune(now);
+    }
+    return Math.max(at - now, pacer.heldFor(bucket));
+  }
+
+  release(id: string): void {
+    this.at.delete(id);
+  }
+
+  private prune(now: number): void {
+    for (const [id, at] of this.at) if (at < now - RESERVATION_TTL_MS) this.at.delete(id);
+  }
+}
+
+const callId = (a: Record<string, unknown>) =>
+  createHash('sha1')
+    .update(JSON.stringify([a['channel'], a['ts'], a['thread_ts'], a['text']]))
+    .digest('hex');
+
 /**
  * The client, paced on Slack's tiers: chat.postMessage per channel, chat.update per workspace.
+ * Each call reserves its turn on its bucket; one whose turn is over a second off is not waited for
+ * here (SendLater: the queue frees its slot until then). Slots held by a thousand card edits waiting
+ * on chat.update's 50 a minute were what kept new releases' cards from being posted (bench/scale.ts).
  * A 429 holds that bucket (only) for Retry-After, then the error goes up to the notify queue,
  * which retries the message in its lane: other channels go on.
  */
 export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] = {}): ChatClient {
   const postPace = new Pacer(rates.postMessage ?? SLACK_RATES.postMessage);
   const updatePace = new Pacer(rates.update ?? SLACK_RATES.update);
-  const paced = async <T>(pacer: Pacer, bucket: string, call: () => Promise<T>): Promise<T> => {
-    await pacer.take(bucket);
+  const reservations = new Reservations();
+  const paced = async <T>(
+    pacer: Pacer,
+    bucket: string,
+    args: Record<string, unknown>,
+    call: () => Promise<T>,
+  ): Promise<T> => {
+    const id = `${bucket} ${callId(args)}`;
+    const ms = reservations.claim(pacer, bucket, id);
+    if (ms > HOLD_SLOT_MS) throw new SendLater(ms);
+    if (ms > 0) await sleep(ms);
+    reservations.release(id);
     try {
       return await call();
     } catch (err) {
@@ -70,8 +122,8 @@ export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] =
   };
   return {
     chat: {
-      postMessage: (a) => paced(postPace, String(a['channel']), () => raw.chat.postMessage(a)),
-      update: (a) => paced(updatePace, 'chat.update', () => raw.chat.update(a)),
+      postMessage: (a) => paced(postPace, String(a['channel']), a, () => raw.chat.postMessage(a)),
+      update: (a) => paced(updatePace, 'chat.update', a, () => raw.chat.update(a)),
       postEphemeral: (a) => raw.chat.postEphemeral(a),
     },
     filesUploadV2: (a) => raw.filesUploadV2(a),
@@ -95,6 +147,7 @@ const BLOCK_ERRORS = new Set([
 
 /** Sorts a Web API error into what the queue should do with it. */
 export function classify(err: unknown): DeliveryFailure {
+  if (err instanceof SendLater) return { kind: 'later', afterMs: err.afterMs };
   if (err instanceof Undeliverable) return { kind: 'permanent', detail: err.message };
   const e = err as {
     code?: string;
