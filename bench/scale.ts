@@ -458,6 +458,7 @@ async function main() {
     let notAcked = 0;
     let noCard = 0;
     const spacing = 60_000 / RELEASES;
+    const callsBefore = em.calls.length;
     const sent = performance.now();
     await Promise.all(
       chosen.map(async (app, i) => {
@@ -482,6 +483,8 @@ async function main() {
     );
     offCards();
     const burstMs = performance.now() - sent;
+    const apiCalls: Record<string, number> = {};
+    for (const call of em.calls.slice(callsBefore)) apiCalls[call.method] = (apiCalls[call.method] ?? 0) + 1;
     results['commandToCard'] = {
       releases: RELEASES,
       toStaging: Math.min(RUN, RELEASES),
@@ -489,6 +492,7 @@ async function main() {
       sentOverMs: Math.round(burstMs),
       ack: { ...summary(ackLat), notAcked },
       card: { ...summary(cardLat), noCard },
+      slackCallsDuringBurst: apiCalls,
       target: 'card p95 < 1000 ms',
     };
     results['rssAfterCommands'] = rssNow();

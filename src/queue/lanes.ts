@@ -93,6 +93,11 @@ export class Pacer {
     return Math.max(wait, this.heldFor(key));
   }
 
+  /** The time one token takes to come back (ms). */
+  get interval(): number {
+    return this.rate.perMs / this.rate.count;
+  }
+
   /** How long `key` is still held by a 429 (0 = not held). */
   heldFor(key: string): number {
     return Math.max(0, (this.buckets.get(key)?.heldUntil ?? 0) - this.now());

@@ -58,31 +58,49 @@ const RESERVATION_TTL_MS = 10 * 60_000;
 
 /**
  * Each message's reserved turn on a bucket, by the call's identity, so a message that went away until its
- * turn (SendLater) finds its token still taken for it when it comes back, and nobody else's.
+ * turn (SendLater) finds its turn still kept for it when it comes back, and nobody else's.
  */
 class Reservations {
-  private readonly at = new Map<string, number>();
+  private readonly turns = new Map<string, { bucket: string; at: number }>();
 
-  /** ms until the call `id` may go on `bucket`, reserving its turn if it has none. */
-  claim(pacer: Pacer, bucket: string, id: string): number {
+  /**
+   * ms until the call `id` may go on `bucket`, reserving its turn if it has none. A call `ahead` (a new
+   * release's card, an alert) takes the earliest turn still to come, and each waiting one moves a turn later.
+   */
+  claim(pacer: Pacer, bucket: string, id: string, ahead = false): number {
     const now = Date.now();
-    let at = this.at.get(id);
-    if (at === undefined) {
-      at = now + pacer.reserve(bucket);
-      this.at.set(id, at);
-      if (this.at.size % 1024 === 0) this.prune(now);
+    let turn = this.turns.get(id);
+    if (!turn) {
+      // One more call on the bucket either way: the last turn is one interval further off.
+      turn = { bucket, at: now + pacer.reserve(bucket) };
+      if (ahead) {
+        const waiting = [...this.turns.values()].filter((t) => t.bucket === bucket && t.at >= now);
+        const earliest = Math.min(turn.at, ...waiting.map((t) => t.at));
+        if (earliest < turn.at) {
+          for (const t of waiting) if (t.at >= earliest) t.at += pacer.interval;
+          turn.at = earliest;
+        }
+      }
+      this.turns.set(id, turn);
+      if (this.turns.size % 1024 === 0) this.prune(now);
     }
-    return Math.max(at - now, pacer.heldFor(bucket));
+    return Math.max(turn.at - now, pacer.heldFor(bucket));
   }
 
   release(id: string): void {
-    this.at.delete(id);
+    this.turns.delete(id);
   }
 
   private prune(now: number): void {
-    for (const [id, at] of this.at) if (at < now - RESERVATION_TTL_MS) this.at.delete(id);
+    for (const [id, t] of this.turns) if (t.at < now - RESERVATION_TTL_MS) this.turns.delete(id);
   }
 }
+
+/**
+ * Marks a chat.postMessage as one that goes ahead of the others waiting in its channel: a new release's card
+ * (what the person who asked is waiting for) and an alert's first post. Stripped before the call.
+ */
+export const AHEAD: unique symbol = Symbol('ahead of the channel');
 
 const callId = (a: Record<string, unknown>) =>
   createHash('sha1')
@@ -104,13 +122,16 @@ export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] =
   const paced = async <T>(
     pacer: Pacer,
     bucket: string,
-    args: Record<string, unknown>,
+    args: Record<string | symbol, unknown>,
     call: () => Promise<T>,
   ): Promise<T> => {
     const id = `${bucket} ${callId(args)}`;
-    const ms = reservations.claim(pacer, bucket, id);
-    if (ms > HOLD_SLOT_MS) throw new SendLater(ms);
-    if (ms > 0) await sleep(ms);
+    // Asked again after each wait: a call going ahead may have moved this one's turn later meanwhile.
+    for (let ms = reservations.claim(pacer, bucket, id, args[AHEAD] === true); ms > 0; ) {
+      if (ms > HOLD_SLOT_MS) throw new SendLater(ms);
+      await sleep(ms);
+      ms = reservations.claim(pacer, bucket, id);
+    }
     reservations.release(id);
     try {
       return await call();
@@ -122,7 +143,8 @@ export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] =
   };
   return {
     chat: {
-      postMessage: (a) => paced(postPace, String(a['channel']), a, () => raw.chat.postMessage(a)),
+      postMessage: ({ [AHEAD]: _ahead, ...a }: Record<string | symbol, unknown>) =>
+        paced(postPace, String(a['channel']), { ...a, [AHEAD]: _ahead }, () => raw.chat.postMessage(a)),
       update: (a) => paced(updatePace, 'chat.update', a, () => raw.chat.update(a)),
       postEphemeral: (a) => raw.chat.postEphemeral(a),
     },
@@ -295,12 +317,13 @@ export class SlackDelivery implements ChatDelivery {
         'chat.postMessage',
         () =>
           client.chat.postMessage({
+            [AHEAD]: true,
             channel,
             text: rendered.text,
             blocks: rendered.blocks,
             unfurl_links: false,
           }),
-        () => client.chat.postMessage({ channel, ...this.plainText(rendered) }),
+        () => client.chat.postMessage({ [AHEAD]: true, channel, ...this.plainText(rendered) }),
       );
       await store.set(this.key('card', rel.id), hashOf(rendered), 'EX', 7 * 86_400);
       return `${res.channel ?? channel} ${res.ts ?? ''}`;
@@ -421,8 +444,14 @@ export class SlackDelivery implements ChatDelivery {
           const ts = await once('alert', async () => {
             const res = await this.call(
               'chat.postMessage',
-              () => client.chat.postMessage({ channel: alertChannel, text: r.text, blocks: r.blocks }),
-              () => client.chat.postMessage({ channel: alertChannel, ...this.plainText(r) }),
+              () =>
+                client.chat.postMessage({
+                  [AHEAD]: true,
+                  channel: alertChannel,
+                  text: r.text,
+                  blocks: r.blocks,
+                }),
+              () => client.chat.postMessage({ [AHEAD]: true, channel: alertChannel, ...this.plainText(r) }),
             );
             return `${res.channel ?? alertChannel} ${res.ts ?? ''}`;
           });
