@@ -8,6 +8,28 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const script = fileURLToPath(import.meta.url);
+const args = process.argv.slice(2);
+
+// Ferry's daemons (bot, worker, watcher, node agent) are long-lived and wait on the network most of
+// the time; their size is what a cluster pays for. Measured with the 9,000-app config (bench/scale.ts):
+// - V8's default young generation (up to 16 MiB per semi-space) is sized for allocation-heavy
+//   throughput, and the pages it grows into stay resident: 1 MiB semi-spaces keep about 25 MiB less.
+// - --optimize-for-size grows the heap in smaller steps and keeps less compiled code: loading the
+//   config leaves 121 MiB resident instead of 154.
+// - glibc's malloc keeps what the parsers freed in per-thread arenas: two arenas that trim freed
+//   memory back to the OS take 13 MiB more off.
+// It costs CPU where much is allocated at once — loading the config took 2.3 s of CPU instead of 1.7 s —
+// so one-shot commands (`config check`, `explain`) keep the defaults. FERRY_V8_FLAGS replaces the V8
+// flags ("" for none); the malloc settings are ordinary environment variables a caller may set itself.
+const DAEMONS = new Set(['bot', 'worker', 'watch', 'agent', 'start']);
+const daemon = DAEMONS.has(args[0] ?? '');
+const v8Flags = (process.env.FERRY_V8_FLAGS ?? (daemon ? '--max-semi-space-size=1 --optimize-for-size' : ''))
+  .split(/\s+/)
+  .filter(Boolean);
+const mallocEnv = daemon ? { MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072' } : {};
+const tuned = Object.entries(mallocEnv).every(([k, v]) => process.env[k] === v);
+
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
   const pinned = join(root, 'node_modules', 'node', 'bin', 'node');
@@ -15,20 +37,19 @@ if (major < 24) {
     console.error('ferry: Node.js 24 is required; run `npm ci` in', root);
     process.exit(1);
   }
-  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  const r = spawnSync(pinned, [...v8Flags, script, ...args], {
     stdio: 'inherit',
+    env: { ...process.env, ...mallocEnv },
   });
   process.exit(r.status ?? 1);
 }
-// Ferry's daemons (bot, worker, watcher, node agent) are long-lived and wait on the network most of
-// the time. V8's default young generation (up to 16 MiB per semi-space) is sized for allocation-heavy
-// throughput, and the pages it grows into stay resident: with 1 MiB semi-spaces the bot and the
-// worker keep about 25 MiB less RSS (bench/results/scale.md). It costs CPU where much is allocated at
-// once — loading a 9,000-app config took 2.3 s of CPU instead of 1.7 s — so one-shot commands
-// (`config check`, `explain`) keep V8's defaults. FERRY_V8_FLAGS replaces the setting ("" for none).
-const DAEMONS = new Set(['bot', 'worker', 'watch', 'agent', 'start']);
-const v8Flags =
-  process.env.FERRY_V8_FLAGS ?? (DAEMONS.has(process.argv[2] ?? '') ? '--max-semi-space-size=1' : '');
-if (v8Flags) (await import('node:v8')).setFlagsFromString(v8Flags);
+// malloc reads its settings when the process starts: a daemon started without them becomes itself
+// again with them (the same pid, so supervisors and signals see one process).
+if (!tuned && typeof process.execve === 'function')
+  process.execve(process.execPath, [process.execPath, ...v8Flags, script, ...args], {
+    ...process.env,
+    ...mallocEnv,
+  });
+if (v8Flags.length > 0) (await import('node:v8')).setFlagsFromString(v8Flags.join(' '));
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(args);
