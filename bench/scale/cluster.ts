@@ -62,6 +62,12 @@ export interface BenchCluster {
   /** One API request (JSON in and out); throws on a status ≥ 400 unless `allow` lists it. */
   api<T = unknown>(method: string, path: string, body?: unknown, allow?: number[]): Promise<T>;
   startKwok(bin: string): Promise<void>;
+  /**
+   * The Deployment and ReplicaSet controllers and the scheduler (the local build), so Deployments Ferry
+   * applies get pods on the kwok nodes. Not the garbage collector: the bench's own pods name ReplicaSets
+   * that do not exist, and it would delete all 18,000.
+   */
+  startControllers(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -227,6 +233,51 @@ export async function startBenchCluster(dir: string): Promise<BenchCluster> {
       await new Promise((r) => setTimeout(r, 500));
       if (kwok.exitCode !== null)
         throw new Error(`kwok exited: ${readFileSync(join(dir, 'kwok.log'), 'utf8').slice(-2000)}`);
+    },
+    async startControllers() {
+      const [kcmPort, schedPort] = [await freePort(), await freePort()];
+      const auth = [
+        `--kubeconfig=${kubeconfig}`,
+        `--authentication-kubeconfig=${kubeconfig}`,
+        `--authorization-kubeconfig=${kubeconfig}`,
+        '--bind-address=127.0.0.1',
+        '--leader-elect=false',
+        '--v=0',
+      ];
+      const kcm = start('kube-controller-manager', join(bin, 'kube-controller-manager'), [
+        ...auth,
+        `--secure-port=${kcmPort}`,
+        '--controllers=deployment,replicaset',
+        '--use-service-account-credentials=false',
+        '--kube-api-qps=200',
+        '--kube-api-burst=400',
+      ]);
+      const sched = start('kube-scheduler', join(bin, 'kube-scheduler'), [
+        ...auth,
+        `--secure-port=${schedPort}`,
+      ]);
+      await waitUntil('kube-controller-manager and kube-scheduler', 120_000, async () => {
+        for (const [name, c] of [
+          ['kube-controller-manager', kcm],
+          ['kube-scheduler', sched],
+        ] as const)
+          if (c.exitCode !== null)
+            throw new Error(`${name} exited: ${readFileSync(join(dir, `${name}.log`), 'utf8').slice(-2000)}`);
+        const ok = await Promise.all(
+          [kcmPort, schedPort].map(
+            (port) =>
+              new Promise<boolean>((res) => {
+                https
+                  .get(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }, (r) => {
+                    r.resume();
+                    res(r.statusCode === 200);
+                  })
+                  .on('error', () => res(false));
+              }),
+          ),
+        );
+        return ok.every(Boolean);
+      });
     },
     async stop() {
       agent.destroy();

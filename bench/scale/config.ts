@@ -150,7 +150,16 @@ function rng(seed: number) {
   };
 }
 
-export function generateConfig(dir: string, shape: ScaleShape, context: string): GeneratedConfig {
+/**
+ * `buildable`: the first `count` apps build from `repo` (the sample app infra/infra.sh builds, tags
+ * v1…v4), so releases of them can be carried through for real; the others' repos are names only.
+ */
+export function generateConfig(
+  dir: string,
+  shape: ScaleShape,
+  context: string,
+  buildable: { repo: string; count: number } = { repo: '', count: 0 },
+): GeneratedConfig {
   const rand = rng(17);
   // Two groups a team (devs, oncall) plus shared ones (approvers per area, platform, sre).
   const shared = ['platform', 'sre', 'security', ...AREAS.map((a) => `${a}-approvers`)];
@@ -199,7 +208,8 @@ export function generateConfig(dir: string, shape: ScaleShape, context: string):
     namespaceOf.set(name, team);
     teamApps.get(team)?.push(name);
     apps[name] = {
-      repo: `https://git.example.com/${team}/${name}.git`,
+      repo:
+        appNames.length <= buildable.count ? buildable.repo : `https://git.example.com/${team}/${name}.git`,
       stack: rand() < 0.7 ? 'jvm' : 'node',
       owners: [`${team}-devs`],
       channels: {
