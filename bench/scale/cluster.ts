@@ -338,6 +338,10 @@ export async function createNodes(c: BenchCluster, count: number): Promise<strin
       },
       [409],
     );
+    // The apiserver taints a new node not-ready until the node lifecycle controller sees it Ready. The
+    // bench does not run that controller (under load it could take kwok's nodes for dead and evict every
+    // pod), so the taint goes here: kwok keeps the nodes Ready, and the scheduler may place pods on them.
+    await c.api('PATCH', `/api/v1/nodes/${name}`, { spec: { taints: null } });
   });
   return names;
 }
