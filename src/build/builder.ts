@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { chmod, cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { UnauthorizedError } from '../registry/errors.ts';
@@ -191,6 +192,21 @@ class CancelledError extends Error {
   override name = 'CancelledError';
 }
 
+/**
+ * Builds are batch work: on a node they share with the bot (`ferry start`) or with rollouts, a person
+ * waiting for a card or an ack should not wait behind a compiler. buildah and what it starts run at
+ * niceness 10 (FERRY_BUILD_NICE; 0 keeps the worker's). A host that refuses the change leaves it as is.
+ */
+function lowerPriority(pid: number | undefined): void {
+  const nice = Number(process.env.FERRY_BUILD_NICE ?? 10);
+  if (!pid || !Number.isInteger(nice) || nice <= 0) return;
+  try {
+    setPriority(pid, Math.min(19, nice));
+  } catch {
+    // not permitted here: the build runs at the worker's priority
+  }
+}
+
 function runProcess(
   cmd: string,
   args: string[],
@@ -206,6 +222,7 @@ function runProcess(
       env: opts.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    lowerPriority(child.pid);
     let stdout = '';
     let open = 2;
     let exitCode: number | null = null;

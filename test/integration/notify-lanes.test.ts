@@ -10,6 +10,7 @@ import type { Release } from '../../src/domain/release.ts';
 import { logger } from '../../src/logging.ts';
 import { QueueAnnouncer } from '../../src/queue/announcer.ts';
 import { LaneGate, laneOf } from '../../src/queue/lane-order.ts';
+import type { Rate } from '../../src/queue/lanes.ts';
 import { exampleConfig } from '../support/config.ts';
 import { TestRedis } from '../support/redis.ts';
 
@@ -42,14 +43,23 @@ beforeAll(async () => {
   notifier = startBotNotifier();
 });
 
-/** One bot replica's notifier on the shared queue (its own process state: lanes, pacing). */
-function startBotNotifier(): Notifier {
+/**
+ * One bot replica's notifier (its own process state: lanes, pacing), on the shared queue unless `on`
+ * names another announcer's.
+ */
+function startBotNotifier(
+  on: { announcer: QueueAnnouncer; prefix: string } = { announcer, prefix },
+  tuning: { concurrency?: number; rates?: { postMessage: Rate } } = {},
+): Notifier {
+  const quiet = logger('lanes-test').child({}, { level: 'silent' });
   return startNotifier({
     store,
     connection: conn,
-    queue: announcer.queue,
-    prefix,
-    log: logger('lanes-test').child({}, { level: 'silent' }),
+    queue: on.announcer.queue,
+    prefix: on.prefix,
+    log: quiet,
+    laneStallMs: 1500,
+    ...(tuning.concurrency ? { concurrency: tuning.concurrency } : {}),
     delivery: new SlackDelivery({
       config: () => exampleConfig(),
       releases: {
@@ -57,11 +67,11 @@ function startBotNotifier(): Notifier {
         patch: async () => undefined,
       },
       store,
-      prefix,
+      prefix: on.prefix,
       client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
-      log: logger('lanes-test').child({}, { level: 'silent' }),
+      log: quiet,
+      ...(tuning.rates ? { rates: tuning.rates } : {}),
     }),
-    laneStallMs: 1500,
   });
 }
 
@@ -166,27 +176,10 @@ describe('a message whose paced turn is far off', () => {
     // away. Before, the two waiting for theirs held both slots, and the other channel's reply waited with them.
     const pre = `${prefix}far`;
     const farAnnouncer = new QueueAnnouncer(conn, pre);
-    const quiet = logger('lanes-test').child({}, { level: 'silent' });
-    const slow = startNotifier({
-      store,
-      connection: conn,
-      queue: farAnnouncer.queue,
-      prefix: pre,
-      log: quiet,
-      concurrency: 2,
-      delivery: new SlackDelivery({
-        config: () => exampleConfig(),
-        releases: {
-          get: async (id) => ({ id, thread: threads.get(id) }) as unknown as Release,
-          patch: async () => undefined,
-        },
-        store,
-        prefix: pre,
-        client: notifierClient(TOKEN, emu.apiUrl) as unknown as ChatClient,
-        log: quiet,
-        rates: { postMessage: { count: 1, perMs: 3000, burst: 1 } },
-      }),
-    });
+    const slow = startBotNotifier(
+      { announcer: farAnnouncer, prefix: pre },
+      { concurrency: 2, rates: { postMessage: { count: 1, perMs: 3000, burst: 1 } } },
+    );
     try {
       emu.addChannel({ id: 'C_FAR', name: 'c_far' });
       emu.addChannel({ id: 'C_NEAR', name: 'c_near' });
@@ -229,4 +222,31 @@ describe('a message whose paced turn is far off', () => {
       await farAnnouncer.close();
     }
   }, 60_000);
+});
+
+describe('what a person waits for', () => {
+  it('goes ahead of the replies already queued: an answer to them is sent first', async () => {
+    const pre = `${prefix}first`;
+    const queued = new QueueAnnouncer(conn, pre);
+    emu.addChannel({ id: 'C_BUSY', name: 'c_busy' });
+    const parent = emu.callMethod('chat.postMessage', { channel: 'C_BUSY', text: 'busy' }, TOKEN);
+    threads.set('busy', { channel: 'C_BUSY', ts: String(parent['ts']) });
+    // Queued while no notifier runs: five progress replies, then a person's answer.
+    for (let k = 0; k < 5; k++)
+      await queued.announce({ kind: 'reply', releaseId: 'busy', text: `progress ${k}` });
+    await queued.announce({ kind: 'ephemeral', channel: 'C_BUSY', user: 'U_WAITING', text: 'your answer' });
+    const before = emu.calls.length;
+    const one = startBotNotifier({ announcer: queued, prefix: pre }, { concurrency: 1 });
+    try {
+      await emu.waitFor(() => replies('busy').length === 5 || undefined, 20_000);
+      const sent = emu.calls
+        .slice(before)
+        .filter((c) => c.method === 'chat.postEphemeral' || c.args['channel'] === 'C_BUSY')
+        .map((c) => (c.method === 'chat.postEphemeral' ? 'answer' : String(c.args['text'])));
+      expect(sent).toEqual(['answer', ...[0, 1, 2, 3, 4].map((k) => `progress ${k}`)]);
+    } finally {
+      await one.close();
+      await queued.close();
+    }
+  }, 40_000);
 });
