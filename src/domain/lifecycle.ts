@@ -99,7 +99,9 @@ export class Lifecycle {
       ...(channel ? { requestChannel: channel } : {}),
     };
     await this.deps.releases.create(release, userId);
-    await this.deps.announcer.announce({ kind: 'card', releaseId: release.id });
+    // The card is announced with the release's first move (in line, waiting for approval, starting),
+    // not before it: the card goes out at once, and one posted while still "requested" would show no
+    // Approve button until an edit came through chat.update's 50 a minute.
     const lock = await this.deps.releases.acquire(release);
     if (!lock.acquired) {
       const r = await this.deps.releases.apply(
@@ -113,7 +115,7 @@ export class Lifecycle {
           `Waiting in line behind ${lock.holder} (position ${lock.position}).`,
         );
         await this.deps.scheduler.schedulePrepare?.(r.release);
-      }
+      } else await this.deps.announcer.announce({ kind: 'card', releaseId: release.id });
       return {
         ok: true,
         releaseId: release.id,
@@ -148,7 +150,11 @@ export class Lifecycle {
   /** Moves a release that holds its lock into approval (or straight to work). */
   async start(id: string): Promise<string> {
     const r = await this.deps.releases.apply(id, { type: 'start' }, 'ferry');
-    if (!r.ok) return r.reason;
+    if (!r.ok) {
+      // It did not move (another process moved it first, or it ended): its card shows where it is.
+      await this.deps.announcer.announce({ kind: 'card', releaseId: id });
+      return r.reason;
+    }
     const rel = r.release;
     if (rel.state === 'awaiting-approval') {
       const at = approvalDeadline(rel);

@@ -48,6 +48,19 @@ async function requested(version: string, by = 'U_ALICE'): Promise<string> {
 }
 
 describe('Lifecycle on in-memory ports', () => {
+  it('announces the card once the release has moved, so the first post already shows the Approve button', async () => {
+    const statesAtCard: string[] = [];
+    const announce = announcer.announce.bind(announcer);
+    announcer.announce = async (m) => {
+      if (m.kind === 'card') statesAtCard.push((await releases.get(m.releaseId))?.state ?? 'missing');
+      await announce(m);
+    };
+    await requested('v2');
+    // The card is queued ahead of everything and posted in milliseconds: it must not catch "requested".
+    expect(statesAtCard[0]).toBe('awaiting-approval');
+    expect(statesAtCard).not.toContain('requested');
+  });
+
   it('a prod release waits for an approver (pulling ahead meanwhile), then its flow starts once', async () => {
     const id = await requested('v2');
     expect((await releases.get(id))?.state).toBe('awaiting-approval');
