@@ -46,7 +46,8 @@ const AWS_KEY = 'AKIAIOSFODNN7EXAMPLE';
 const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
 
 async function posted(): Promise<Posted[]> {
-  const jobs = await notify.getJobs(['waiting', 'active', 'completed'], 0, -1, true);
+  // Replies and messages wait as prioritized jobs (what a person waits for goes ahead of them).
+  const jobs = await notify.getJobs(['waiting', 'prioritized', 'active', 'completed'], 0, -1, true);
   return jobs
     .sort((a, b) => Number(a.id) - Number(b.id))
     .map((j) => j.data)

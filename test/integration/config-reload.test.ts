@@ -151,7 +151,12 @@ describe('config reload under a running bot', () => {
     // a different broken content is reported
     writeFileSync(join(dir, 'team-notes.yaml'), teamFile('fortran'));
     await emu.waitFor(() => opsMessages()[1], 15_000);
-    const jobs = await rt.announcer.queue.getJobs(['waiting', 'active', 'completed', 'delayed'], 0, -1, true);
+    const jobs = await rt.announcer.queue.getJobs(
+      ['waiting', 'prioritized', 'active', 'completed', 'delayed'],
+      0,
+      -1,
+      true,
+    );
     const toOps = jobs
       .map((j) => j.data as Outbound)
       .filter((m) => m.kind === 'message' && m.channel === OPS);
