@@ -505,8 +505,8 @@ async function main() {
     for (const call of em.calls.slice(callsBefore)) apiCalls[call.method] = (apiCalls[call.method] ?? 0) + 1;
     results['commandToCard'] = {
       releases: RELEASES,
-      toStaging: Math.min(RUN, RELEASES),
-      toProd: Math.max(0, RELEASES - RUN),
+      toStaging: buildable.size,
+      toProd: chosen.length - buildable.size,
       sentOverMs: Math.round(burstMs),
       ack: { ...summary(ackLat), notAcked },
       card: { ...summary(cardLat), noCard },
@@ -597,7 +597,7 @@ async function main() {
         failures: latest
           .filter((r) => r.state !== 'succeeded')
           .slice(0, 3)
-          .map((r) => ({ app: r.app, state: r.state, error: (r as { error?: string }).error })),
+          .map((r) => ({ app: r.app, state: r.state, error: r.error })),
       };
       log(`carried through: ${JSON.stringify(results['carriedThrough'])}`);
     }

@@ -8,8 +8,8 @@ import module from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const script = fileURLToPath(import.meta.url);
+const root = join(dirname(script), '..');
 const args = process.argv.slice(2);
 
 // Ferry's daemons (bot, worker, watcher, node agent) are long-lived and wait on the network most of

@@ -76,7 +76,7 @@ export class Pacer {
   /** How long a call on `key` would wait now (0 = go). */
   waitMs(key: string): number {
     const b = this.bucket(key);
-    const held = Math.max(0, b.heldUntil - this.now());
+    const held = this.heldFor(key);
     if (b.tokens >= 1) return held;
     return Math.max(held, Math.ceil(((1 - b.tokens) * this.rate.perMs) / this.rate.count));
   }
@@ -87,10 +87,9 @@ export class Pacer {
    * time instead of holding anything while it waits.
    */
   reserve(key: string): number {
-    const b = this.bucket(key);
-    const wait = b.tokens >= 1 ? 0 : Math.ceil(((1 - b.tokens) * this.rate.perMs) / this.rate.count);
-    b.tokens -= 1;
-    return Math.max(wait, this.heldFor(key));
+    const wait = this.waitMs(key);
+    this.bucket(key).tokens -= 1;
+    return wait;
   }
 
   /** The time one token takes to come back (ms). */

@@ -122,12 +122,13 @@ export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] =
   const paced = async <T>(
     pacer: Pacer,
     bucket: string,
-    args: Record<string | symbol, unknown>,
+    args: Record<string, unknown>,
     call: () => Promise<T>,
+    ahead = false,
   ): Promise<T> => {
     const id = `${bucket} ${callId(args)}`;
     // Asked again after each wait: a call going ahead may have moved this one's turn later meanwhile.
-    for (let ms = reservations.claim(pacer, bucket, id, args[AHEAD] === true); ms > 0; ) {
+    for (let ms = reservations.claim(pacer, bucket, id, ahead); ms > 0; ) {
       if (ms > HOLD_SLOT_MS) throw new SendLater(ms);
       await sleep(ms);
       ms = reservations.claim(pacer, bucket, id);
@@ -143,8 +144,8 @@ export function pacedClient(raw: ChatClient, rates: SlackDeliveryDeps['rates'] =
   };
   return {
     chat: {
-      postMessage: ({ [AHEAD]: _ahead, ...a }: Record<string | symbol, unknown>) =>
-        paced(postPace, String(a['channel']), { ...a, [AHEAD]: _ahead }, () => raw.chat.postMessage(a)),
+      postMessage: ({ [AHEAD]: ahead, ...a }: Record<string | symbol, unknown>) =>
+        paced(postPace, String(a['channel']), a, () => raw.chat.postMessage(a), ahead === true),
       update: (a) => paced(updatePace, 'chat.update', a, () => raw.chat.update(a)),
       postEphemeral: (a) => raw.chat.postEphemeral(a),
     },
