@@ -216,27 +216,26 @@ export async function realStepRunners(rt: Runtime): Promise<StepRunners> {
  * stores and the clusters to check a request before queueing it.
  */
 export async function commandServices(rt: Runtime): Promise<ServicePorts> {
-  const [
-    { KubeRollbacks },
-    { kubeClients },
-    { KubeLogService },
-    { BullOperationQueue },
-    { KubeAdoptionService },
-    { StackRebuildService },
-    { resolveImage },
-    { knownRegistries },
-  ] = await Promise.all([
-    import('./kube/rollback-service.ts'),
-    import('./kube/client.ts'),
-    import('./logs/service.ts'),
-    import('./queue/operations.ts'),
-    import('./kube/adopt.ts'),
-    import('./runners/rebuild-service.ts'),
-    import('./build/stack.ts'),
-    import('./runners/real.ts'),
-  ]);
+  const [{ BullOperationQueue }, { StackRebuildService }, { resolveImage }, { knownRegistries }] =
+    await Promise.all([
+      import('./queue/operations.ts'),
+      import('./runners/rebuild-service.ts'),
+      import('./build/stack.ts'),
+      import('./runners/real.ts'),
+    ]);
   const operations = new BullOperationQueue(rt.queue, rt.prefix);
   rt.onClose(() => operations.close());
+  // The services that read the clusters load with the first command that needs one (logs, rollback,
+  // adopt), not with the bot: the Kubernetes client is some 870 modules and about 35 MiB resident (the bot at 9,000 apps: 153 MiB idle with it, 118 without),
+  // and most of a bot's day is requests, approvals and status, which read only Redis.
+  let cluster: ReturnType<typeof clusterServices> | undefined;
+  const loaded = () => {
+    cluster ??= clusterServices(rt);
+    cluster.catch(() => {
+      cluster = undefined; // the next command tries again
+    });
+    return cluster;
+  };
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,
@@ -244,18 +243,9 @@ export async function commandServices(rt: Runtime): Promise<ServicePorts> {
     versions: rt.versions,
     announcer: rt.announcer,
     operations,
-    rollbacks: new KubeRollbacks({
-      config: rt.config,
-      versions: rt.versions,
-      releases: rt.releases,
-      clients: (region) => kubeClients(rt.config(), region),
-    }),
-    logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
-    adoptions: new KubeAdoptionService({
-      config: rt.config,
-      releases: rt.releases,
-      clients: (region) => kubeClients(rt.config(), region),
-    }),
+    rollbacks: { check: async (request) => (await loaded()).rollbacks.check(request) },
+    logs: { read: async (request, actor, ctx) => (await loaded()).logs.read(request, actor, ctx) },
+    adoptions: { request: async (request, actor) => (await loaded()).adoptions.request(request, actor) },
     rebuilds: new StackRebuildService({
       config: rt.config,
       lifecycle: rt.lifecycle,
@@ -265,5 +255,27 @@ export async function commandServices(rt: Runtime): Promise<ServicePorts> {
       resolveStack: (stack) =>
         resolveImage(rt.config().stacks[stack]?.image ?? '', knownRegistries(rt.config())),
     }),
+  };
+}
+
+async function clusterServices(rt: Runtime): Promise<Pick<ServicePorts, 'rollbacks' | 'logs' | 'adoptions'>> {
+  const [{ KubeRollbacks }, { kubeClients }, { KubeLogService }, { KubeAdoptionService }] = await Promise.all(
+    [
+      import('./kube/rollback-service.ts'),
+      import('./kube/client.ts'),
+      import('./logs/service.ts'),
+      import('./kube/adopt.ts'),
+    ],
+  );
+  const clients = (region: string) => kubeClients(rt.config(), region);
+  return {
+    rollbacks: new KubeRollbacks({
+      config: rt.config,
+      versions: rt.versions,
+      releases: rt.releases,
+      clients,
+    }),
+    logs: new KubeLogService({ config: rt.config, announcer: rt.announcer, releases: rt.releases }),
+    adoptions: new KubeAdoptionService({ config: rt.config, releases: rt.releases, clients }),
   };
 }

@@ -146,9 +146,13 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
         : {}),
     });
   }
-  // The bot answers rollback, logs and status from the clusters, so its readiness includes them.
+  // The bot's readiness is Redis only (FERRY_READY_KUBE=1 adds the API servers). A bot taken out of
+  // its Service because one region's API server is down would refuse every command, approvals for the
+  // other regions included; up, it takes them, and the few that read that cluster (logs, rollback,
+  // adopt) say which API server did not answer. It also keeps the Kubernetes client unloaded until a
+  // command needs it.
   const health = new Health({
-    ready: [redisReady(rt.store), ...(readinessUsesKube(true) ? kubeReadyForRegions(rt.config()) : [])],
+    ready: [redisReady(rt.store), ...(readinessUsesKube(false) ? kubeReadyForRegions(rt.config()) : [])],
   });
   const healthServer = await healthFromEnv(health, 3101, (m) => io.err(`ferry bot: ${m}`));
   if (healthServer) io.err(`ferry bot: /healthz /readyz /metrics on ${healthServer.url}`);

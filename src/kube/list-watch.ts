@@ -258,7 +258,11 @@ export class ListWatch<T extends KubernetesObject> {
           }
           callback(phase, obj, raw);
         },
-        (err) => open.finish(err),
+        (err) => {
+          // a watch refused outright with HTTP 410 (not as an ERROR event in the stream) is a 410 too
+          if (!open.over && (err as { statusCode?: number } | null)?.statusCode === 410) this.stats.expired++;
+          open.finish(err);
+        },
       );
     } catch (err) {
       // e.g. the credentials could not be had: an error like a refused watch

@@ -12,11 +12,8 @@
 // sidecar makes "only local" hard to promise.
 import { timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
@@ -69,14 +66,33 @@ export async function startOpsServer(connection: Redis, opts: OpsServerOptions):
   const queues = Object.values(QUEUES).map(
     (name) => new Queue(name, { connection, ...(prefix ? { prefix } : {}) }),
   );
-  const adapter = new ExpressAdapter();
-  adapter.setBasePath('/queues');
-  createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: readOnly })),
-    serverAdapter: adapter,
-  });
   const app = express();
-  app.use('/queues', guardChanges(token), adapter.getRouter());
+  // The dashboard (bull-board, its UI and ejs) loads with the first request to it, not with every
+  // worker: most workers are never looked at between restarts (see the charts in analysis/judge.ts).
+  // The first request waits for it, then goes on to the routes added here (express reads its stack
+  // as it goes).
+  let board: Promise<void> | undefined;
+  const loadBoard = async () => {
+    const [{ createBullBoard }, { BullMQAdapter }, { ExpressAdapter }] = await Promise.all([
+      import('@bull-board/api'),
+      import('@bull-board/api/bullMQAdapter'),
+      import('@bull-board/express'),
+    ]);
+    const adapter = new ExpressAdapter();
+    adapter.setBasePath('/queues');
+    createBullBoard({
+      queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: readOnly })),
+      serverAdapter: adapter,
+    });
+    app.use('/queues', guardChanges(token), adapter.getRouter() as RequestHandler);
+  };
+  app.use('/queues', (_req, _res, next) => {
+    board ??= loadBoard().catch((err) => {
+      board = undefined; // the next request tries again
+      throw err;
+    });
+    board.then(() => next(), next);
+  });
   app.get('/metrics', async (_req, res) => {
     for (const q of queues) {
       const counts = await q.getJobCounts();

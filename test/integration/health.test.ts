@@ -118,7 +118,8 @@ describe('health endpoints follow Redis', () => {
       SLACK_API_URL: emu.apiUrl,
       PORT: '0',
       FERRY_HEALTH_PORT: String(botPort),
-      FERRY_READY_KUBE: '0',
+      // By default the bot's readiness is Redis only: its clusters here do not answer, and it is ready.
+      KUBECONFIG: join(dir, 'kubeconfig'),
     });
     ferry(['watch', 'node-agent'], {
       FERRY_REGION: 'eu-west',
@@ -150,7 +151,7 @@ describe('health endpoints follow Redis', () => {
     for (const base of bases) expect((await until(`${base}/readyz`, 200)).body).toBe('ok\n');
   }, 420_000);
 
-  it('bot: not ready while the Kubernetes API does not answer, with the region named', async () => {
+  it('bot with FERRY_READY_KUBE=1: not ready while the Kubernetes API does not answer, with the region named', async () => {
     const port = await freePort();
     ferry(['bot'], {
       SLACK_BOT_TOKEN: BOT,
@@ -158,6 +159,7 @@ describe('health endpoints follow Redis', () => {
       SLACK_API_URL: emu.apiUrl,
       PORT: '0',
       FERRY_HEALTH_PORT: String(port),
+      FERRY_READY_KUBE: '1',
       KUBECONFIG: join(dir, 'kubeconfig'),
     });
     const base = `http://127.0.0.1:${port}`;

@@ -55,6 +55,10 @@ describe('queue dashboard beyond loopback', () => {
       const list = await fetch(`${api}/queues?activeQueue=${QUEUES.release}&status=delayed`);
       expect(list.status).toBe(200);
       expect(JSON.stringify(await list.json())).toContain('r1.build');
+      // the page itself (its templates load with the dashboard, on the first request)
+      const page = await fetch(api.replace(/\/api$/, ''));
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<title>[^<]*<\/title>/);
       const changes = [
         put(`${api}/queues/${QUEUES.release}/clean/delayed`),
         put(`${api}/queues/${QUEUES.release}/r1.build/promote`),
