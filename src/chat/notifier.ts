@@ -23,6 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, type Job, type Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logging.ts';
+import { closeWorker } from '../queue/connection.ts';
 import { LaneGate, type LaneMessage, laneOf } from '../queue/lane-order.ts';
 import { Lanes } from '../queue/lanes.ts';
 import { QUEUES } from '../queue/names.ts';
@@ -184,7 +185,7 @@ export function startNotifier(deps: NotifierDeps): Notifier {
     worker,
     async close() {
       closing = true;
-      await worker.close();
+      await closeWorker(worker);
     },
   };
 }

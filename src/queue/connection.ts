@@ -17,6 +17,8 @@
 // is away, gives up on one after COMMAND_TIMEOUT_MS and does not retry it, so
 // the person is told at once that nothing was started. It keeps reconnecting
 // in the background, so the next command works as soon as Redis is back.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Worker } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 
 export const SENTINEL_SCHEME = 'redis+sentinel:';
@@ -186,4 +188,19 @@ export async function replicated(redis: Redis, timeoutMs = 1000): Promise<void> 
     replicaCounts.set(redis, known);
   }
   if (known.replicas > 0) await redis.wait(1, timeoutMs);
+}
+
+/**
+ * Closes a BullMQ worker once its blocking Redis client is not between reconnect attempts (waiting up
+ * to `ms` for that). BullMQ's close disconnects that client and waits for its 'end'; ioredis, asked to
+ * disconnect a client waiting to reconnect, drops the pending attempt and never ends it, so the close
+ * would never return. Seen after a Redis restart (test/integration/bot-redis-down.test.ts: 2 of 6 runs
+ * hung in the bot's stop). Once the attempt has run (within the 2 s retry above), the client is
+ * connected, or has failed and ended, and the close goes on.
+ */
+export async function closeWorker(worker: Worker, ms = 10_000): Promise<void> {
+  const client = await worker.backend.blockingClient?.catch(() => undefined);
+  const until = Date.now() + ms;
+  while (client?.status === 'reconnecting' && Date.now() < until) await sleep(50);
+  await worker.close();
 }

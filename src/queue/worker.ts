@@ -20,6 +20,7 @@ import { isTransient } from '../domain/errors.ts';
 import type { Logger } from '../logging.ts';
 import { redactText } from '../logs/redact.ts';
 import { metrics } from '../metrics.ts';
+import { closeWorker } from './connection.ts';
 import { QUEUES } from './names.ts';
 import type { QueuedOperation } from './operations.ts';
 import { type PrepareData, STEP_ATTEMPTS, type TimerData } from './scheduler.ts';
@@ -200,7 +201,7 @@ export function startWorkers(ctx: JobContext, opts: WorkerOptions): RunningWorke
     },
     async close() {
       stopping.abort();
-      await Promise.all([release.close(), timers.close(), operations.close(), prepares.close()]);
+      await Promise.all([release, timers, operations, prepares].map((w) => closeWorker(w)));
     },
   };
 }
