@@ -11,6 +11,19 @@ import { type RedactionPattern, redactOutbound } from '../logs/redact.ts';
 import { LaneGate, type LaneMessage, laneOf } from './lane-order.ts';
 import { QUEUES } from './names.ts';
 
+/** The queue priority of messages nobody is waiting on this second (lower numbers go first; none goes before all). */
+const LATER = 10;
+
+/**
+ * What a person is waiting for goes ahead of the queue: a new release's card (its lane's first message),
+ * an alert's first post, an answer to them. Replies, card edits and repeats follow in their order. A
+ * thousand releases in a minute queue some three thousand messages; in one line, a new card waited
+ * seconds behind them (bench/scale.ts). Order within a thread is the lanes' to keep, not the queue's.
+ */
+function awaited(m: Outbound, laneSeq: number): boolean {
+  return m.kind === 'ephemeral' || (laneSeq === 1 && (m.kind === 'card' || m.kind === 'alert'));
+}
+
 export class QueueAnnouncer implements Announcer {
   readonly queue: Queue<LaneMessage>;
 
@@ -30,7 +43,13 @@ export class QueueAnnouncer implements Announcer {
     await this.queue.add(
       message.kind,
       { ...message, laneSeq },
-      { removeOnComplete: 1000, removeOnFail: 5000, attempts: 1 },
+      {
+        removeOnComplete: 1000,
+        removeOnFail: 5000,
+        attempts: 1,
+        // BullMQ hands out jobs without a priority before any with one.
+        ...(awaited(message, laneSeq) ? {} : { priority: LATER }),
+      },
     );
   }
 

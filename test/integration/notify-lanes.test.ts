@@ -225,3 +225,30 @@ describe('a message whose paced turn is far off', () => {
     }
   }, 60_000);
 });
+
+describe('what a person waits for', () => {
+  it('goes ahead of the replies already queued: an answer to them is sent first', async () => {
+    const pre = `${prefix}first`;
+    const queued = new QueueAnnouncer(conn, pre);
+    emu.addChannel({ id: 'C_BUSY', name: 'c_busy' });
+    const parent = emu.callMethod('chat.postMessage', { channel: 'C_BUSY', text: 'busy' }, TOKEN);
+    threads.set('busy', { channel: 'C_BUSY', ts: String(parent['ts']) });
+    // Queued while no notifier runs: five progress replies, then a person's answer.
+    for (let k = 0; k < 5; k++)
+      await queued.announce({ kind: 'reply', releaseId: 'busy', text: `progress ${k}` });
+    await queued.announce({ kind: 'ephemeral', channel: 'C_BUSY', user: 'U_WAITING', text: 'your answer' });
+    const before = emu.calls.length;
+    const one = startBotNotifier({ announcer: queued, prefix: pre }, { concurrency: 1 });
+    try {
+      await emu.waitFor(() => replies('busy').length === 5 || undefined, 20_000);
+      const sent = emu.calls
+        .slice(before)
+        .filter((c) => c.method === 'chat.postEphemeral' || c.args['channel'] === 'C_BUSY')
+        .map((c) => (c.method === 'chat.postEphemeral' ? 'answer' : String(c.args['text'])));
+      expect(sent).toEqual(['answer', ...[0, 1, 2, 3, 4].map((k) => `progress ${k}`)]);
+    } finally {
+      await one.close();
+      await queued.close();
+    }
+  }, 40_000);
+});
