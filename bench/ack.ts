@@ -258,7 +258,10 @@ try {
     ['floor', 'help'],
   ] as const;
   for (const [c, n] of plan) {
-    const pooled = new Map<string, { lat: number[]; errors: number; wall: number; total: number; p99s: number[] }>();
+    const pooled = new Map<
+      string,
+      { lat: number[]; errors: number; wall: number; total: number; p99s: number[] }
+    >();
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = 0; k < runs.length; k++) {
         const [target, text] = runs[(k + round) % runs.length] as (typeof runs)[number];
@@ -272,7 +275,9 @@ try {
         pooled.set(`${target} ${text}`, p);
         if (why.size) process.stderr.write(`errors: ${JSON.stringify([...why])}\n`);
         why.clear();
-        process.stderr.write(`${target} ${text} c=${c} round ${round + 1}: p99 ${stats(r.lat).p99} ms (${r.errors} errors)\n`);
+        process.stderr.write(
+          `${target} ${text} c=${c} round ${round + 1}: p99 ${stats(r.lat).p99} ms (${r.errors} errors)\n`,
+        );
         await settle();
       }
     }
