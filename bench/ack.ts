@@ -10,7 +10,7 @@
 // the bots as child processes (`ferry bot`, `ferry worker` with recording
 // runners, and the floor app), so the emulator's own work does not share an
 // event loop with the bot under test.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -230,6 +230,8 @@ const ack: Record<string, unknown>[] = [];
 let release: Stats | undefined;
 let card: Stats | undefined;
 try {
+  // As the image does when it is built: the bot starts from compiled code, as in a pod.
+  execFileSync(process.execPath, ['bin/ferry.mjs', 'warm-cache'], { cwd: root, stdio: 'inherit' });
   [bot, worker, floor] = await Promise.all([
     startChild('ferry bot', ['bin/ferry.mjs', 'bot'], { ...env, PORT: String(ferryPort) }, /listening on/),
     startChild('ferry worker', ['test/support/recording-worker.ts'], env, /running/),

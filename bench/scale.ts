@@ -16,7 +16,7 @@
 // processes with the generated config (their RSS is read from /proc); the
 // Slack emulator, the loaders and the churn run in this process; Redis is
 // its own redis-server; kube-apiserver, etcd and kwok are bench-only.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -306,6 +306,8 @@ async function main() {
     };
     const logs = path.join(dir, 'logs');
     mkdirSync(logs, { recursive: true });
+    // As the image does when it is built: the daemons start from compiled code, as in a pod.
+    execFileSync(process.execPath, ['bin/ferry.mjs', 'warm-cache'], { cwd: root, stdio: 'inherit' });
     const starts = await Promise.all([
       startChild(
         'ferry watch',

@@ -23,7 +23,8 @@ const args = process.argv.slice(2);
 // It costs CPU where much is allocated at once — loading the config took 2.3 s of CPU instead of 1.7 s —
 // so one-shot commands (`config check`, `explain`) keep the defaults. FERRY_V8_FLAGS replaces the V8
 // flags ("" for none); the malloc settings are ordinary environment variables a caller may set itself.
-const DAEMONS = new Set(['bot', 'worker', 'watch', 'agent', 'start']);
+// warm-cache runs with the daemons' flags: V8 takes compiled code only from a cache made under the same flags.
+const DAEMONS = new Set(['bot', 'worker', 'watch', 'agent', 'start', 'warm-cache']);
 const daemon = DAEMONS.has(args[0] ?? '');
 const v8Flags = (process.env.FERRY_V8_FLAGS ?? (daemon ? '--max-semi-space-size=1 --optimize-for-size' : ''))
   .split(/\s+/)
@@ -57,5 +58,33 @@ if (v8Flags.length > 0) (await import('node:v8')).setFlagsFromString(v8Flags.joi
 // (a WebAssembly module that stays resident, 12–17 MiB), and starts sooner. Nothing depends on it: an
 // unwritable directory only means no cache.
 module.enableCompileCache?.();
+if (args[0] === 'warm-cache') {
+  // Compiles every module of Ferry's (and what they import) into that cache, and stops. The image runs
+  // it when it is built (deploy/image/Containerfile), so a pod's daemons, whose /tmp starts empty, load
+  // compiled code from the first start and never the stripper; modules loaded later (the Kubernetes
+  // client with the bot's first `logs`) find theirs too. A module that cannot be imported fails it,
+  // except one that needs dev/, which the image leaves out (`ferry start`, with its Slack emulator).
+  const { readdirSync } = await import('node:fs');
+  const { pathToFileURL } = await import('node:url');
+  const dev = pathToFileURL(join(root, 'dev')).href;
+  let count = 0;
+  const skipped = [];
+  for (const dir of ['src', 'commands', 'jobs'])
+    for (const file of readdirSync(join(root, dir), { recursive: true }).map(String).sort()) {
+      if (!file.endsWith('.ts') || file.endsWith('.d.ts')) continue;
+      try {
+        await import(pathToFileURL(join(root, dir, file)).href);
+        count++;
+      } catch (err) {
+        if (err?.code !== 'ERR_MODULE_NOT_FOUND' || !String(err.url ?? '').startsWith(dev)) throw err;
+        skipped.push(`${dir}/${file}`);
+      }
+    }
+  module.flushCompileCache?.();
+  console.error(
+    `ferry warm-cache: ${count} modules, cache in ${module.getCompileCacheDir?.() ?? '(none)'}${skipped.length ? `; skipped (they need dev/, not installed): ${skipped.join(', ')}` : ''}`,
+  );
+  process.exit(0);
+}
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(args);
