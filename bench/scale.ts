@@ -76,6 +76,24 @@ function rss(pid: number | undefined): { rss: number; peak: number } {
   }
 }
 
+/** The V8 heap and the memory outside it (Buffers) of a Ferry process, from its /metrics (health port). */
+async function heapOf(port: number): Promise<Record<string, number> | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const mib = (name: string) => {
+      const m = new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(text);
+      return m ? Math.round(Number(m[1]) / 1048576) : Number.NaN;
+    };
+    return {
+      heapUsed: mib('nodejs_heap_size_used_bytes'),
+      heapTotal: mib('nodejs_heap_size_total_bytes'),
+      external: mib('nodejs_external_memory_bytes'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 function startChild(
   name: string,
   args: string[],
@@ -516,11 +534,19 @@ async function main() {
       target: 'card p95 < 1000 ms',
     };
     results['rssAfterCommands'] = rssNow();
+    results['heapAfterCommands'] = { bot: await heapOf(3101), worker: await heapOf(3102) };
     log(`command → card: ${JSON.stringify(results['commandToCard'])}`);
+    log(`heap after the burst (MiB): ${JSON.stringify(results['heapAfterCommands'])}`);
 
     // approve the prod ones (a platform approver), so they are planned, approved and queued
     const approveLat: number[] = [];
     let approveErrors = 0;
+    // Why a click failed, by reason (ids taken out): not acked, or refused by the emulator (no such button…).
+    const approveWhy = new Map<string, number>();
+    const why = (reason: string) => {
+      const key = reason.replace(/[0-9]+(\.[0-9]+)?/g, 'N').replace(/U_[A-Z0-9_]+|C_[A-Z0-9_]+/g, 'ID');
+      approveWhy.set(key, (approveWhy.get(key) ?? 0) + 1);
+    };
     const prodApps = chosen.slice(RUN);
     await pool(prodApps, 8, async (app) => {
       const card = cardSeen.get(app);
@@ -533,12 +559,20 @@ async function main() {
           actionId: 'approve',
         });
         if (d.acked) approveLat.push(d.latencyMs);
-        else approveErrors++;
-      } catch {
+        else {
+          approveErrors++;
+          why('not acked');
+        }
+      } catch (err) {
         approveErrors++;
+        why((err as Error).message);
       }
     });
-    results['approvals'] = { ack: summary(approveLat), errors: approveErrors };
+    results['approvals'] = {
+      ack: summary(approveLat),
+      errors: approveErrors,
+      why: Object.fromEntries(approveWhy),
+    };
 
     // ------------------------------------------------ waits caused by other apps
     const store = new Redis(redis.url);
@@ -712,11 +746,15 @@ function renderMarkdown(r: Record<string, any>): string {
       .map(([k, v]) => `${k} ${v} ms`)
       .join(
         ', ',
-      )}. Release request → building (staging has no approval; prod ones build ahead while they wait): ${JSON.stringify(r['otherAppsWait']?.requestToBuilding)}. Approvals of the prod releases: ack p95 ${r['approvals']?.ack.p95} ms (${r['approvals']?.errors} errors).`,
+      )}. Release request → building (staging has no approval; prod ones build ahead while they wait): ${JSON.stringify(r['otherAppsWait']?.requestToBuilding)}. Approvals of the prod releases: ack p95 ${r['approvals']?.ack.p95} ms (${r['approvals']?.errors} errors: ${JSON.stringify(r['approvals']?.why ?? {})}).`,
     '',
     `RSS: idle ${Object.entries(r['rssIdle'] ?? {})
       .map(([k, v]) => `${k} ${max(v as { rss: number; peak: number })}`)
-      .join(', ')}.`,
+      .join(', ')}. Right after the burst, of that RSS (MiB, from each process's /metrics): ${Object.entries(
+      r['heapAfterCommands'] ?? {},
+    )
+      .map(([k, v]) => `${k} ${JSON.stringify(v)}`)
+      .join('; ')}.`,
     '',
     `## RSS over the soak (${r['soak']?.minutes} min, ${r['soak']?.churnWritesPerSecond} API writes/s; bench/results/scale-soak.svg)`,
     '',
