@@ -62,8 +62,6 @@ const RESERVATION_TTL_MS = 10 * 60_000;
  */
 class Reservations {
   private readonly turns = new Map<string, { bucket: string; at: number }>();
-  /** When a call on each bucket last went a turn early (see claim). */
-  private readonly early = new Map<string, number>();
 
   /**
    * ms until the call `id` may go on `bucket`, reserving its turn if it has none. A call `ahead` (a new
@@ -76,21 +74,11 @@ class Reservations {
       // One more call on the bucket either way: the last turn is one interval further off.
       turn = { bucket, at: now + pacer.reserve(bucket) };
       if (ahead) {
-        // Turns still to come: one due now is going out now, and is not moved.
-        const waiting = [...this.turns.values()].filter((t) => t.bucket === bucket && t.at > now);
-        let at = Math.min(turn.at, ...waiting.map((t) => t.at));
-        // It may also go one turn early, at most once an interval per bucket: Slack tolerates short
-        // bursts over its 1/s per channel, and a second message in a second is the least of one. The
-        // bucket's count is not changed by it (the token was taken above), so everything after still
-        // keeps the sustained pace; only the card does not wait its second behind a reply just sent.
-        const early = Math.max(now, at - pacer.interval);
-        if (early < at && (this.early.get(bucket) ?? 0) <= now - pacer.interval) {
-          at = early;
-          this.early.set(bucket, now);
-        }
-        if (at < turn.at) {
-          for (const t of waiting) if (t.at >= at) t.at += pacer.interval;
-          turn.at = at;
+        const waiting = [...this.turns.values()].filter((t) => t.bucket === bucket && t.at >= now);
+        const earliest = Math.min(turn.at, ...waiting.map((t) => t.at));
+        if (earliest < turn.at) {
+          for (const t of waiting) if (t.at >= earliest) t.at += pacer.interval;
+          turn.at = earliest;
         }
       }
       this.turns.set(id, turn);
@@ -105,7 +93,6 @@ class Reservations {
 
   private prune(now: number): void {
     for (const [id, t] of this.turns) if (t.at < now - RESERVATION_TTL_MS) this.turns.delete(id);
-    for (const [bucket, at] of this.early) if (at < now - RESERVATION_TTL_MS) this.early.delete(bucket);
   }
 }
 
