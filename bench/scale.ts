@@ -476,14 +476,6 @@ async function main() {
 
     // ------------------------------------------------ command → card, 1,000 releases in a minute
     em.botEventsUrl = `http://127.0.0.1:${port}/slack/events`;
-    const cardSeen = new Map<string, { at: number; channel: string; ts: string }>();
-    const offCards = em.onChange((e) => {
-      if (e.type !== 'message' || !e.channel.startsWith('C_REL_') || e.thread_ts) return;
-      const m = em.message(e.channel, e.ts);
-      for (const w of (m?.text ?? '').split(/[\s*`_:]+/))
-        if (gen.namespaceOf.has(w) && !cardSeen.has(w))
-          cardSeen.set(w, { at: performance.now(), channel: e.channel, ts: e.ts });
-    });
     // The first `carried` apps build for real (generateConfig): they go to staging, the rest to prod,
     // all interleaved over the minute.
     const buildable = new Set(gen.apps.slice(0, carried));
@@ -491,6 +483,17 @@ async function main() {
     const chosen = [...buildable, ...others.slice(0, RELEASES - buildable.size)].sort(
       () => Math.random() - 0.5,
     );
+    const targetOf = (app: string) => (buildable.has(app) ? 'staging' : 'prod');
+    // An app's card is the top-level message naming it and the environment it was asked for: the
+    // card of another release of the app (its staging one) is not it.
+    const cardSeen = new Map<string, { at: number; channel: string; ts: string }>();
+    const offCards = em.onChange((e) => {
+      if (e.type !== 'message' || !e.channel.startsWith('C_REL_') || e.thread_ts) return;
+      const text = em.message(e.channel, e.ts)?.text ?? '';
+      for (const w of text.split(/[\s*`_:]+/))
+        if (gen.namespaceOf.has(w) && !cardSeen.has(w) && text.includes(`→ ${targetOf(w)}`))
+          cardSeen.set(w, { at: performance.now(), channel: e.channel, ts: e.ts });
+    });
     const ackLat: number[] = [];
     const cardLat: number[] = [];
     let notAcked = 0;
@@ -502,7 +505,7 @@ async function main() {
       chosen.map(async (app, i) => {
         await sleep(i * spacing);
         const team = gen.namespaceOf.get(app) as string;
-        const target = buildable.has(app) ? 'staging' : 'prod';
+        const target = targetOf(app);
         const start = performance.now();
         const d = await em.slashCommand({
           userId: gen.requesterOf.get(team) as string,
@@ -543,11 +546,12 @@ async function main() {
     let approveErrors = 0;
     // Why a click failed, by reason (ids taken out): not acked, or refused by the emulator (no such button…).
     const approveWhy = new Map<string, number>();
+    const approveExamples: string[] = [];
     const why = (reason: string) => {
       const key = reason.replace(/[0-9]+(\.[0-9]+)?/g, 'N').replace(/U_[A-Z0-9_]+|C_[A-Z0-9_]+/g, 'ID');
       approveWhy.set(key, (approveWhy.get(key) ?? 0) + 1);
     };
-    const prodApps = chosen.slice(RUN);
+    const prodApps = chosen.filter((a) => !buildable.has(a));
     await pool(prodApps, 8, async (app) => {
       const card = cardSeen.get(app);
       if (!card) return;
@@ -565,13 +569,20 @@ async function main() {
         }
       } catch (err) {
         approveErrors++;
-        why((err as Error).message);
+        // with what the card said at the time (its first line: the state it showed)
+        const shown = (em.message(card.channel, card.ts)?.text ?? '').split('\n')[0]?.replaceAll(app, 'APP');
+        why(`${(err as Error).message} — card: ${shown}`);
+        if (approveExamples.length < 5)
+          approveExamples.push(
+            `${app} (asked: ${targetOf(app)}): ${em.message(card.channel, card.ts)?.text?.split('\n')[0]}`,
+          );
       }
     });
     results['approvals'] = {
       ack: summary(approveLat),
       errors: approveErrors,
       why: Object.fromEntries(approveWhy),
+      examples: approveExamples,
     };
 
     // ------------------------------------------------ waits caused by other apps
