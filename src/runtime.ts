@@ -230,10 +230,12 @@ export async function commandServices(rt: Runtime): Promise<ServicePorts> {
   // and most of a bot's day is requests, approvals and status, which read only Redis.
   let cluster: ReturnType<typeof clusterServices> | undefined;
   const loaded = () => {
-    cluster ??= clusterServices(rt);
-    cluster.catch(() => {
-      cluster = undefined; // the next command tries again
-    });
+    if (!cluster) {
+      cluster = clusterServices(rt);
+      cluster.catch(() => {
+        cluster = undefined; // the next command tries again
+      });
+    }
     return cluster;
   };
   return {
