@@ -359,9 +359,25 @@ up_cluster() {
     ctr --address "$k/containerd/containerd.sock" version
   import_pause "$r"
   kubelet_conf "$r"
-  start_bg "kubelet-$r" "$b/kubelet" --config "$k/kubelet-config.yaml" \
+  start_kubelet "$r" "$b/kubelet" --config "$k/kubelet-config.yaml" \
     --kubeconfig "$k/kubelet.kubeconfig" --root-dir "$k/kubelet" --cert-dir "$k/pki" \
     --hostname-override "$(node_name "$r")" --node-ip "$(node_ip "$r")" --v=1
+}
+
+# start_kubelet REGION CMD... — the kubelet exits at once when containerd's CRI service is not
+# initialized yet ("server is not initialized yet"), which can lag `ctr version` answering by a moment
+# (seen on a clean-clone CI run). It is started again, a few times, as a supervisor would; any other
+# early exit is left to the Ready wait to report.
+start_kubelet() {
+  local r=$1 try
+  shift
+  for try in 1 2 3 4 5; do
+    start_bg "kubelet-$r" "$@"
+    sleep 2
+    pid_of "kubelet-$r" >/dev/null && return 0
+    tail -n 5 "$LOGS/kubelet-$r.log" | grep -q 'server is not initialized yet' || return 0
+    log "kubelet-$r exited: containerd's CRI was not initialized yet; starting it again ($try)"
+  done
 }
 
 import_pause() {
