@@ -3,6 +3,7 @@
 // watcher and the tests. Nothing here decides anything.
 import type { Redis } from 'ioredis';
 import type { JobContext } from '../jobs/context.ts';
+import { loadOnce } from './concurrency.ts';
 import { LiveConfig } from './config/live.ts';
 import { type ConfigProblem, formatProblem } from './config/load.ts';
 import type { FerryConfig } from './domain/config.ts';
@@ -226,18 +227,10 @@ export async function commandServices(rt: Runtime): Promise<ServicePorts> {
   const operations = new BullOperationQueue(rt.queue, rt.prefix);
   rt.onClose(() => operations.close());
   // The services that read the clusters load with the first command that needs one (logs, rollback,
-  // adopt), not with the bot: the Kubernetes client is some 870 modules and about 35 MiB resident (the bot at 9,000 apps: 153 MiB idle with it, 118 without),
-  // and most of a bot's day is requests, approvals and status, which read only Redis.
-  let cluster: ReturnType<typeof clusterServices> | undefined;
-  const loaded = () => {
-    if (!cluster) {
-      cluster = clusterServices(rt);
-      cluster.catch(() => {
-        cluster = undefined; // the next command tries again
-      });
-    }
-    return cluster;
-  };
+  // adopt), not with the bot: the Kubernetes client is some 870 modules and about 35 MiB resident (the
+  // bot at 9,000 apps: 153 MiB idle with it, 118 without), and most of a bot's day is requests,
+  // approvals and status, which read only Redis. A load that fails is tried again by the next command.
+  const loaded = loadOnce(() => clusterServices(rt));
   return {
     config: rt.config,
     lifecycle: rt.lifecycle,

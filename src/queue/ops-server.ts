@@ -15,6 +15,7 @@ import type { Server } from 'node:http';
 import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Redis } from 'ioredis';
+import { loadOnce } from '../concurrency.ts';
 import { metrics } from '../metrics.ts';
 import { QUEUES } from './names.ts';
 
@@ -71,8 +72,7 @@ export async function startOpsServer(connection: Redis, opts: OpsServerOptions):
   // worker: most workers are never looked at between restarts (see the charts in analysis/judge.ts).
   // The first request waits for it, then goes on to the routes added here (express reads its stack
   // as it goes).
-  let board: Promise<void> | undefined;
-  const loadBoard = async () => {
+  const board = loadOnce(async () => {
     const [{ createBullBoard }, { BullMQAdapter }, { ExpressAdapter }] = await Promise.all([
       import('@bull-board/api'),
       import('@bull-board/api/bullMQAdapter'),
@@ -85,13 +85,10 @@ export async function startOpsServer(connection: Redis, opts: OpsServerOptions):
       serverAdapter: adapter,
     });
     app.use('/queues', guardChanges(token), adapter.getRouter() as RequestHandler);
-  };
+  });
+  // A load that fails answers that request with the error; the next request tries again.
   app.use('/queues', (_req, _res, next) => {
-    board ??= loadBoard().catch((err) => {
-      board = undefined; // the next request tries again
-      throw err;
-    });
-    board.then(() => next(), next);
+    board().then(() => next(), next);
   });
   app.get('/metrics', async (_req, res) => {
     for (const q of queues) {
