@@ -9,22 +9,11 @@
 // do later. A reject, an expiry or an abort stops it within one poll, and the
 // pull pods it made are deleted; so does the release reaching its deploy
 // step, whose batches pre-warm their own nodes.
-import { type Release, STATES } from '../src/domain/release.ts';
+import { pullAheadStopReason as stopReason } from '../src/domain/release.ts';
 import { literal } from '../src/domain/text.ts';
 import type { PrepareData } from '../src/queue/scheduler.ts';
 import { buildOnce } from './build.ts';
 import { builtImage, type JobContext, stepIO } from './context.ts';
-
-/**
- * States in which pulling ahead still helps: every one before the deploy step starts (STATES is in
- * lifecycle order), and paused. Ended, failed and rolling-back releases are outside it.
- */
-const AHEAD = new Set<Release['state']>([...STATES.slice(0, STATES.indexOf('deploying')), 'paused']);
-
-function stopReason(r: Release | undefined): string | undefined {
-  if (!r) return 'the release is gone';
-  return AHEAD.has(r.state) ? undefined : `the release is ${r.state}`;
-}
 
 export async function prepareJob(data: PrepareData, ctx: JobContext, signal: AbortSignal): Promise<string> {
   const release = await ctx.releases.get(data.releaseId);

@@ -20,6 +20,12 @@ export const metrics = (() => {
       buckets: [0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
     }),
+    prePullRelayBytes: new Counter({
+      name: 'ferry_prepull_relay_bytes_total',
+      help: "Bytes a node's pre-pull relay handed on, by region",
+      labelNames: ['region'] as const,
+      registers: [registry],
+    }),
     queueDepth: new Gauge({
       name: 'ferry_queue_jobs',
       help: 'Jobs per queue and state',

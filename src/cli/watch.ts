@@ -9,8 +9,14 @@
 //
 // With FERRY_LEADER_ELECTION=1 (the manifests' replicas) the pods and events
 // are watched only while this replica holds the Lease (src/watch/leader.ts).
+
+import { pullAheadStopReason } from '../domain/release.ts';
 import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisReady } from '../health.ts';
-import { createRuntime } from '../runtime.ts';
+import { metrics } from '../metrics.ts';
+import { defaultPool } from '../registry/pool.ts';
+import { PullRelay } from '../registry/pull-relay.ts';
+import { endpoint } from '../runners/real.ts';
+import { createRuntime, type Runtime } from '../runtime.ts';
 import { LeaderElector, leaderIdentity, leaderKubeConfig, leaderSettingsFromEnv } from '../watch/leader.ts';
 import { localTargets, targetsFromEnv } from '../watch/targets.ts';
 import { startWatch, type WatchHandle } from '../watch/watcher.ts';
@@ -90,6 +96,7 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
       `ferry watch: leader election on lease ${election.namespace}/${election.name} (${election.context}) as ${elector.identity}`,
     );
   }
+  const relay = await startPullRelay(rt, [...new Set(targets.map((t) => t.region))], io);
   // The node agent reads cgroups and writes to Redis; the watcher also lists and watches the API servers.
   const health = new Health({
     ready: [redisReady(rt.store), ...(readinessUsesKube(!agentOnly) ? kubeReadyForRegions(config) : [])],
@@ -114,7 +121,38 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
   // The leader stops watching, then releases the Lease so a standby takes over at once.
   if (elector) await elector.stop();
   else await handle?.stop();
+  await relay?.close();
   await healthServer?.close();
   await rt.close();
   return 0;
+}
+
+/**
+ * The pre-pull relay of this node (src/registry/pull-relay.ts), when the
+ * config throttles pre-pulls and this process is a node's agent. It serves
+ * the regions whose nodes it watches; its budget follows the live config.
+ */
+async function startPullRelay(rt: Runtime, regions: string[], io: CliIO): Promise<PullRelay | undefined> {
+  const throttle = rt.config().prePull.throttle;
+  if (!throttle || regions.length === 0) return undefined;
+  const budget = () => {
+    const t = rt.config().prePull.throttle ?? throttle;
+    return (t.share * t.nodeBandwidthMbps * 1_000_000) / 8;
+  };
+  const relay = new PullRelay({
+    port: throttle.relayPort,
+    bytesPerSecond: budget,
+    upstream: (region) => {
+      const r = regions.includes(region) ? rt.config().regions[region] : undefined;
+      return r ? defaultPool.client(endpoint(region, r.registry)) : undefined;
+    },
+    stopReason: async (id) => pullAheadStopReason(await rt.releases.get(id)),
+    log: rt.log,
+    onBytes: (region, n) => metrics.prePullRelayBytes.inc({ region }, n),
+  });
+  const at = await relay.start();
+  io.err(
+    `ferry watch: pre-pull relay on ${at.host}:${at.port} for ${regions.join(', ')}, at most ${(budget() / 1_048_576).toFixed(1)} MiB/s per node`,
+  );
+  return relay;
 }

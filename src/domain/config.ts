@@ -565,12 +565,36 @@ export const configSchema = z.strictObject({
    * While a release waits (for approval, or in line behind another), Ferry
    * builds its image, syncs it and has the nodes that will run it pull it, so
    * the rollout starts on warm nodes. Nothing in the cluster but the pull pods
-   * changes before approval. `nodesAtOnce` throttles the pulls per region.
+   * changes before approval. `nodesAtOnce` limits how many nodes pull at once
+   * per region.
    */
   prePull: z
     .strictObject({
       whileWaiting: z.boolean().default(true),
       nodesAtOnce: z.number().int().min(1).default(2),
+      /**
+       * Caps the bytes a node's pre-pull takes. Kubernetes has no per-pull
+       * rate (kubelet's `registryPullQPS` and `maxParallelImagePulls` count
+       * pulls, not bytes), so the pull pods pull through the node agent's
+       * relay on the node's loopback, `127.0.0.1:<relayPort>`, which reads
+       * from the region registry and hands the bytes on at most at
+       * `share` × `nodeBandwidthMbps`. containerd stores layers by digest,
+       * so the rollout's own pull of the region registry's name finds them
+       * there. Absent: the pull pods pull straight from the region
+       * registry, unthrottled. It needs the node agent on every node
+       * (deploy/agent) and `serializeImagePulls: false` in the kubelet
+       * config, or a throttled pull holds up every other pull on the node.
+       */
+      throttle: z
+        .strictObject({
+          /** What one node's network carries, in megabits per second (10 GbE: 10000). */
+          nodeBandwidthMbps: z.number().positive(),
+          /** The share of it a node's pre-pulls may take together, over 0 and at most 1. */
+          share: z.number().positive().max(1),
+          /** The relay's port on each node's loopback. */
+          relayPort: z.number().int().min(1).max(65535).default(5055),
+        })
+        .optional(),
     })
     .default({ whileWaiting: true, nodesAtOnce: 2 }),
   build: z

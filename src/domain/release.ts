@@ -54,6 +54,23 @@ export function hasEnded(r: Pick<Release, 'state' | 'batch' | 'progress'>): bool
   return TERMINAL.has(r.state) || (r.state === 'failed' && !deployedAnywhere(r));
 }
 
+/**
+ * States in which pulling a release's image ahead still helps: every one
+ * before the deploy step starts (STATES is in lifecycle order), and paused.
+ * Ended, failed and rolling-back releases are outside it. The pre-pull job
+ * and the node's pull relay both stop on this one rule.
+ */
+const PULL_AHEAD: ReadonlySet<ReleaseState> = new Set([
+  ...STATES.slice(0, STATES.indexOf('deploying')),
+  'paused',
+]);
+
+/** Why pulling this release's image ahead must stop, or undefined while it may go on. */
+export function pullAheadStopReason(r: Pick<Release, 'state'> | undefined): string | undefined {
+  if (!r) return 'the release is gone';
+  return PULL_AHEAD.has(r.state) ? undefined : `the release is ${r.state}`;
+}
+
 /** The steps that run on workers; pausing stops between them, resuming goes back to them. */
 export const WORK_STATES: ReadonlySet<ReleaseState> = new Set([
   'approved',

@@ -62,6 +62,7 @@ import {
 import type { Descriptor } from '../registry/client.ts';
 import { isAbortError, UnauthorizedError, UnreachableError } from '../registry/errors.ts';
 import { defaultPool } from '../registry/pool.ts';
+import { relayable, relayReference } from '../registry/pull-relay.ts';
 import { parseReference } from '../registry/reference.ts';
 import {
   type ApplyObject,
@@ -800,9 +801,29 @@ export class KubeRollout implements RegionRollout {
     return targets.length;
   }
 
+  /**
+   * What a pull pod names: the region registry's reference, or for a
+   * throttled pre-pull the same repository and digest through the pull relay
+   * on the node's loopback (src/registry/pull-relay.ts). A batch's pre-warm
+   * is never throttled: its pods are about to start.
+   */
+  pullReference(purpose: 'prewarm' | 'prepull'): string {
+    const throttle = this.config.prePull.throttle;
+    if (purpose !== 'prepull' || !throttle || !relayable(this.spec.region, this.spec.releaseId))
+      return this.ref;
+    return relayReference(
+      throttle.relayPort,
+      this.spec.region,
+      this.spec.releaseId,
+      parseReference(this.spec.image.image).repository,
+      this.spec.image.digest,
+    );
+  }
+
   private async prewarmNode(node: string, purpose: 'prewarm' | 'prepull'): Promise<void> {
     const t = this.target;
-    const name = `${t.name}-${purpose}-${createHash('sha256').update(`${node}\n${this.ref}`).digest('hex').slice(0, 10)}`;
+    const image = this.pullReference(purpose);
+    const name = `${t.name}-${purpose}-${createHash('sha256').update(`${node}\n${image}`).digest('hex').slice(0, 10)}`;
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -820,7 +841,7 @@ export class KubeRollout implements RegionRollout {
         containers: [
           {
             name: 'prewarm',
-            image: this.ref,
+            image,
             imagePullPolicy: 'IfNotPresent',
             command: ['true'],
             resources: { requests: { cpu: '1m', memory: '4Mi' }, limits: { memory: '16Mi' } },
@@ -850,10 +871,10 @@ export class KubeRollout implements RegionRollout {
           waiting?.reason === 'InvalidImageName'
         )
           throw new Error(
-            `${t.region}: pre-warm on ${node} could not pull ${this.ref}: ${waiting.reason} ${waiting.message ?? ''}`.trim(),
+            `${t.region}: pre-warm on ${node} could not pull ${image}: ${waiting.reason} ${waiting.message ?? ''}`.trim(),
           );
         if (Date.now() > until)
-          throw new Error(`${t.region}: pre-warm on ${node} did not pull ${this.ref} in time`);
+          throw new Error(`${t.region}: pre-warm on ${node} did not pull ${image} in time`);
         await sleep(this.opts.pollMs ?? 300, this.signal);
       }
     } finally {
