@@ -51,27 +51,41 @@ export function relayable(region: string, releaseId: string): boolean {
   return PATH_COMPONENT.test(region) && PATH_COMPONENT.test(releaseId);
 }
 
+/** Time as the pacer sees it: the process clock, or a test's. */
+export interface PacerClock {
+  now(): number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+const processClock: PacerClock = {
+  now: () => performance.now(),
+  sleep: (ms, signal) => sleep(ms, undefined, signal ? { signal } : {}),
+};
+
 /**
  * Paces bytes to a rate, shared by every stream that takes from it (a generic
  * cell rate: each take moves a theoretical arrival time on by n / rate, and
  * waits until then). At most `burstMs` of unused rate is kept for later, so
- * over any span the bytes let through are at most rate × (span + burstMs).
+ * over any span the bytes let through are at most rate × (span + burstMs)
+ * plus one chunk.
  */
 export class Pacer {
   private due = 0;
   private readonly bytesPerSecond: () => number;
   private readonly burstMs: number;
+  private readonly clock: PacerClock;
 
-  constructor(bytesPerSecond: () => number, burstMs = 50) {
+  constructor(bytesPerSecond: () => number, opts: { burstMs?: number; clock?: PacerClock } = {}) {
     this.bytesPerSecond = bytesPerSecond;
-    this.burstMs = burstMs;
+    this.burstMs = opts.burstMs ?? 50;
+    this.clock = opts.clock ?? processClock;
   }
 
   async take(bytes: number, signal?: AbortSignal): Promise<void> {
-    const now = performance.now();
+    const now = this.clock.now();
     this.due = Math.max(this.due, now - this.burstMs) + (bytes * 1000) / this.bytesPerSecond();
     const wait = this.due - now;
-    if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {});
+    if (wait > 0) await this.clock.sleep(wait, signal);
   }
 }
 

@@ -35,7 +35,10 @@ beforeAll(async () => {
   const info = await ensureInfra(['redis', 'registries', 'images', 'k8s']);
   await sampleImage('v1', ['eu-west']);
   ns = await newNamespace('eu-west', 'relay');
-  regionRegistry = new RegistryClient({ name: 'eu-west', url: `http://${info.registries.regions['eu-west']}` });
+  regionRegistry = new RegistryClient({
+    name: 'eu-west',
+    url: `http://${info.registries.regions['eu-west']}`,
+  });
   proxy = await startCountingProxy(`http://${info.registries.regions['eu-west']}`);
   const port = await freePort();
   config = kubeTestConfig(ns.name, { regions: ['eu-west'] });
@@ -46,7 +49,12 @@ beforeAll(async () => {
     ...config.prePull,
     throttle: { nodeBandwidthMbps: (BUDGET * 8) / 1_000_000, share: 1, relayPort: port },
   };
-  rt = createRuntime({ config, redisUrl: info.redis.url, prefix: `pr${randomUUID().slice(0, 8)}`, name: 'relay-test' });
+  rt = createRuntime({
+    config,
+    redisUrl: info.redis.url,
+    prefix: `pr${randomUUID().slice(0, 8)}`,
+    name: 'relay-test',
+  });
   relay = new PullRelay({
     port,
     bytesPerSecond: () => BUDGET,
@@ -71,7 +79,9 @@ async function bigImage(): Promise<BuiltImage & { layer: string; ref: string }> 
   const repo = 'ferry/hello-app';
   const base = await regionRegistry.getManifest(repo, 'v1');
   if (!('layers' in base.json)) throw new Error('hello-app:v1 is an index; expected one manifest');
-  const cfg = JSON.parse(Buffer.from(await regionRegistry.readBlob(repo, base.json.config.digest)).toString());
+  const cfg = JSON.parse(
+    Buffer.from(await regionRegistry.readBlob(repo, base.json.config.digest)).toString(),
+  );
   const layer = randomLayer(LAYER, `relay-${randomUUID().slice(0, 8)}`);
   await regionRegistry.pushBlobChunked(repo, layer.blob, { digest: layer.digest });
   cfg.rootfs.diff_ids.push(layer.diffId);
@@ -184,7 +194,9 @@ describe('pre-pull through the node relay (eu-west, real kubelet)', () => {
     await rt.releases.patch(release.id, (r) => ({ ...r, state: 'rejected' }));
     await waitFor(() => relay.stats.cut > cut0 && relay.active === 0, { timeoutMs: 10_000, what: 'the cut' });
     // containerd tries again and is refused: the pod reports the pull failed, and the layer never finished.
-    expect(await pulling).toMatch(/could not pull 127\.0\.0\.1:\d+\/prepull\/eu-west\/.*(ErrImagePull|ImagePullBackOff)/);
+    expect(await pulling).toMatch(
+      /could not pull 127\.0\.0\.1:\d+\/prepull\/eu-west\/.*(ErrImagePull|ImagePullBackOff)/,
+    );
     expect(proxy.servedByBlob.get(img.layer) ?? 0).toBeLessThan(LAYER);
     const res = await fetch(
       `http://127.0.0.1:${config.prePull.throttle?.relayPort}/v2/prepull/eu-west/${release.id}/ferry/hello-app/manifests/${img.digest}`,
