@@ -132,7 +132,11 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
  * config throttles pre-pulls and this process is a node's agent. It serves
  * the regions whose nodes it watches; its budget follows the live config.
  */
-async function startPullRelay(rt: Runtime, regions: string[], io: CliIO): Promise<PullRelay | undefined> {
+export async function startPullRelay(
+  rt: Runtime,
+  regions: string[],
+  io: CliIO,
+): Promise<PullRelay | undefined> {
   const throttle = rt.config().prePull.throttle;
   if (!throttle || regions.length === 0) return undefined;
   const budget = () => {
@@ -150,7 +154,17 @@ async function startPullRelay(rt: Runtime, regions: string[], io: CliIO): Promis
     log: rt.log,
     onBytes: (region, n) => metrics.prePullRelayBytes.inc({ region }, n),
   });
-  const at = await relay.start();
+  let at: { host: string; port: number };
+  try {
+    at = await relay.start();
+  } catch (err) {
+    // The agent's alerts matter more than pulling ahead: without the relay, pulls ahead on this
+    // node fail and each release pulls when it runs.
+    io.err(
+      `ferry watch: pre-pull relay not started on 127.0.0.1:${throttle.relayPort}: ${(err as Error).message}; releases on this node pull when they run`,
+    );
+    return undefined;
+  }
   io.err(
     `ferry watch: pre-pull relay on ${at.host}:${at.port} for ${regions.join(', ')}, at most ${(budget() / 1_048_576).toFixed(1)} MiB/s per node`,
   );

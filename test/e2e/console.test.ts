@@ -9,10 +9,12 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
 import { startSlackBot } from '../../src/cli/bot.ts';
+import { startPullRelay } from '../../src/cli/watch.ts';
 import { actorIdOf } from '../../src/domain/people.ts';
 import { ensureNamespaces } from '../../src/kube/namespaces.ts';
 import { logger } from '../../src/logging.ts';
 import { type RunningWorkers, startWorkers } from '../../src/queue/worker.ts';
+import type { PullRelay } from '../../src/registry/pull-relay.ts';
 import { realRunners } from '../../src/runners/real.ts';
 import { commandServices, createRuntime, jobContext, type Runtime } from '../../src/runtime.ts';
 import { ensureInfra, kubectlJson, REPO_ROOT } from '../support/infra.ts';
@@ -28,6 +30,7 @@ let rt: Runtime;
 let emulator: SlackEmulator;
 let bot: Awaited<ReturnType<typeof startSlackBot>>;
 let workers: RunningWorkers;
+let relay: PullRelay | undefined;
 let browser: Browser;
 let page: Page;
 
@@ -58,6 +61,10 @@ beforeAll(async () => {
     services: { operations: services.operations, rollbacks: services.rollbacks, logs: services.logs },
   });
   emulator.botEventsUrl = bot.url as string;
+  // What `ferry watch` runs beside the local clusters: the nodes' pre-pull relay (prePull.throttle).
+  relay = await startPullRelay(rt, ['eu-west', 'us-east'], { out: () => {}, err: () => {} });
+  if (!relay)
+    throw new Error('the pre-pull relay did not start (is prePull.throttle in the example config?)');
   workers = startWorkers(jobContext(rt, await realRunners(rt), 250), {
     connection: rt.queue,
     log: logger('console-test-worker').child({}, { level: 'warn' }),
@@ -81,6 +88,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await workers?.close();
+  await relay?.close();
   await bot?.stop();
   await emulator?.close();
   await rt?.close();
@@ -173,6 +181,8 @@ describe('a release from the chat console', () => {
       .toMatch(
         /While waiting: image built, synced and pulled in eu-west \(\d+ nodes?\), us-east \(\d+ nodes?\)/,
       );
+    // ...through the nodes' relay, held to its share: the image's bytes went through it.
+    expect(relay?.stats.bytes).toBeGreaterThan(0);
     expect((await rt.releases.get(waiting?.id as string))?.state).toBe('awaiting-approval');
     expect((await rt.versions.get('payments', 'v2'))?.images.prod?.digest).toMatch(/^sha256:/);
 

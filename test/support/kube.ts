@@ -32,6 +32,10 @@ export interface KubeTestConfigOptions {
 /** The example config plus app `hello` (namespace `ns`) and environment `kt` with the given plan. */
 export function kubeTestConfig(ns: string, o: KubeTestConfigOptions = {}): FerryConfig {
   const c = exampleConfig();
+  // No pull relay runs beside these tests: their pull pods name the region registry (a test that
+  // throttles starts its relay and sets prePull.throttle itself).
+  const { throttle: _relayed, ...unthrottled } = c.prePull;
+  c.prePull = unthrottled;
   c.environments[TEST_ENV] = {
     description: 'Kubernetes rollout tests',
     regions: o.regions ?? ['eu-west'],
