@@ -15,6 +15,7 @@ import { Health, healthFromEnv, kubeReadyForRegions, readinessUsesKube, redisRea
 import { metrics } from '../metrics.ts';
 import { defaultPool } from '../registry/pool.ts';
 import { PullRelay } from '../registry/pull-relay.ts';
+import { releaseOfClusterId } from '../runners/deploy.ts';
 import { endpoint } from '../runners/real.ts';
 import { createRuntime, type Runtime } from '../runtime.ts';
 import { LeaderElector, leaderIdentity, leaderKubeConfig, leaderSettingsFromEnv } from '../watch/leader.ts';
@@ -150,7 +151,8 @@ export async function startPullRelay(
       const r = regions.includes(region) ? rt.config().regions[region] : undefined;
       return r ? defaultPool.client(endpoint(region, r.registry)) : undefined;
     },
-    stopReason: async (id) => pullAheadStopReason(await rt.releases.get(id)),
+    // The pull pods name the release as the cluster records it (src/runners/deploy.ts).
+    stopReason: async (id) => pullAheadStopReason(await releaseOfClusterId(id, (r) => rt.releases.get(r))),
     log: rt.log,
     onBytes: (region, n) => metrics.prePullRelayBytes.inc({ region }, n),
   });

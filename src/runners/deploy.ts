@@ -22,6 +22,15 @@ export function clusterReleaseId(release: Pick<Release, 'id' | 'requestedAt'>): 
   return `${release.id}.${release.requestedAt.toString(36)}`;
 }
 
+/** The stored release a cluster release id names, or undefined when there is none or it is another with the same id. */
+export async function releaseOfClusterId(
+  clusterId: string,
+  get: (id: string) => Promise<Release | undefined>,
+): Promise<Release | undefined> {
+  const release = await get(clusterId.split('.')[0] ?? '');
+  return release && clusterReleaseId(release) === clusterId ? release : undefined;
+}
+
 export interface KubeRunnerOptions extends KubeOptions, Omit<RolloutOptions, 'io'> {}
 
 export type KubeRunners = Pick<StepRunners, 'rollout' | 'verify'> & {

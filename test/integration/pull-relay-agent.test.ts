@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { RegistryClient } from '../../src/registry/client.ts';
+import { clusterReleaseId } from '../../src/runners/deploy.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { deployableRelease } from '../support/kube.ts';
 import { NODE, STARTUP_MS, started } from '../support/node.ts';
@@ -109,7 +110,9 @@ describe('the node agent serves the pre-pull relay', () => {
       'payments',
       'test',
     );
-    const base = `http://127.0.0.1:${relayPort}/v2/prepull/eu-west/${release.id}/apps/payments`;
+    // The pull pods name the release as the cluster records it: its id and when it was requested.
+    const id = clusterReleaseId(release);
+    const base = `http://127.0.0.1:${relayPort}/v2/prepull/eu-west/${id}/apps/payments`;
     expect((await fetch(`http://127.0.0.1:${relayPort}/v2/`)).status).toBe(200);
 
     const manifest = await fetch(`${base}/manifests/${digest}`);
@@ -130,7 +133,7 @@ describe('the node agent serves the pre-pull relay', () => {
 
     // A region this node does not serve, an unknown release and a release past waiting are refused, saying why.
     const other = await fetch(
-      `http://127.0.0.1:${relayPort}/v2/prepull/us-east/${release.id}/apps/payments/manifests/${digest}`,
+      `http://127.0.0.1:${relayPort}/v2/prepull/us-east/${id}/apps/payments/manifests/${digest}`,
     );
     expect(other.status).toBe(404);
     expect(await other.text()).toContain('this node does not pull for region us-east');
@@ -139,6 +142,11 @@ describe('the node agent serves the pre-pull relay', () => {
     );
     expect(gone.status).toBe(403);
     expect(await gone.text()).toContain('the pre-pull of r999999 stopped: the release is gone');
+    // The same id from another Redis (another request time) is not this release.
+    const other2 = await fetch(
+      `http://127.0.0.1:${relayPort}/v2/prepull/eu-west/${release.id}.${(release.requestedAt - 1).toString(36)}/apps/payments/manifests/${digest}`,
+    );
+    expect(other2.status).toBe(403);
     await rt.releases.patch(release.id, (r) => ({ ...r, state: 'deploying' }));
     const late = await fetch(`${base}/manifests/${digest}`);
     expect(late.status).toBe(403);
