@@ -94,6 +94,8 @@ export interface PullRelayStats {
   bytes: number;
   /** Requests answered (any status). */
   requests: number;
+  /** Manifest and blob requests served from the region registry (HEAD included). */
+  served: number;
   /** Streams cut because their release stopped waiting. */
   cut: number;
   /** Requests refused because their release had stopped waiting. */
@@ -137,7 +139,7 @@ class Refusal extends Error {
 }
 
 export class PullRelay {
-  readonly stats: PullRelayStats = { bytes: 0, requests: 0, cut: 0, refused: 0 };
+  readonly stats: PullRelayStats = { bytes: 0, requests: 0, served: 0, cut: 0, refused: 0 };
   private server: Server | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly streams = new Set<Stream>();
@@ -257,6 +259,7 @@ export class PullRelay {
     try {
       if (kind === 'manifests') await this.manifest(client, repo, digest, req, res, stream, region);
       else await this.blob(client, repo, digest, req, res, stream, region);
+      this.stats.served++;
     } catch (err) {
       if (stream.abort.signal.aborted || isAbortError(err)) {
         res.destroy(); // the puller sees a broken read, and containerd keeps what it has for a resume

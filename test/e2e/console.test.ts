@@ -181,8 +181,9 @@ describe('a release from the chat console', () => {
       .toMatch(
         /While waiting: image built, synced and pulled in eu-west \(\d+ nodes?\), us-east \(\d+ nodes?\)/,
       );
-    // ...through the nodes' relay, held to its share: the image's bytes went through it.
-    expect(relay?.stats.bytes).toBeGreaterThan(0);
+    // ...through the nodes' relay, held to its share (its manifest at least: layers the nodes have
+    // from an earlier run are not read again).
+    expect(relay?.stats.served).toBeGreaterThan(0);
     expect((await rt.releases.get(waiting?.id as string))?.state).toBe('awaiting-approval');
     expect((await rt.versions.get('payments', 'v2'))?.images.prod?.digest).toMatch(/^sha256:/);
 
