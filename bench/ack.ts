@@ -267,6 +267,11 @@ try {
     for (let round = 0; round < ROUNDS; round++) {
       for (let k = 0; k < runs.length; k++) {
         const [target, text] = runs[(k + round) % runs.length] as (typeof runs)[number];
+        // Every measured run starts with its `c` connections open: one request on each first. Without
+        // it, the run that came first at a new concurrency (or after the server closed idle sockets,
+        // 5 s) opened ~150 connections at once, and a 200–350 ms loopback stall in that opening, on
+        // whichever bot it fell, decided the pooled p99.
+        await load(targets[target], text, c, c);
         const r = await load(targets[target], text, c, n);
         const p = pooled.get(`${target} ${text}`) ?? { lat: [], errors: 0, wall: 0, total: 0, p99s: [] };
         p.lat.push(...r.lat);

@@ -8,6 +8,7 @@
 // requests they think were lost, and people double-click.
 
 import type { ChatAnswer, ChatRequest, ChatRequestHandler, ReleaseAction } from '../src/chat/port.ts';
+import type { FerryConfig } from '../src/domain/config.ts';
 import { durationMs } from '../src/domain/duration.ts';
 import { lookup } from '../src/domain/lookup.ts';
 import { may, mayAskToReject, mayRollBackRelease, maySilence } from '../src/domain/policy.ts';
@@ -34,6 +35,8 @@ export class CommandRequests implements ChatRequestHandler {
   private readonly ports: RequestPorts;
   /** Prefix of the dedupe keys (the platform's name: deliveries of two platforms never collide). */
   private readonly platform: string;
+  /** Help answers of the config they were worked out from, by topic. */
+  private help: { config: FerryConfig; replies: Map<string, Reply> } | undefined;
 
   constructor(ports: RequestPorts, platform = 'slack') {
     this.ports = ports;
@@ -46,11 +49,23 @@ export class CommandRequests implements ChatRequestHandler {
 
   async answerInAck(text: string, actor: Actor): Promise<Reply | undefined> {
     // Parsing is pure and fast: a wrong command is answered in the ack itself, and nothing is queued.
-    const parsed = parseCommand(text, { config: this.ports.config() });
+    const config = this.ports.config();
+    const parsed = parseCommand(text, { config });
     if (!parsed.ok) return ephemeral(false, parsed.error.message);
     // Answers that need no state (help, plan, apps) come from the config alone: they are the ack.
     const k = parsed.command.kind;
-    if (k === 'help' || k === 'plan' || k === 'apps') return handleCommand(parsed.command, actor, this.ports);
+    if (k === 'help') {
+      // The same for everyone until the config changes: worked out (and rendered, by the platform) once.
+      if (this.help?.config !== config) this.help = { config, replies: new Map() };
+      const topic = parsed.command.topic ?? '';
+      let reply = this.help.replies.get(topic);
+      if (!reply) {
+        reply = await handleCommand(parsed.command, actor, this.ports);
+        this.help.replies.set(topic, reply);
+      }
+      return reply;
+    }
+    if (k === 'plan' || k === 'apps') return handleCommand(parsed.command, actor, this.ports);
     return undefined;
   }
 
