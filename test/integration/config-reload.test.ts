@@ -104,10 +104,16 @@ const opsMessages = () => emu.channelMessages(OPS);
 
 describe('config reload under a running bot', () => {
   it('answers for an app added to the config directory, without a restart', async () => {
-    // not known yet: the bot says so
+    // not known yet: the bot says so, and its help (answered in the ack) does not list it
+    const help = async () =>
+      String((await emu.slashCommand({ userId: 'U_ALICE', channelId: 'C_RELEASES', text: 'help' })).body);
+    expect(await help()).toMatch(/Apps: [^.]*payments/);
+    expect(await help()).not.toContain('notes');
     expect(await release('U_ALICE', 'notes v1 to test')).toBeUndefined();
     writeFileSync(join(dir, 'team-notes.yaml'), teamFile('shell'));
     await emu.waitFor(() => rt.config().apps.notes, 10_000);
+    // the help is worked out once per config: the new one lists the new app
+    expect(await help()).toMatch(/Apps: [^.]*notes/);
     const id = await release('U_ALICE', 'notes v1 to test');
     expect(id).toBeDefined();
     const done = await waitForState(rt, id as string, 'succeeded');
