@@ -17,8 +17,7 @@ const args = process.argv.slice(2);
 // - V8's default young generation (up to 16 MiB per semi-space) is sized for allocation-heavy
 //   throughput, and the pages it grows into stay resident: 1 MiB semi-spaces keep about 25 MiB less.
 // - --optimize-for-size grows the heap in smaller steps and keeps less compiled code: loading the
-//   config leaves 121 MiB resident instead of 154. The bot turns it off once it listens (src/cli/bot.ts):
-//   kept on, every GC of a burst of slash commands is a memory-reducing one, and its acks slow down.
+//   config leaves 121 MiB resident instead of 154.
 // - glibc's malloc keeps what the parsers freed in per-thread arenas: two arenas that trim freed
 //   memory back to the OS take 13 MiB more off.
 // It costs CPU where much is allocated at once — loading the config took 2.3 s of CPU instead of 1.7 s —

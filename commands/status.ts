@@ -79,12 +79,17 @@ async function lockLines(s: CommandPorts, active: Release[], app?: string): Prom
   const apps = app ? [app] : Object.keys(config.apps);
   for (const a of apps) for (const e of Object.keys(config.environments)) pairs.set(`${a}\u0000${e}`, [a, e]);
   for (const r of active) pairs.set(`${r.app}\u0000${r.environment}`, [r.app, r.environment]);
+  const wanted = [...pairs.values()].filter(([a]) => !app || a === app);
+  const locks = await s.releases.lockInfos(wanted);
+  // A lock's holder is almost always in flight, so among `active`; only a stale one is read on its own.
+  const holders = new Map<string, Release | undefined>(active.map((r) => [r.id, r]));
+  for (const l of locks)
+    if (l && !holders.has(l.holder)) holders.set(l.holder, await s.releases.get(l.holder));
   const lines: string[] = [];
-  for (const [a, e] of pairs.values()) {
-    if (app && a !== app) continue;
-    const lock = await s.releases.lockInfo(a, e);
+  for (const [i, [a, e]] of wanted.entries()) {
+    const lock = locks[i];
     if (!lock) continue;
-    const holder = await s.releases.get(lock.holder);
+    const holder = holders.get(lock.holder);
     const since =
       lock.since !== undefined
         ? ` since ${when(lock.since)} (${formatDuration(Date.now() - lock.since)})`

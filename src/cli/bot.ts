@@ -166,16 +166,6 @@ export async function run(opts: ProcessOptions, io: CliIO): Promise<number> {
     io.err(
       `ferry bot: on Matrix as ${matrixUser} at ${homeserverUrl}, in ${matrix.rooms.size} room${matrix.rooms.size === 1 ? '' : 's'}`,
     );
-  // Lean start, then fast service. The daemons start with --optimize-for-size (bin/ferry.mjs): loading
-  // a 9,000-app config then leaves 119–130 MiB resident instead of 177–190, because V8 collects the
-  // parse's garbage at once and grows the heap in small steps. But kept on, it also makes every GC
-  // of a burst a memory-reducing one: 200 slash commands at once acked at 0.9× the rate of a plain
-  // Bolt app, p99 1.9× its. Once the config is loaded and the bot listens, the flag goes off (V8
-  // reads it at each GC and heap-growing decision): idle 129–136 MiB, and the burst's p99 at ~1× the
-  // plain app's (bench/ack.ts). FERRY_V8_FLAGS without it leaves it off from the start.
-  const v8Flags = process.env.FERRY_V8_FLAGS;
-  if (v8Flags === undefined || v8Flags.includes('--optimize-for-size'))
-    (await import('node:v8')).setFlagsFromString('--no-optimize-for-size');
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

@@ -40,6 +40,8 @@ export interface ReleaseRepository {
   acquire(release: Release): Promise<LockResult>;
   lockHolder(app: string, env: string): Promise<string | null>;
   lockInfo(app: string, env: string): Promise<LockInfo | null>;
+  /** The locks of many app and environment pairs at once (in their order): a few round trips, not two a pair. */
+  lockInfos(pairs: readonly (readonly [app: string, env: string])[]): Promise<(LockInfo | null)[]>;
   waiting(app: string, env: string): Promise<string[]>;
   once(key: string, ttlSeconds?: number): Promise<boolean>;
   /**

@@ -250,6 +250,34 @@ export class ReleaseStore implements ReleaseRepository, OperationLocks {
     return info.holder === holder && info.since ? { holder, since: Number(info.since) } : { holder };
   }
 
+  async lockInfos(pairs: readonly (readonly [string, string])[]): Promise<(LockInfo | null)[]> {
+    const out: (LockInfo | null)[] = [];
+    // MGET in slices (9,000 apps × their environments is one status), then the record of each held lock.
+    for (let i = 0; i < pairs.length; i += 1000) {
+      const slice = pairs.slice(i, i + 1000);
+      const holders = await this.redis.mget(slice.map(([a, e]) => this.lockKey(a, e)));
+      const held = slice.flatMap((pair, j) =>
+        holders[j] ? [{ pair, j, holder: holders[j] as string }] : [],
+      );
+      const infos = new Map<number, Record<string, string>>();
+      if (held.length) {
+        const pipe = this.redis.pipeline();
+        for (const h of held) pipe.hgetall(this.lockInfoKey(h.pair[0], h.pair[1]));
+        const rows = (await pipe.exec()) ?? [];
+        held.forEach((h, k) => {
+          infos.set(h.j, (rows[k]?.[1] as Record<string, string> | undefined) ?? {});
+        });
+      }
+      slice.forEach((_, j) => {
+        const holder = holders[j];
+        if (!holder) return void out.push(null);
+        const info = infos.get(j) ?? {};
+        out.push(info.holder === holder && info.since ? { holder, since: Number(info.since) } : { holder });
+      });
+    }
+    return out;
+  }
+
   async waiting(app: string, env: string): Promise<string[]> {
     return this.redis.zrange(this.waitKey(app, env), '0', '-1');
   }

@@ -157,6 +157,10 @@ export class MemoryReleases implements ReleaseRepository {
     return this.locks.get(this.lane(app, env)) ?? null;
   }
 
+  async lockInfos(pairs: readonly (readonly [string, string])[]): Promise<(LockInfo | null)[]> {
+    return pairs.map(([app, env]) => this.locks.get(this.lane(app, env)) ?? null);
+  }
+
   async waiting(app: string, env: string): Promise<string[]> {
     return (this.lines.get(this.lane(app, env)) ?? []).map((w) => w.id);
   }
