@@ -125,6 +125,17 @@ interface Stream {
   abort: AbortController;
 }
 
+/** One manifest or blob request on its way through: where it reads from, and to whom it hands on. */
+interface Exchange {
+  client: RegistryClient;
+  repo: string;
+  digest: string;
+  req: IncomingMessage;
+  res: ServerResponse;
+  stream: Stream;
+  region: string;
+}
+
 const ROUTE =
   /^\/v2\/prepull\/([^/]+)\/([^/]+)\/((?:[a-z0-9._-]+\/)*[a-z0-9._-]+)\/(manifests|blobs)\/(sha256:[a-f0-9]{64})$/;
 
@@ -257,8 +268,8 @@ export class PullRelay {
       if (!res.writableFinished) stream.abort.abort(new Error('the puller went away'));
     });
     try {
-      if (kind === 'manifests') await this.manifest(client, repo, digest, req, res, stream, region);
-      else await this.blob(client, repo, digest, req, res, stream, region);
+      const x: Exchange = { client, repo, digest, req, res, stream, region };
+      await (kind === 'manifests' ? this.manifest(x) : this.blob(x));
       this.stats.served++;
     } catch (err) {
       if (stream.abort.signal.aborted || isAbortError(err)) {
@@ -280,15 +291,7 @@ export class PullRelay {
     }
   }
 
-  private async manifest(
-    client: RegistryClient,
-    repo: string,
-    digest: string,
-    req: IncomingMessage,
-    res: ServerResponse,
-    stream: Stream,
-    region: string,
-  ): Promise<void> {
+  private async manifest({ client, repo, digest, req, res, stream, region }: Exchange): Promise<void> {
     const m = await client.getManifest(repo, digest, stream.abort.signal);
     res.writeHead(200, {
       'content-type': m.mediaType,
@@ -300,15 +303,7 @@ export class PullRelay {
     res.end();
   }
 
-  private async blob(
-    client: RegistryClient,
-    repo: string,
-    digest: string,
-    req: IncomingMessage,
-    res: ServerResponse,
-    stream: Stream,
-    region: string,
-  ): Promise<void> {
+  private async blob({ client, repo, digest, req, res, stream, region }: Exchange): Promise<void> {
     if (req.method === 'HEAD') {
       const size = await client.headBlob(repo, digest, stream.abort.signal);
       if (size === null)

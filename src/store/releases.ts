@@ -268,12 +268,12 @@ export class ReleaseStore implements ReleaseRepository, OperationLocks {
           infos.set(h.j, (rows[k]?.[1] as Record<string, string> | undefined) ?? {});
         });
       }
-      slice.forEach((_, j) => {
-        const holder = holders[j];
-        if (!holder) return void out.push(null);
+      for (const [j, holder] of holders.entries()) {
         const info = infos.get(j) ?? {};
-        out.push(info.holder === holder && info.since ? { holder, since: Number(info.since) } : { holder });
-      });
+        if (!holder) out.push(null);
+        else
+          out.push(info.holder === holder && info.since ? { holder, since: Number(info.since) } : { holder });
+      }
     }
     return out;
   }

@@ -3,13 +3,12 @@
 // the test stops and starts: ready only while Redis answers (and, for the
 // bot, the Kubernetes API), alive all along.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { SlackEmulator } from '../../dev/slack-emulator/index.ts';
-import { NODE, recordingWorkerArgs, started } from '../support/node.ts';
+import { NODE, recordingWorkerArgs, started, writeUnreachableKubeconfig } from '../support/node.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -83,22 +82,7 @@ beforeAll(async () => {
   emu = await SlackEmulator.start({ signingSecret: SECRET, botToken: BOT });
   dir = mkdtempSync(join(tmpdir(), 'ferry-health-'));
   configFile = join(ROOT, 'examples', 'ferry.yaml');
-  // A kubeconfig whose API servers do not answer (nothing listens on the port).
-  const deadPort = await freePort();
-  writeFileSync(
-    join(dir, 'kubeconfig'),
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: ['eu-west', 'us-east'].map((name) => ({
-        name,
-        cluster: { server: `https://127.0.0.1:${deadPort}`, 'insecure-skip-tls-verify': true },
-      })),
-      users: [{ name: 'u', user: { token: 't' } }],
-      contexts: ['eu-west', 'us-east'].map((name) => ({ name, context: { cluster: name, user: 'u' } })),
-      'current-context': 'eu-west',
-    }),
-  );
+  await writeUnreachableKubeconfig(join(dir, 'kubeconfig'));
   mkdirSync(join(dir, 'cgroup'));
 });
 

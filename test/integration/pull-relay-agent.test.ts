@@ -13,7 +13,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { clusterReleaseId } from '../../src/runners/deploy.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { deployableRelease } from '../support/kube.ts';
-import { NODE, STARTUP_MS, started } from '../support/node.ts';
+import { NODE, STARTUP_MS, started, writeUnreachableKubeconfig } from '../support/node.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 import {
   buildImage,
@@ -49,19 +49,7 @@ beforeAll(async () => {
   };
   config.prePull = { throttle: { nodeBandwidthMbps: 800, share: 0.5, relayPort } };
   const configFile = join(dir, 'ferry.yaml');
-  // The agent names a pod through the API; here no API server answers (nothing listens on the port).
-  const deadPort = await freePort();
-  writeFileSync(
-    join(dir, 'kubeconfig'),
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'eu-west', cluster: { server: `https://127.0.0.1:${deadPort}` } }],
-      users: [{ name: 'u', user: { token: 't' } }],
-      contexts: ['eu-west', 'us-east'].map((name) => ({ name, context: { cluster: 'eu-west', user: 'u' } })),
-      'current-context': 'eu-west',
-    }),
-  );
+  await writeUnreachableKubeconfig(join(dir, 'kubeconfig'));
   writeFileSync(configFile, stringify(config));
   rt = createRuntime({ config: configFile, redisUrl: redis.url, prefix, name: 'relay-agent-test' });
   agent = spawn(NODE, [join(ROOT, 'bin/ferry.mjs'), 'watch', 'node-agent', '--config', configFile], {

@@ -1,8 +1,10 @@
 // How tests start Ferry's processes: the pinned Node.js (package.json "node", which runs the .ts files
 // directly) rather than whatever Node runs vitest.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { freePort } from './redis.ts';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..');
 const PINNED_NODE = join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node');
@@ -70,4 +72,26 @@ export function started(
     child.once('exit', onExit);
     child.once('error', onError);
   });
+}
+
+/**
+ * Writes a kubeconfig whose API servers (contexts eu-west and us-east) do not answer: nothing listens
+ * on the port. For Ferry processes that must start without a cluster behind them.
+ */
+export async function writeUnreachableKubeconfig(file: string): Promise<void> {
+  const deadPort = await freePort();
+  writeFileSync(
+    file,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: ['eu-west', 'us-east'].map((name) => ({
+        name,
+        cluster: { server: `https://127.0.0.1:${deadPort}`, 'insecure-skip-tls-verify': true },
+      })),
+      users: [{ name: 'u', user: { token: 't' } }],
+      contexts: ['eu-west', 'us-east'].map((name) => ({ name, context: { cluster: name, user: 'u' } })),
+      'current-context': 'eu-west',
+    }),
+  );
 }
