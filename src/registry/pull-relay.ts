@@ -139,16 +139,6 @@ interface Exchange {
 const ROUTE =
   /^\/v2\/prepull\/([^/]+)\/([^/]+)\/((?:[a-z0-9._-]+\/)*[a-z0-9._-]+)\/(manifests|blobs)\/(sha256:[a-f0-9]{64})$/;
 
-class Refusal extends Error {
-  readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
 export class PullRelay {
   readonly stats: PullRelayStats = { bytes: 0, requests: 0, served: 0, cut: 0, refused: 0 };
   private server: Server | undefined;
@@ -171,7 +161,7 @@ export class PullRelay {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
         this.opts.log.warn({ err: describeCause(err), url: req.url }, 'pull relay: request failed');
-        if (!res.headersSent) this.refuse(res, new Refusal(502, 'UNAVAILABLE', describeCause(err)));
+        if (!res.headersSent) this.refuse(res, 502, 'UNAVAILABLE', describeCause(err));
         else res.destroy();
       });
     });
@@ -196,9 +186,7 @@ export class PullRelay {
 
   /** Cuts the streams of every release that no longer waits. */
   private async cutStopped(): Promise<void> {
-    const byRelease = new Map<string, Stream[]>();
-    for (const s of this.streams) byRelease.set(s.releaseId, [...(byRelease.get(s.releaseId) ?? []), s]);
-    for (const [releaseId, streams] of byRelease) {
+    for (const [releaseId, streams] of Map.groupBy(this.streams, (s) => s.releaseId)) {
       const why = await this.opts.stopReason(releaseId).catch(() => undefined); // Redis away: keep pulling
       if (!why) continue;
       for (const s of streams) {
@@ -210,9 +198,10 @@ export class PullRelay {
     }
   }
 
-  private refuse(res: ServerResponse, r: Refusal): void {
-    const body = JSON.stringify({ errors: [{ code: r.code, message: r.message }] });
-    res.writeHead(r.status, {
+  /** A registry-style error answer (distribution spec: `{"errors": [{code, message}]}`). */
+  private refuse(res: ServerResponse, status: number, code: string, message: string): void {
+    const body = JSON.stringify({ errors: [{ code, message }] });
+    res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
     });
@@ -223,7 +212,7 @@ export class PullRelay {
     this.stats.requests++;
     const path = (req.url ?? '').split('?')[0] ?? '';
     if (req.method !== 'GET' && req.method !== 'HEAD')
-      return this.refuse(res, new Refusal(405, 'UNSUPPORTED', 'the pull relay only reads'));
+      return this.refuse(res, 405, 'UNSUPPORTED', 'the pull relay only reads');
     if (path === '/v2/' || path === '/v2') {
       res.writeHead(200, {
         'content-type': 'application/json',
@@ -236,11 +225,9 @@ export class PullRelay {
     if (!m)
       return this.refuse(
         res,
-        new Refusal(
-          404,
-          'NAME_UNKNOWN',
-          'the pull relay serves /v2/prepull/<region>/<release>/<repository>/{manifests,blobs}/<sha256 digest> only',
-        ),
+        404,
+        'NAME_UNKNOWN',
+        'the pull relay serves /v2/prepull/<region>/<release>/<repository>/{manifests,blobs}/<sha256 digest> only',
       );
     const [, region, releaseId, repo, kind, digest] = m as unknown as [
       string,
@@ -251,15 +238,11 @@ export class PullRelay {
       string,
     ];
     const client = this.opts.upstream(region);
-    if (!client)
-      return this.refuse(
-        res,
-        new Refusal(404, 'NAME_UNKNOWN', `this node does not pull for region ${region}`),
-      );
+    if (!client) return this.refuse(res, 404, 'NAME_UNKNOWN', `this node does not pull for region ${region}`);
     const why = await this.opts.stopReason(releaseId);
     if (why) {
       this.stats.refused++;
-      return this.refuse(res, new Refusal(403, 'DENIED', `the pre-pull of ${releaseId} stopped: ${why}`));
+      return this.refuse(res, 403, 'DENIED', `the pre-pull of ${releaseId} stopped: ${why}`);
     }
     const stream: Stream = { releaseId, abort: new AbortController() };
     this.streams.add(stream);
@@ -280,7 +263,9 @@ export class PullRelay {
         if (!res.headersSent)
           return this.refuse(
             res,
-            new Refusal(404, kind === 'manifests' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', err.message),
+            404,
+            kind === 'manifests' ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN',
+            err.message,
           );
         res.destroy();
         return;

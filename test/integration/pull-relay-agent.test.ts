@@ -13,7 +13,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { clusterReleaseId } from '../../src/runners/deploy.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
 import { deployableRelease } from '../support/kube.ts';
-import { NODE, STARTUP_MS, started, writeUnreachableKubeconfig } from '../support/node.ts';
+import { NODE, REPO_ROOT as ROOT, STARTUP_MS, started, writeUnreachableKubeconfig } from '../support/node.ts';
 import { freePort, TestRedis } from '../support/redis.ts';
 import {
   buildImage,
@@ -23,7 +23,6 @@ import {
   startRegistry,
 } from '../support/registry.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const PASSWORD = 'relay-test-password';
 let redis: TestRedis;
 let registry: StartedRegistry;

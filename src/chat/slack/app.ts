@@ -86,27 +86,20 @@ export function createBotApp(opts: BotOptions): App {
     // Interactive calls (ephemerals, views.open) retry briefly; the notify queue does its own.
     retryConfig: { retries: 2, factor: 1.5, minTimeout: 200, maxTimeout: 1000 },
   };
+  const common = {
+    token: opts.token,
+    // auth.test runs in startBot, where a Slack that does not answer yet is waited for, not a crash.
+    deferInitialization: true,
+    // Ferry keeps no conversation state; Bolt's default store throws (and catches) an Error for every
+    // request it has none for, which was 3% of the bot's CPU under a burst of slash commands.
+    convoStore: false as const,
+    logLevel: opts.logLevel ?? LogLevel.WARN,
+    clientOptions,
+  };
   const app = socketMode
-    ? new App({
-        token: opts.token,
-        appToken: opts.appToken,
-        socketMode: true,
-        deferInitialization: true,
-        // Ferry keeps no conversation state; Bolt's default store throws (and catches) an Error for every
-        // request it has none for, which was 3% of the bot's CPU under a burst of slash commands.
-        convoStore: false,
-        logLevel: opts.logLevel ?? LogLevel.WARN,
-        clientOptions,
-      })
+    ? new App({ ...common, appToken: opts.appToken, socketMode: true })
     : new App({
-        token: opts.token,
-        // auth.test runs in startBot, where a Slack that does not answer yet is waited for, not a crash.
-        deferInitialization: true,
-        // Ferry keeps no conversation state; Bolt's default store throws (and catches) an Error for every
-        // request it has none for, which was 3% of the bot's CPU under a burst of slash commands.
-        convoStore: false,
-        logLevel: opts.logLevel ?? LogLevel.WARN,
-        clientOptions,
+        ...common,
         // Ferry's receiver verifies every request (signature, and a timestamp within 5 minutes either
         // way) before Bolt sees it; see receiver.ts.
         receiver: new VerifyingReceiver({
