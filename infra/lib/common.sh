@@ -91,9 +91,19 @@ start_bg() {
   exe=$(command -v "$1")
   printf '\n===== %s start %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOGS/$name.log"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$PIDS/$name.pid"
+  pid=$!
+  echo "$pid" >"$PIDS/$name.pid"
   echo "$exe" >"$PIDS/$name.exe"
-  log "started $name (pid $!, log $LOGS/$name.log)"
+  # $! is the forked shell until it has exec'd setsid and then the daemon: pid_of, which checks the
+  # executable, would call a daemon that is merely still starting "exited" (seen on a busy machine:
+  # kube-apiserver reported dead while it came up). Wait, briefly, until the pid runs the daemon.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ $(readlink -f "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$exe")" ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  log "started $name (pid $pid, log $LOGS/$name.log)"
 }
 
 # stop_procs NAME... — SIGTERM all at once, wait up to 10 s, then SIGKILL.
