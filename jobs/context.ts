@@ -60,10 +60,15 @@ export async function waitWhilePaused(ctx: JobContext, releaseId: string, signal
   }
 }
 
-export function stepIO(ctx: JobContext, releaseId: string, signal: AbortSignal): StepIO {
+export function stepIO(
+  ctx: Pick<JobContext, 'announcer' | 'releases'>,
+  releaseId: string,
+  signal: AbortSignal,
+): StepIO {
   return {
     signal,
     async say(text, extra) {
+      if (extra?.once && !(await ctx.releases.once(`${releaseId}:said:${extra.once}`, 7 * 86_400))) return;
       await ctx.announcer.announce({
         kind: 'reply',
         releaseId,

@@ -147,7 +147,12 @@ export interface Announcer {
 
 /** What a step may do while it runs: talk in the thread, and notice when it should stop. */
 export interface StepIO {
-  say(text: string, extra?: { snippet?: string; file?: Attachment }): Promise<void>;
+  /**
+   * A reply in the release's thread. `once` names what it reports: said at most once per release under
+   * that name, so a step that repeats earlier work (the flow's sync after the pull-ahead's) does not
+   * repeat its report.
+   */
+  say(text: string, extra?: { snippet?: string; file?: Attachment; once?: string }): Promise<void>;
   signal: AbortSignal;
 }
 

@@ -231,8 +231,13 @@ export function syncRunner(live: FerryConfig | (() => FerryConfig)): StepRunners
       (t) =>
         `${t.target}: ${t.ok ? `${t.images.length} image${t.images.length === 1 ? '' : 's'}, ${mb(t.bytesCopied)} copied, ${mb(t.bytesSkipped + t.bytesMounted)} skipped, ${formatDuration(t.timeMs)}` : `FAILED — ${literal(t.errors.join('; '))}`}`,
     );
-    await io.say(`Synced from the primary (${mb(report.sourceBytesRead)} read once):\n${lines.join('\n')}`);
     const failed = report.targets.filter((t) => !t.ok).map((t) => t.target);
+    // A release that pulled ahead while it waited synced then, and its flow's sync finds everything in
+    // place: the thread says "synced" once. A failure is news every time.
+    await io.say(
+      `Synced from the primary (${mb(report.sourceBytesRead)} read once):\n${lines.join('\n')}`,
+      failed.length === 0 && report.errors.length === 0 ? { once: 'synced' } : undefined,
+    );
     // A region that could not be reached fails that region alone: its deploy
     // tries back-to-source again and fails with the reason if it still cannot.
     if (failed.length === report.targets.length) {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandPorts } from '../../commands/command.ts';
 import { handleCommand } from '../../commands/handle.ts';
 import type { JobContext } from '../../jobs/context.ts';
+import { stepIO } from '../../jobs/context.ts';
 import { syncImagesJob } from '../../jobs/sync-images.ts';
 import type { FerryConfig } from '../../src/domain/config.ts';
 import type { Attachment, Outbound, StepIO } from '../../src/domain/ports.ts';
@@ -108,6 +109,52 @@ describe('sync as releases use it', () => {
     const again = recordingIO();
     await syncRunner(config)(release('prod', ['eu-west', 'us-east']), image, again);
     expect(again.said.at(-1)?.text).toMatch(/eu-west: 1 image, 0\.0 MB copied, 2\.\d MB skipped/);
+  });
+
+  it("says 'synced' once in a release's thread: the flow's sync after the pull-ahead's adds nothing, a failure is said each time", async () => {
+    const digest = await pushVersion('payments', 'v4-prod');
+    const image = { image: `${host(primary)}/${repositoryOf('payments')}:v4-prod`, digest, cached: false };
+    const redis = await TestRedis.start();
+    const conn = new Redis(redis.url);
+    try {
+      const announced: Outbound[] = [];
+      const ctx = {
+        releases: new ReleaseStore(conn, 'said-once'),
+        announcer: { announce: async (m: Outbound) => void announced.push(m) },
+      };
+      const thread = (id: string) =>
+        announced.flatMap((m) => (m.kind === 'reply' && m.releaseId === id ? [m.text] : []));
+      const run = (id: string, cfg = config) =>
+        syncRunner(cfg)(
+          { ...release('prod', ['eu-west', 'us-east']), id },
+          image,
+          stepIO(ctx, id, new AbortController().signal),
+        );
+      await run('r-wait'); // the pull-ahead while r-wait waits for approval
+      await run('r-wait'); // its flow's own sync step
+      expect(thread('r-wait')).toHaveLength(1);
+      expect(thread('r-wait')[0]).toMatch(/eu-west: 1 image, 2\.\d MB copied/);
+      // Another release of the same image says its own (everything skipped).
+      await run('r-other');
+      expect(thread('r-other')).toEqual([
+        expect.stringMatching(/eu-west: 1 image, 0\.0 MB copied, 2\.\d MB skipped/),
+      ]);
+      // A region that cannot be reached is said every time, and so is the sync that then succeeds.
+      const down = structuredClone(config);
+      (down.regions['us-east'] as FerryConfig['regions'][string]).registry.url = 'http://127.0.0.1:9';
+      await run('r-down', down);
+      await run('r-down', down);
+      await run('r-down');
+      await run('r-down');
+      expect(thread('r-down').map((t) => (t.includes('us-east: FAILED') ? 'failed' : 'synced'))).toEqual([
+        'failed',
+        'failed',
+        'synced',
+      ]);
+    } finally {
+      conn.disconnect();
+      await redis.stop();
+    }
   });
 
   it('fetches a missing image back-to-source before a deploy, and says so', async () => {
