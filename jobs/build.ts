@@ -31,7 +31,8 @@ export async function buildOnce(
       const existing = (await ctx.versions.get(release.app, release.version))?.images[release.environment];
       if (existing) {
         // A version built for an environment is never rebuilt: the recorded digest is the image.
-        await io.say(`Image already built: \`${existing.image}@${existing.digest}\``);
+        // Said once per release: its pull-ahead and its build step both get here.
+        await io.say(`Image already built: \`${existing.image}@${existing.digest}\``, { once: 'built' });
         return existing.digest;
       }
       // The version's record fixes the code and the stack for every environment:

@@ -160,12 +160,19 @@ export function buildRunner(live: FerryConfig | (() => FerryConfig)): StepRunner
         result.cached
           ? `Image \`${result.image}\` was already built: ${result.digest}`
           : `Built \`${result.image}\` (${result.layers.length} layers, ${formatDuration(result.durationMs)}): ${result.digest}`,
-        log
-          ? {
-              snippet: log.split('\n').slice(-12).join('\n'),
-              file: { name: `build-${release.app}-${release.version}-${release.environment}.log`, text: log },
-            }
-          : undefined,
+        {
+          // The flow's build step after a pull-ahead that built finds the image recorded: said once.
+          once: 'built',
+          ...(log
+            ? {
+                snippet: log.split('\n').slice(-12).join('\n'),
+                file: {
+                  name: `build-${release.app}-${release.version}-${release.environment}.log`,
+                  text: log,
+                },
+              }
+            : {}),
+        },
       );
       // What it was actually built on, from the image itself, so a literal
       // FROM is recorded as truthfully as FERRY_STACK.

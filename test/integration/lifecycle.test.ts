@@ -134,6 +134,32 @@ describe('a release through its lifecycle', () => {
     expect(Object.keys(counts).filter((k) => k.startsWith('verify:'))).toHaveLength(2);
   });
 
+  it('says nothing twice in the thread when the pull-ahead built and synced before the flow did', async () => {
+    h = harness(redis.url);
+    h.startWorkers();
+    await passTest('v10');
+    const replies = async (id: string) =>
+      (await h.outbound()).flatMap((m) => (m.kind === 'reply' && m.releaseId === id ? [m.text] : []));
+    // The first prod release builds ahead; the second finds the version built for prod.
+    for (const built of ['Built (recorded)', 'Image already built']) {
+      const r = await h.rt.lifecycle.request({ app: 'payments', version: 'v10', factors: [] }, ALICE);
+      expect(r.ok, r.text).toBe(true);
+      const id = r.releaseId as string;
+      await waitForState(h.rt, id, 'awaiting-approval');
+      const until = Date.now() + 20_000;
+      while (Date.now() < until && !(await replies(id)).some((t) => t.startsWith('While waiting'))) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(await replies(id)).toContainEqual(expect.stringMatching(/^While waiting: image built, synced/));
+      expect(await h.rt.lifecycle.approve(id, BOB)).toMatchObject({ ok: true });
+      await waitForState(h.rt, id, 'succeeded');
+      const said = await replies(id);
+      expect(said.filter((t, i) => said.indexOf(t) !== i)).toEqual([]);
+      expect(said.filter((t) => t.startsWith(built))).toHaveLength(1);
+      expect(said.filter((t) => t.startsWith('Synced'))).toHaveLength(1);
+    }
+  });
+
   it('pulls ahead while a prod release waits for approval, and a reject stops the pull at once', async () => {
     h = harness(redis.url);
     // A pull slow enough that only a cancel ends it within the test's wait.

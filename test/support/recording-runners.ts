@@ -89,7 +89,8 @@ export class RecordingRunners implements StepRunners {
   async sync(release: Release, _image: BuiltImage, io: StepIO): Promise<void> {
     await this.pause(io.signal);
     for (const r of release.regions) await this.effect(release, `sync:${r}`);
-    await io.say(`Synced (recorded) to ${release.regions.join(', ')}.`);
+    // As the real sync: its report once per release (the pull-ahead and the flow both sync).
+    await io.say(`Synced (recorded) to ${release.regions.join(', ')}.`, { once: 'synced' });
   }
 
   async verify(release: Release, region: string, _image: BuiltImage, io: StepIO): Promise<{ ok: true }> {
