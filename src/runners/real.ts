@@ -223,6 +223,7 @@ export function syncRunner(live: FerryConfig | (() => FerryConfig)): StepRunners
     if (regions.length === 0) {
       await io.say(
         'No region takes this image by the sync rules; each region fetches it back-to-source before its deploy.',
+        { once: 'synced' },
       );
       return;
     }
@@ -267,7 +268,9 @@ export async function ensureInRegion(
   const tag = image.image.slice(image.image.lastIndexOf(':') + 1);
   const regional = `${hostOf(reg.url)}/${repo}@${image.digest}`;
   if (reg.pullThrough) {
-    await io.say(`${region}: registry is a pull-through cache of the primary; nodes pull through it.`);
+    await io.say(`${region}: registry is a pull-through cache of the primary; nodes pull through it.`, {
+      once: `pull-through:${region}`,
+    });
     return regional;
   }
   const t0 = Date.now();
