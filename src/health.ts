@@ -180,12 +180,7 @@ export function kubeReadyForRegions(
 
 /** In a pod with FERRY_IN_CLUSTER=1 (the node agent), the pod's own API server. */
 export function inClusterKubeReady(): ReadinessCheck {
-  return apiServerReady('kubernetes', async () => {
-    const { KubeConfig } = await import('@kubernetes/client-node');
-    const kc = new KubeConfig();
-    kc.loadFromCluster();
-    return kc;
-  });
+  return apiServerReady('kubernetes', async () => (await import('./kube/client.ts')).inClusterKubeConfig());
 }
 
 export interface HealthServer {

@@ -4,7 +4,8 @@
 // the command (client-node #714, #2532), so every exec'd command is bounded
 // by itself (`timeout`, `tail -n`/`tail -c`) and by a deadline here.
 import { Writable } from 'node:stream';
-import { CoreV1Api, Exec, KubeConfig, Log, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, Exec, type KubeConfig, Log, type V1Pod } from '@kubernetes/client-node';
+import { PooledKubeConfig } from './client.ts';
 
 const configs = new Map<string, KubeConfig>();
 
@@ -12,7 +13,7 @@ const configs = new Map<string, KubeConfig>();
 export function kubeConfigFor(context: string): KubeConfig {
   let kc = configs.get(context);
   if (!kc) {
-    kc = new KubeConfig();
+    kc = new PooledKubeConfig();
     kc.loadFromDefault();
     if (kc.getContexts().some((c) => c.name === context)) kc.setCurrentContext(context);
     else if (process.env.KUBERNETES_SERVICE_HOST === undefined)

@@ -20,9 +20,16 @@
 // candidate's clock: the replicas' clocks must agree to well under the lease
 // duration (NTP on the nodes), as for every Lease-based election.
 import { hostname } from 'node:os';
-import { CoordinationV1Api, KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import type { FerryConfig } from '../domain/config.ts';
-import { isNotFound, kubeErrorMessage, loadKubeConfig, statusOf } from '../kube/client.ts';
+import {
+  inClusterKubeConfig,
+  isNotFound,
+  kubeErrorMessage,
+  loadKubeConfig,
+  PooledKubeConfig,
+  statusOf,
+} from '../kube/client.ts';
 import type { Logger } from '../logging.ts';
 
 export interface LeaderElectorOptions {
@@ -337,11 +344,8 @@ export function leaderSettingsFromEnv(
 
 /** The kubeconfig for the Lease: the named context, or the pod's service account for 'in-cluster'. */
 export function leaderKubeConfig(config: FerryConfig, context: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (context === 'in-cluster') {
-    kc.loadFromCluster();
-    return kc;
-  }
+  if (context === 'in-cluster') return inClusterKubeConfig();
+  const kc = new PooledKubeConfig();
   const region = Object.entries(config.regions).find(([, r]) => r.context === context)?.[0];
   if (region) return loadKubeConfig(config, region);
   kc.loadFromDefault();
