@@ -48,8 +48,8 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
  *
  * client-node 2.0 gives every API call a new undici Agent: a new TLS
  * handshake, and a connection kept open (keep-alive) that no later call
- * reuses. 200 reads left 200 connections to the apiserver and 213 MiB
- * resident in a bare script; a worker carrying 100 releases held hundreds.
+ * reuses: 200 reads left 200 connections open to the apiserver, and a
+ * worker carrying 100 releases held hundreds, with the TLS buffers they pin.
  * Here the call's fresh Agent (never connected yet) is swapped for the pool of
  * its cluster, user and TLS material, so calls reuse connections as kubectl
  * does. Certificates read from files are part of the key: a rotated one gets
@@ -90,13 +90,6 @@ export class PooledKubeConfig extends KubeConfig {
     ])
       h.update(material ?? '').update('\0');
     return h.digest('hex');
-  }
-
-  /** Closes the pooled connections (a process that is done with the cluster). */
-  async close(): Promise<void> {
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((p) => p.close().catch(() => {})));
   }
 }
 
