@@ -345,9 +345,9 @@ export function leaderSettingsFromEnv(
 /** The kubeconfig for the Lease: the named context, or the pod's service account for 'in-cluster'. */
 export function leaderKubeConfig(config: FerryConfig, context: string): KubeConfig {
   if (context === 'in-cluster') return inClusterKubeConfig();
-  const kc = new PooledKubeConfig();
   const region = Object.entries(config.regions).find(([, r]) => r.context === context)?.[0];
   if (region) return loadKubeConfig(config, region);
+  const kc = new PooledKubeConfig();
   kc.loadFromDefault();
   if (!kc.getContextObject(context))
     throw new Error(`leader election: the kubeconfig has no context "${context}"`);
